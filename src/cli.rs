@@ -1,0 +1,408 @@
+//! The command line (the public interface of `../shared/docs/protocol.md`: flag and file names are fixed).
+//! `main.rs` parses these and calls the library; nothing here computes.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+#[derive(FromArgs, Debug)]
+/// powertrain: train small CNNs with hand-written CUDA kernels and measure the energy of every step and kernel.
+pub struct Cli {
+    #[argh(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Data(DataArgs),
+    Train(TrainArgs),
+    Eval(EvalArgs),
+    Sweep(SweepArgs),
+    PretrainStudy(PretrainStudyArgs),
+    MultitaskStudy(MultitaskStudyArgs),
+    Report(ReportArgs),
+    Check(CheckArgs),
+    Bench(BenchArgs),
+    Info(InfoArgs),
+}
+
+// ---- data ---------------------------------------------------------------------------------------------
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "data")]
+/// convert real datasets, or synthesise data in their raw formats
+pub struct DataArgs {
+    #[argh(subcommand)]
+    pub cmd: DataCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum DataCommand {
+    Synth(SynthArgs),
+    Pamap2(ConvertPamap2Args),
+    Celeba(ConvertCelebaArgs),
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "synth")]
+/// write synthetic data in the ORIGINAL raw format (PAMAP2 .dat files, CelebA JPEGs + annotation files)
+pub struct SynthArgs {
+    #[argh(positional)]
+    /// pamap2 or celeba
+    pub dataset: String,
+    #[argh(option)]
+    /// output directory for the raw files
+    pub out: PathBuf,
+    #[argh(option, default = "0")]
+    /// random seed (default 0)
+    pub seed: u64,
+    #[argh(option, default = "String::from(\"small\")")]
+    /// small or medium (default small)
+    pub scale: String,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "pamap2")]
+/// convert PAMAP2_Dataset (Protocol/subject10x.dat) into a dataset directory
+pub struct ConvertPamap2Args {
+    #[argh(option)]
+    /// the PAMAP2_Dataset directory (holding Protocol/)
+    pub src: PathBuf,
+    #[argh(option)]
+    /// output dataset directory
+    pub out: PathBuf,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "celeba")]
+/// convert CelebA (img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt) into a dataset directory
+pub struct ConvertCelebaArgs {
+    #[argh(option)]
+    /// the CelebA directory
+    pub src: PathBuf,
+    #[argh(option)]
+    /// output dataset directory
+    pub out: PathBuf,
+    #[argh(option, default = "64")]
+    /// image side after crop and resize (default 64)
+    pub size: u32,
+}
+
+// ---- train / eval -------------------------------------------------------------------------------------
+
+#[derive(FromArgs, Debug, Clone)]
+#[argh(subcommand, name = "train")]
+/// train a model, writing a run directory with per-step energy records
+pub struct TrainArgs {
+    #[argh(option)]
+    /// pamap2 or celeba
+    pub model: String,
+    #[argh(option)]
+    /// dataset directory or a .safetensors file with x and y
+    pub data: PathBuf,
+    #[argh(option)]
+    /// validation .safetensors file (with a single-file --data)
+    pub val: Option<PathBuf>,
+    #[argh(option)]
+    /// comma-separated CelebA attribute names (default Smiling)
+    pub tasks: Option<String>,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda (default auto)
+    pub device: String,
+    #[argh(option, default = "String::from(\"adam\")")]
+    /// sgd or adam (default adam)
+    pub optimizer: String,
+    #[argh(option, default = "1e-3")]
+    /// learning rate (default 1e-3)
+    pub lr: f32,
+    #[argh(option, default = "0.0")]
+    /// momentum for sgd (default 0)
+    pub momentum: f32,
+    #[argh(option, default = "0.0")]
+    /// weight decay, coupled (default 0)
+    pub weight_decay: f32,
+    #[argh(option, default = "64")]
+    /// batch size (default 64)
+    pub batch_size: usize,
+    #[argh(option, default = "10")]
+    /// maximum number of epochs (default 10)
+    pub epochs: usize,
+    #[argh(option)]
+    /// stop after this many optimiser steps
+    pub max_steps: Option<usize>,
+    #[argh(option)]
+    /// stop at the first epoch whose validation accuracy reaches this
+    pub target_acc: Option<f64>,
+    #[argh(switch)]
+    /// take rows in file order (batch i = rows [i*B, (i+1)*B))
+    pub no_shuffle: bool,
+    #[argh(option, default = "0")]
+    /// random seed for initialisation and shuffling (default 0)
+    pub seed: u64,
+    #[argh(option)]
+    /// initial weights (.safetensors, PyTorch names)
+    pub init: Option<PathBuf>,
+    #[argh(option)]
+    /// write the final weights here (.safetensors, loads in PyTorch)
+    pub save: Option<PathBuf>,
+    #[argh(switch)]
+    /// train only the head (fc1, fc2); the encoder (conv1..conv3) stays fixed
+    pub freeze_encoder: bool,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// energy source: auto, nvml, rapl, estimate or none (default auto)
+    pub energy: String,
+    #[argh(option)]
+    /// watts for --energy estimate
+    pub watts: Option<f64>,
+    #[argh(switch)]
+    /// attribute energy to every kernel launch (kernels.csv, per-kernel rows in steps.jsonl)
+    pub per_kernel: bool,
+    #[argh(option)]
+    /// carbon intensity in gCO2e/kWh (carbon is reported only when given)
+    pub carbon_intensity: Option<f64>,
+    #[argh(option)]
+    /// power usage effectiveness of the site (with --carbon-intensity)
+    pub pue: Option<f64>,
+    #[argh(option)]
+    /// run directory (config.json, steps.jsonl, epochs.csv, summary.json)
+    pub out: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "eval")]
+/// evaluate a checkpoint: loss and accuracy on a dataset
+pub struct EvalArgs {
+    #[argh(option)]
+    /// pamap2 or celeba
+    pub model: String,
+    #[argh(option)]
+    /// dataset directory (its test split) or a .safetensors file
+    pub data: PathBuf,
+    #[argh(option)]
+    /// weights (.safetensors)
+    pub init: PathBuf,
+    #[argh(option)]
+    /// comma-separated CelebA attribute names (default Smiling)
+    pub tasks: Option<String>,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda (default auto)
+    pub device: String,
+    #[argh(option, default = "256")]
+    /// batch size (default 256)
+    pub batch_size: usize,
+    #[argh(option)]
+    /// split of a dataset directory: train, val or test (default test)
+    pub split: Option<String>,
+}
+
+// ---- studies ------------------------------------------------------------------------------------------
+
+#[derive(FromArgs, Debug, Clone)]
+#[argh(subcommand, name = "sweep")]
+/// batch size x learning rate sweep: energy per epoch and energy to the target accuracy
+pub struct SweepArgs {
+    #[argh(option)]
+    /// pamap2 or celeba
+    pub model: String,
+    #[argh(option)]
+    /// dataset directory
+    pub data: PathBuf,
+    #[argh(option)]
+    /// comma-separated batch sizes (default 16,32,64,128,256,512,1024)
+    pub batch_sizes: Option<String>,
+    #[argh(option)]
+    /// comma-separated learning rates (default 1e-4,3e-4,1e-3,3e-3,1e-2)
+    pub lrs: Option<String>,
+    #[argh(option, default = "1")]
+    /// repeats with seeds 0..N (default 1)
+    pub seeds: u64,
+    #[argh(option)]
+    /// validation accuracy target (default: pamap2 0.80, celeba 0.88)
+    pub target_acc: Option<f64>,
+    #[argh(option, default = "20")]
+    /// epoch limit per run (default 20)
+    pub epochs: usize,
+    #[argh(option, default = "String::from(\"adam\")")]
+    /// sgd or adam (default adam)
+    pub optimizer: String,
+    #[argh(option)]
+    /// comma-separated CelebA attribute names (default Smiling)
+    pub tasks: Option<String>,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda (default auto)
+    pub device: String,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// energy source (default auto)
+    pub energy: String,
+    #[argh(option)]
+    /// watts for --energy estimate
+    pub watts: Option<f64>,
+    #[argh(switch)]
+    /// a reduced grid that finishes in minutes on 2 CPU cores
+    pub quick: bool,
+    #[argh(option)]
+    /// write a Slurm job-array script here instead of running
+    pub emit_slurm: Option<PathBuf>,
+    #[argh(option)]
+    /// run only this configuration index (used by Slurm array tasks)
+    pub only: Option<usize>,
+    #[argh(option)]
+    /// study directory
+    pub out: PathBuf,
+}
+
+#[derive(FromArgs, Debug, Clone)]
+#[argh(subcommand, name = "pretrain-study")]
+/// pretraining reuse: scratch vs fine-tune vs frozen encoder, break-even reuse counts
+pub struct PretrainStudyArgs {
+    #[argh(option)]
+    /// pamap2
+    pub model: String,
+    #[argh(option)]
+    /// the PAMAP2 dataset directory
+    pub data: PathBuf,
+    #[argh(option, default = "3")]
+    /// seeds (default 3)
+    pub seeds: u64,
+    #[argh(option, default = "64")]
+    /// batch size (default 64)
+    pub batch_size: usize,
+    #[argh(option, default = "1e-3")]
+    /// learning rate (default 1e-3)
+    pub lr: f32,
+    #[argh(option, default = "20")]
+    /// epoch limit per run (default 20)
+    pub epochs: usize,
+    #[argh(option)]
+    /// downstream validation accuracy target (default 0.80)
+    pub target_acc: Option<f64>,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda
+    pub device: String,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// energy source
+    pub energy: String,
+    #[argh(option)]
+    /// watts for --energy estimate
+    pub watts: Option<f64>,
+    #[argh(switch)]
+    /// reduced settings for 2 CPU cores
+    pub quick: bool,
+    #[argh(option)]
+    /// study directory
+    pub out: PathBuf,
+}
+
+#[derive(FromArgs, Debug, Clone)]
+#[argh(subcommand, name = "multitask-study")]
+/// one K-output network vs K single-output networks on CelebA attributes
+pub struct MultitaskStudyArgs {
+    #[argh(option)]
+    /// celeba
+    pub model: String,
+    #[argh(option)]
+    /// the CelebA dataset directory
+    pub data: PathBuf,
+    #[argh(option)]
+    /// comma-separated attributes (default Smiling,Male,Young,Attractive,Heavy_Makeup)
+    pub tasks: Option<String>,
+    #[argh(option, default = "64")]
+    /// batch size (default 64)
+    pub batch_size: usize,
+    #[argh(option, default = "1e-3")]
+    /// learning rate (default 1e-3)
+    pub lr: f32,
+    #[argh(option, default = "20")]
+    /// epoch limit per run (default 20)
+    pub epochs: usize,
+    #[argh(option)]
+    /// per-attribute validation accuracy target (default 0.85)
+    pub target_acc: Option<f64>,
+    #[argh(option, default = "1")]
+    /// seeds (default 1)
+    pub seeds: u64,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda
+    pub device: String,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// energy source
+    pub energy: String,
+    #[argh(option)]
+    /// watts for --energy estimate
+    pub watts: Option<f64>,
+    #[argh(switch)]
+    /// reduced settings for 2 CPU cores
+    pub quick: bool,
+    #[argh(option)]
+    /// study directory
+    pub out: PathBuf,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "report")]
+/// write report.html and report.md (SVG plots) for study or run directories
+pub struct ReportArgs {
+    #[argh(positional)]
+    /// study or run directories
+    pub dirs: Vec<PathBuf>,
+    #[argh(option)]
+    /// where to write the report (default: the first directory)
+    pub out: Option<PathBuf>,
+}
+
+// ---- check / bench / info -----------------------------------------------------------------------------
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "check")]
+/// every GPU kernel against the CPU backend on fresh random inputs; exits non-zero on any failure
+pub struct CheckArgs {
+    #[argh(option, default = "String::from(\"cuda\")")]
+    /// cuda (default)
+    pub device: String,
+    #[argh(option)]
+    /// random seed (default: from the clock, printed)
+    pub seed: Option<u64>,
+    #[argh(switch)]
+    /// print JSON instead of a table
+    pub json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "bench")]
+/// benchmarks: kernels or whole training steps
+pub struct BenchArgs {
+    #[argh(positional)]
+    /// kernels or step
+    pub what: String,
+    #[argh(option)]
+    /// pamap2 or celeba (step; default both for kernels)
+    pub model: Option<String>,
+    #[argh(option)]
+    /// batch size (default: 64 for step; 16..1024 for kernels)
+    pub batch_size: Option<usize>,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// auto, cpu or cuda (default auto)
+    pub device: String,
+    #[argh(option, default = "String::from(\"adam\")")]
+    /// optimiser for step (default adam)
+    pub optimizer: String,
+    #[argh(option)]
+    /// number of timed repetitions (default: adaptive)
+    pub iters: Option<usize>,
+    #[argh(switch)]
+    /// with kernels: repeat-and-divide energy per launch (calibration mode)
+    pub energy: bool,
+    #[argh(switch)]
+    /// print JSON
+    pub json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "info")]
+/// devices, drivers, energy sensors found, kernels embedded
+pub struct InfoArgs {
+    #[argh(switch)]
+    /// print JSON
+    pub json: bool,
+}
