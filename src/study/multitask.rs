@@ -1,0 +1,316 @@
+//! `powertrain multitask-study`: one K-output network on K CelebA attributes vs K networks with one output
+//! each. Every network trains until each attribute it carries reached its own target (the latest of
+//! `RunSummary.task_epoch_reached`) or the epoch limit; its cost is read from epochs.csv at that epoch.
+use super::{
+    check_model, data_key, fmt_num, md_table, mixed_machines, mixed_sources, read_epochs_csv, train_args, Metric,
+    RunRecord, Study, StudyManifest, Trainer,
+};
+use crate::cli::MultitaskStudyArgs;
+use crate::train::RunSummary;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MultitaskGrid {
+    pub tasks: Vec<String>,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub epochs: usize,
+    pub target_acc: f64,
+    pub seeds: u64,
+    pub device: String,
+    pub energy: String,
+    pub watts: Option<f64>,
+}
+
+pub fn resolve(a: &MultitaskStudyArgs) -> Result<MultitaskGrid> {
+    check_model(&a.model, &["celeba"])?;
+    let (tasks_default, epochs, target) = if a.quick {
+        ("Smiling,Male", if a.epochs == 20 { 2 } else { a.epochs }, 0.7)
+    } else {
+        ("Smiling,Male,Young,Attractive,Heavy_Makeup", a.epochs, 0.85)
+    };
+    let tasks: Vec<String> = a
+        .tasks
+        .as_deref()
+        .unwrap_or(tasks_default)
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tasks.len() < 2 {
+        bail!("--tasks: give at least two comma-separated attributes (e.g. Smiling,Male) to compare");
+    }
+    let mut dedup = tasks.clone();
+    dedup.sort();
+    dedup.dedup();
+    if dedup.len() != tasks.len() {
+        bail!("--tasks: an attribute is listed twice");
+    }
+    if a.seeds == 0 || epochs == 0 || a.batch_size == 0 {
+        bail!("--seeds, --epochs and --batch-size must be at least 1");
+    }
+    Ok(MultitaskGrid {
+        tasks,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        epochs,
+        target_acc: a.target_acc.unwrap_or(target),
+        seeds: a.seeds,
+        device: a.device.clone(),
+        energy: a.energy.clone(),
+        watts: a.watts,
+    })
+}
+
+/// What one network cost until all its attributes reached the target (or until it stopped).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetCost {
+    pub id: String,
+    pub tasks: Vec<String>,
+    pub all_reached: bool,
+    /// The epoch at which the last of its attributes reached the target, else the epochs it ran.
+    pub epochs: usize,
+    pub cost: Option<f64>,
+    pub time_s: Option<f64>,
+    pub acc: BTreeMap<String, f64>,
+}
+
+/// The epoch at which every task in `tasks` had reached the target (None if one never did).
+pub fn all_reached_epoch(s: &RunSummary, tasks: &[String]) -> Option<usize> {
+    tasks.iter().map(|t| s.task_epoch_reached.get(t).copied()).collect::<Option<Vec<_>>>()?.into_iter().max()
+}
+
+impl NetCost {
+    pub fn of(m: Metric, id: &str, tasks: &[String], s: &RunSummary, run_dir: &Path) -> NetCost {
+        let reached = all_reached_epoch(s, tasks);
+        let epochs = reached.unwrap_or(s.epochs);
+        // Cumulative cost at `epochs` from epochs.csv; the summary's totals when it ends there.
+        let rows = read_epochs_csv(run_dir).unwrap_or_default();
+        let row = rows.iter().find(|r| r.get("epoch").copied().flatten() == Some(epochs as f64));
+        let from_csv = |col: &str| row.and_then(|r| r.get(col).copied().flatten());
+        let at_end = epochs == s.epochs;
+        let energy = from_csv("cum_energy_j").or_else(|| {
+            if s.epochs_to_target == Some(epochs) {
+                s.energy_to_target_j
+            } else if at_end {
+                s.total_energy_j
+            } else {
+                None
+            }
+        });
+        let time_s = from_csv("cum_wall_s").or_else(|| {
+            if s.epochs_to_target == Some(epochs) {
+                s.time_to_target_s
+            } else if at_end {
+                Some(s.wall_s)
+            } else {
+                None
+            }
+        });
+        let cost = match m {
+            Metric::Energy { .. } => energy,
+            Metric::Time => time_s,
+        };
+        let mut acc = s.final_val_acc_per_task.clone();
+        if tasks.len() == 1 && !acc.contains_key(&tasks[0]) {
+            if let Some(v) = s.final_val_acc {
+                acc.insert(tasks[0].clone(), v);
+            }
+        }
+        NetCost { id: id.to_string(), tasks: tasks.to_vec(), all_reached: reached.is_some(), epochs, cost, time_s, acc }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedCompare {
+    pub seed: u64,
+    pub multi: Option<NetCost>,
+    /// One per task, in --tasks order (None: failed).
+    pub singles: Vec<Option<NetCost>>,
+}
+
+impl SeedCompare {
+    /// Sum over the single-task networks (None when one failed or has no cost).
+    pub fn singles_total(&self) -> (Option<f64>, Option<f64>, Option<usize>) {
+        let all: Option<Vec<&NetCost>> = self.singles.iter().map(|s| s.as_ref()).collect();
+        match all {
+            None => (None, None, None),
+            Some(v) => (
+                v.iter().map(|n| n.cost).sum::<Option<f64>>(),
+                v.iter().map(|n| n.time_s).sum::<Option<f64>>(),
+                Some(v.iter().map(|n| n.epochs).sum()),
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MultitaskResult {
+    pub metric: Metric,
+    pub tasks: Vec<String>,
+    pub target_acc: f64,
+    pub seeds: Vec<SeedCompare>,
+    /// Mean over seeds: (multi cost, sum of single costs).
+    pub mean_multi: Option<f64>,
+    pub mean_singles: Option<f64>,
+    pub warnings: Vec<String>,
+    pub table: String,
+}
+
+pub fn multitask_study_with(a: &MultitaskStudyArgs, trainer: Trainer) -> Result<MultitaskResult> {
+    let g = resolve(a)?;
+    let study = Study::open_or_create(
+        &a.out,
+        StudyManifest {
+            protocol: crate::PROTOCOL_VERSION,
+            kind: "multitask".into(),
+            model: a.model.clone(),
+            data: data_key(&a.data),
+            grid: serde_json::to_value(&g)?,
+        },
+    )?;
+    let base = |tasks: &[String], seed: u64| {
+        let mut t = train_args(&a.model, &a.data);
+        t.tasks = Some(tasks.join(","));
+        t.batch_size = g.batch_size;
+        t.lr = g.lr;
+        t.epochs = g.epochs;
+        t.target_acc = Some(g.target_acc);
+        t.seed = seed;
+        t.device = g.device.clone();
+        t.energy = g.energy.clone();
+        t.watts = g.watts;
+        t
+    };
+    let mut recs: Vec<(u64, RunRecord, Vec<RunRecord>)> = Vec::new();
+    for seed in 0..g.seeds {
+        let multi = study.run(&format!("multi_s{seed}"), &base(&g.tasks, seed), trainer)?;
+        let mut singles = Vec::new();
+        for task in &g.tasks {
+            singles.push(study.run(
+                &format!("single_{task}_s{seed}"),
+                &base(std::slice::from_ref(task), seed),
+                trainer,
+            )?);
+        }
+        recs.push((seed, multi, singles));
+    }
+    let all: Vec<&RunRecord> = recs.iter().flat_map(|(_, m, s)| std::iter::once(m).chain(s.iter())).collect();
+    let summaries: Vec<&RunSummary> = all.iter().filter_map(|r| r.summary.as_ref()).collect();
+    let metric = Metric::of(summaries.iter().copied());
+    let mut warnings: Vec<String> = Vec::new();
+    warnings.extend(mixed_sources(summaries.iter().copied()));
+    warnings.extend(mixed_machines(all.iter().copied()));
+    let net = |r: &RunRecord, tasks: &[String]| {
+        r.summary.as_ref().map(|s| NetCost::of(metric, &r.id, tasks, s, &study.run_dir(&r.id)))
+    };
+    let seeds: Vec<SeedCompare> = recs
+        .iter()
+        .map(|(seed, m, s)| SeedCompare {
+            seed: *seed,
+            multi: net(m, &g.tasks),
+            singles: s.iter().zip(&g.tasks).map(|(r, t)| net(r, std::slice::from_ref(t))).collect(),
+        })
+        .collect();
+    let r = summarise(metric, &g, seeds, warnings, a);
+    study.write("multitask.md", &r.table)?;
+    study.write("multitask.json", &serde_json::to_string_pretty(&r)?)?;
+    println!("{}", r.table);
+    Ok(r)
+}
+
+fn summarise(
+    metric: Metric,
+    g: &MultitaskGrid,
+    seeds: Vec<SeedCompare>,
+    warnings: Vec<String>,
+    a: &MultitaskStudyArgs,
+) -> MultitaskResult {
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let mean_multi = mean(seeds.iter().filter_map(|s| s.multi.as_ref()?.cost).collect());
+    let mean_singles = mean(seeds.iter().filter_map(|s| s.singles_total().0).collect());
+    let u = metric.unit();
+    let mut t = format!(
+        "# Multi-task study: {} on {}\n\nAttributes {}; each network trains until every attribute it carries \
+         reaches validation accuracy {} or {} epochs.\n\n",
+        a.model,
+        a.data.display(),
+        g.tasks.join(", "),
+        g.target_acc,
+        g.epochs
+    );
+    if !metric.note().is_empty() {
+        t += &format!("**{}**\n\n", metric.note());
+    }
+    for w in &warnings {
+        t += &format!("**{w}**\n\n");
+    }
+    let cost_h = format!("{} ({u})", metric.name());
+    let mut header = vec!["seed", "network", cost_h.as_str(), "time (s)", "epochs", "all reached"];
+    let acc_h: Vec<String> = g.tasks.iter().map(|t| format!("acc {t}")).collect();
+    header.extend(acc_h.iter().map(|s| s.as_str()));
+    let mut rows = Vec::new();
+    let line = |seed: u64, name: &str, n: &Option<NetCost>| -> Vec<String> {
+        match n {
+            None => {
+                let mut r = vec![seed.to_string(), name.to_string(), "failed".into()];
+                r.extend(std::iter::repeat("-".to_string()).take(3 + g.tasks.len()));
+                r
+            }
+            Some(n) => {
+                let mut r = vec![
+                    seed.to_string(),
+                    name.to_string(),
+                    fmt_num(n.cost),
+                    fmt_num(n.time_s),
+                    n.epochs.to_string(),
+                    if n.all_reached { "yes" } else { "no" }.into(),
+                ];
+                r.extend(g.tasks.iter().map(|t| n.acc.get(t).map(|v| fmt_num(Some(*v))).unwrap_or_else(|| "-".into())));
+                r
+            }
+        }
+    };
+    for s in &seeds {
+        rows.push(line(s.seed, &format!("multi-task ({} outputs)", g.tasks.len()), &s.multi));
+        for (task, n) in g.tasks.iter().zip(&s.singles) {
+            rows.push(line(s.seed, &format!("single {task}"), n));
+        }
+        let (c, ti, ep) = s.singles_total();
+        let mut r = vec![
+            s.seed.to_string(),
+            format!("{} single-task total", g.tasks.len()),
+            fmt_num(c),
+            fmt_num(ti),
+            ep.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            if s.singles.iter().all(|n| n.as_ref().is_some_and(|n| n.all_reached)) { "yes" } else { "no" }.into(),
+        ];
+        r.extend(g.tasks.iter().map(|_| String::new()));
+        rows.push(r);
+    }
+    t += &md_table(&header, &rows);
+    t += &format!(
+        "\nMean over seeds: multi-task {} {u}, single-task total {} {u}",
+        fmt_num(mean_multi),
+        fmt_num(mean_singles)
+    );
+    if let (Some(m), Some(s)) = (mean_multi, mean_singles) {
+        if m > 0.0 {
+            t += &format!(" (single / multi = {}x)", fmt_num(Some(s / m)));
+        }
+    }
+    t += ".\n";
+    MultitaskResult {
+        metric,
+        tasks: g.tasks.clone(),
+        target_acc: g.target_acc,
+        seeds,
+        mean_multi,
+        mean_singles,
+        warnings,
+        table: t,
+    }
+}

@@ -1,0 +1,493 @@
+//! `powertrain sweep`: batch size x learning rate (x seed) grid; energy per epoch, energy and time to the
+//! target, the best and worst configurations that reach it, GPU utilisation per batch size; `--only` and
+//! `--emit-slurm` for Slurm job arrays writing into one shared study directory.
+use super::{
+    check_model, data_key, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, train_args, Metric, RunRecord,
+    Study, StudyManifest, Trainer,
+};
+use crate::cli::SweepArgs;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The resolved grid (written into study.json).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SweepGrid {
+    pub batch_sizes: Vec<usize>,
+    pub lrs: Vec<f32>,
+    pub seeds: u64,
+    pub target_acc: f64,
+    pub epochs: usize,
+    pub optimizer: String,
+    pub tasks: Option<String>,
+    pub device: String,
+    pub energy: String,
+    pub watts: Option<f64>,
+}
+
+/// One configuration of the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub batch_size: usize,
+    pub lr: f32,
+    pub seed: u64,
+}
+
+impl Config {
+    /// The run directory name, e.g. `bs64_lr0.001_s0`.
+    pub fn id(&self) -> String {
+        format!("bs{}_lr{}_s{}", self.batch_size, self.lr, self.seed)
+    }
+}
+
+/// The grid's defaults (protocol.md), `--quick` reductions, then the explicit flags.
+pub fn resolve(a: &SweepArgs) -> Result<SweepGrid> {
+    check_model(&a.model, &["pamap2", "celeba"])?;
+    let (bs_default, lr_default, target_default, epochs) = if a.quick {
+        // 2 CPU cores, synthetic small data: 4 runs of 2 epochs at the larger batches.
+        let t = if a.model == "pamap2" { 0.6 } else { 0.7 };
+        ("32,128", "1e-3,1e-2", t, if a.epochs == 20 { 2 } else { a.epochs })
+    } else {
+        let t = if a.model == "pamap2" { 0.80 } else { 0.88 };
+        ("16,32,64,128,256,512,1024", "1e-4,3e-4,1e-3,3e-3,1e-2", t, a.epochs)
+    };
+    let batch_sizes: Vec<usize> = parse_list("--batch-sizes", a.batch_sizes.as_deref().unwrap_or(bs_default))?;
+    let lrs: Vec<f32> = parse_list("--lrs", a.lrs.as_deref().unwrap_or(lr_default))?;
+    if batch_sizes.contains(&0) {
+        bail!("--batch-sizes: a batch size must be at least 1");
+    }
+    if lrs.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
+        bail!("--lrs: learning rates must be positive numbers");
+    }
+    if a.seeds == 0 {
+        bail!("--seeds 0: give at least one seed");
+    }
+    if epochs == 0 {
+        bail!("--epochs 0: give at least one epoch");
+    }
+    let target_acc = a.target_acc.unwrap_or(target_default);
+    if !(0.0..=1.0).contains(&target_acc) {
+        bail!("--target-acc {target_acc}: give an accuracy between 0 and 1");
+    }
+    Ok(SweepGrid {
+        batch_sizes,
+        lrs,
+        seeds: a.seeds,
+        target_acc,
+        epochs,
+        optimizer: a.optimizer.clone(),
+        tasks: a.tasks.clone(),
+        device: a.device.clone(),
+        energy: a.energy.clone(),
+        watts: a.watts,
+    })
+}
+
+/// Configurations in index order (the `--only` / `$SLURM_ARRAY_TASK_ID` numbering): batch size, then
+/// learning rate, then seed.
+pub fn configs(g: &SweepGrid) -> Vec<Config> {
+    let mut v = Vec::new();
+    for &batch_size in &g.batch_sizes {
+        for &lr in &g.lrs {
+            for seed in 0..g.seeds {
+                v.push(Config { batch_size, lr, seed });
+            }
+        }
+    }
+    v
+}
+
+/// One row of the sweep table.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// "ok", "failed" or "pending" (not run yet: an interrupted or `--only` study).
+    pub status: String,
+    pub per_epoch: Option<f64>,
+    pub epochs: Option<usize>,
+    pub time_to_target_s: Option<f64>,
+    pub energy_to_target_j: Option<f64>,
+    pub target_reached: bool,
+    pub final_val_acc: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// A configuration (batch size, lr) averaged over its seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigCost {
+    pub batch_size: usize,
+    pub lr: f32,
+    /// Mean cost to the target over seeds (in the metric's unit); None unless every seed reached it.
+    pub to_target: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepResult {
+    pub metric: Metric,
+    pub target_acc: f64,
+    pub rows: Vec<RunRow>,
+    pub configs: Vec<ConfigCost>,
+    pub best: Option<ConfigCost>,
+    pub worst: Option<ConfigCost>,
+    /// worst / best cost to the target.
+    pub ratio: Option<f64>,
+    /// (batch size, GPU busy time / wall time) when kernel timings exist.
+    pub gpu_util: Vec<(usize, Option<f64>)>,
+    pub warnings: Vec<String>,
+    /// The markdown written to sweep.md.
+    pub table: String,
+}
+
+/// The sweep with an injected trainer (`run_sweep` passes `crate::train::run_train`).
+pub fn sweep_with(a: &SweepArgs, trainer: Trainer) -> Result<SweepResult> {
+    let grid = resolve(a)?;
+    let manifest = StudyManifest {
+        protocol: crate::PROTOCOL_VERSION,
+        kind: "sweep".into(),
+        model: a.model.clone(),
+        data: data_key(&a.data),
+        grid: serde_json::to_value(&grid)?,
+    };
+    let study = Study::open_or_create(&a.out, manifest)?;
+    let cfgs = configs(&grid);
+    if let Some(path) = &a.emit_slurm {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("powertrain"));
+        let text = slurm_script(&exe, a, &grid, cfgs.len())?;
+        // Slurm opens the --output files before the script runs: the folder must exist.
+        std::fs::create_dir_all(a.out.join("slurm"))
+            .with_context(|| format!("{}: cannot create", a.out.join("slurm").display()))?;
+        super::write_atomic(path, text.as_bytes())?;
+        println!(
+            "wrote {} ({} array tasks into {}); submit it with sbatch, then run `powertrain report {}`",
+            path.display(),
+            cfgs.len(),
+            a.out.display(),
+            a.out.display()
+        );
+        return collect(&study, a, &grid, &cfgs);
+    }
+    let todo: Vec<usize> = match a.only {
+        Some(i) if i >= cfgs.len() => {
+            bail!("--only {i}: the grid has {} configurations (0..={})", cfgs.len(), cfgs.len() - 1)
+        }
+        Some(i) => vec![i],
+        None => (0..cfgs.len()).collect(),
+    };
+    for (n, &i) in todo.iter().enumerate() {
+        let c = &cfgs[i];
+        let mut t = train_args(&a.model, &a.data);
+        t.batch_size = c.batch_size;
+        t.lr = c.lr;
+        t.seed = c.seed;
+        t.epochs = grid.epochs;
+        t.target_acc = Some(grid.target_acc);
+        t.optimizer = grid.optimizer.clone();
+        t.tasks = grid.tasks.clone();
+        t.device = grid.device.clone();
+        t.energy = grid.energy.clone();
+        t.watts = grid.watts;
+        let rec = study.run(&c.id(), &t, trainer)?;
+        let what = if rec.resumed { "already done" } else { &rec.status };
+        eprintln!("sweep: [{}/{}] {} {}", n + 1, todo.len(), c.id(), what);
+    }
+    let r = collect(&study, a, &grid, &cfgs)?;
+    println!("{}", r.table);
+    Ok(r)
+}
+
+/// Build the table from what the study directory holds (finished, failed and pending runs).
+fn collect(study: &Study, a: &SweepArgs, grid: &SweepGrid, cfgs: &[Config]) -> Result<SweepResult> {
+    let mut recs: Vec<(Config, Option<RunRecord>)> = Vec::new();
+    for c in cfgs {
+        let rec = super::load_record(&study.run_dir(&c.id()), &c.id())?;
+        recs.push((c.clone(), rec));
+    }
+    let summaries: Vec<_> = recs.iter().filter_map(|(_, r)| r.as_ref()?.summary.as_ref()).collect();
+    let metric = Metric::of(summaries.iter().copied());
+    let mut warnings: Vec<String> = Vec::new();
+    warnings.extend(mixed_sources(summaries.iter().copied()));
+    warnings.extend(mixed_machines(recs.iter().filter_map(|(_, r)| r.as_ref())));
+
+    let rows: Vec<RunRow> = recs
+        .iter()
+        .map(|(c, r)| {
+            let mut row = RunRow {
+                id: c.id(),
+                batch_size: c.batch_size,
+                lr: c.lr,
+                seed: c.seed,
+                status: "pending".into(),
+                per_epoch: None,
+                epochs: None,
+                time_to_target_s: None,
+                energy_to_target_j: None,
+                target_reached: false,
+                final_val_acc: None,
+                error: None,
+            };
+            if let Some(r) = r {
+                row.status = r.status.clone();
+                row.error = r.errors.last().cloned();
+                if let Some(s) = &r.summary {
+                    row.per_epoch = metric.per_epoch(s);
+                    row.epochs = Some(s.epochs);
+                    row.target_reached = s.target_reached;
+                    row.time_to_target_s = if s.target_reached { s.time_to_target_s } else { None };
+                    row.energy_to_target_j = if s.target_reached { s.energy_to_target_j } else { None };
+                    row.final_val_acc = s.final_val_acc;
+                }
+            }
+            row
+        })
+        .collect();
+
+    // Per configuration: mean over seeds, counted only when every seed finished and reached the target.
+    let mut configs_cost = Vec::new();
+    for &bs in &grid.batch_sizes {
+        for &lr in &grid.lrs {
+            let mine: Vec<&(Config, Option<RunRecord>)> =
+                recs.iter().filter(|(c, _)| c.batch_size == bs && c.lr == lr).collect();
+            let vals: Vec<Option<f64>> = mine
+                .iter()
+                .map(|(_, r)| r.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.to_target(s)))
+                .collect();
+            let to_target =
+                vals.iter().all(|v| v.is_some()).then(|| vals.iter().flatten().sum::<f64>() / vals.len() as f64);
+            configs_cost.push(ConfigCost { batch_size: bs, lr, to_target });
+        }
+    }
+    let reached: Vec<&ConfigCost> = configs_cost.iter().filter(|c| c.to_target.is_some()).collect();
+    let cmp =
+        |x: &&ConfigCost, y: &&ConfigCost| x.to_target.partial_cmp(&y.to_target).unwrap_or(std::cmp::Ordering::Equal);
+    let best = reached.iter().copied().min_by(cmp).cloned();
+    let worst = reached.iter().copied().max_by(cmp).cloned();
+    let ratio = match (&best, &worst) {
+        (Some(b), Some(w)) => match (b.to_target, w.to_target) {
+            (Some(b), Some(w)) if b > 0.0 => Some(w / b),
+            _ => None,
+        },
+        _ => None,
+    };
+
+    let mut gpu_util = Vec::new();
+    for &bs in &grid.batch_sizes {
+        let utils: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.batch_size == bs && r.status == "ok")
+            .filter_map(|r| gpu_busy_fraction(&study.run_dir(&r.id)))
+            .collect();
+        gpu_util.push((bs, (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64)));
+    }
+
+    let table = render(a, grid, metric, &rows, &best, &worst, ratio, &gpu_util, &warnings);
+    let r = SweepResult {
+        metric,
+        target_acc: grid.target_acc,
+        rows,
+        configs: configs_cost,
+        best,
+        worst,
+        ratio,
+        gpu_util,
+        warnings,
+        table,
+    };
+    study.write("sweep.md", &r.table)?;
+    study.write("sweep.json", &serde_json::to_string_pretty(&r)?)?;
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    a: &SweepArgs,
+    grid: &SweepGrid,
+    metric: Metric,
+    rows: &[RunRow],
+    best: &Option<ConfigCost>,
+    worst: &Option<ConfigCost>,
+    ratio: Option<f64>,
+    gpu_util: &[(usize, Option<f64>)],
+    warnings: &[String],
+) -> String {
+    let mut s = format!(
+        "# Sweep: {} on {}\n\nTarget validation accuracy {}, at most {} epochs, optimiser {}.\n\n",
+        a.model,
+        a.data.display(),
+        grid.target_acc,
+        grid.epochs,
+        grid.optimizer
+    );
+    if !metric.note().is_empty() {
+        s += &format!("**{}**\n\n", metric.note());
+    }
+    for w in warnings {
+        s += &format!("**{w}**\n\n");
+    }
+    let per_epoch_h = format!("{} per epoch ({})", metric.name(), metric.unit());
+    let header = [
+        "run",
+        "batch",
+        "lr",
+        "seed",
+        per_epoch_h.as_str(),
+        "epochs",
+        "time to target (s)",
+        "energy to target (J)",
+        "final val acc",
+    ];
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let tt = |v: Option<f64>| match (r.status.as_str(), r.target_reached) {
+                ("ok", true) => fmt_num(v),
+                ("ok", false) => "not reached".into(),
+                (st, _) => st.to_string(),
+            };
+            vec![
+                r.id.clone(),
+                r.batch_size.to_string(),
+                r.lr.to_string(),
+                r.seed.to_string(),
+                fmt_num(r.per_epoch),
+                r.epochs.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+                tt(r.time_to_target_s),
+                tt(r.energy_to_target_j),
+                fmt_num(r.final_val_acc),
+            ]
+        })
+        .collect();
+    s += &md_table(&header, &body);
+    let done = rows.iter().filter(|r| r.status != "pending").count();
+    if done < rows.len() {
+        s += &format!("\n{done} of {} runs done; re-run the same command to finish the rest.\n", rows.len());
+    }
+    for r in rows.iter().filter(|r| r.status == "failed") {
+        s += &format!("\nFAILED {}: {}\n", r.id, r.error.as_deref().unwrap_or("(no message)"));
+    }
+    s += "\n";
+    let unit = metric.unit();
+    match (best, worst) {
+        (Some(b), Some(w)) => {
+            s += &format!(
+                "Best configuration reaching the target: batch {} lr {} ({} {unit} {} to target).\n",
+                b.batch_size,
+                b.lr,
+                fmt_num(b.to_target),
+                metric.name()
+            );
+            s += &format!(
+                "Worst configuration reaching the target: batch {} lr {} ({} {unit}).\n",
+                w.batch_size,
+                w.lr,
+                fmt_num(w.to_target)
+            );
+            s += &format!("Worst / best {} to target: {}x.\n", metric.name(), fmt_num(ratio));
+        }
+        _ => s += "No configuration reached the target on every seed.\n",
+    }
+    s += "\nGPU utilisation (kernel busy time / wall time) per batch size: ";
+    s += &gpu_util
+        .iter()
+        .map(|(bs, u)| format!("{bs}: {}", u.map(|u| format!("{:.0}%", 100.0 * u)).unwrap_or_else(|| "n/a".into())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    s += "\n";
+    s
+}
+
+/// GPU busy time / wall time of a run from steps.jsonl: the sum of its per-kernel `time_s` over the sum of
+/// the steps' `wall_s`. None without kernel timings (runs without `--per-kernel`).
+pub fn gpu_busy_fraction(run_dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(run_dir.join("steps.jsonl")).ok()?;
+    let (mut busy, mut wall, mut any) = (0.0, 0.0, false);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        wall += v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
+        if let Some(ks) = v.get("kernels").and_then(|k| k.as_array()) {
+            for k in ks {
+                if let Some(t) = k.get("time_s").and_then(|x| x.as_f64()) {
+                    busy += t;
+                    any = true;
+                }
+            }
+        }
+    }
+    (any && wall > 0.0).then(|| busy / wall)
+}
+
+/// Quote for a POSIX shell.
+fn sh(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A Slurm job-array script: one array task per configuration, each running this sweep with
+/// `--only $SLURM_ARRAY_TASK_ID` into the same study directory (the grid is written out in full, so every
+/// task resolves the same grid and study.json accepts it).
+pub fn slurm_script(exe: &Path, a: &SweepArgs, g: &SweepGrid, n: usize) -> Result<String> {
+    if n == 0 {
+        bail!("--emit-slurm: the grid is empty");
+    }
+    let abs = |p: &Path| -> Result<String> {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().context("cannot read the current directory")?.join(p)
+        };
+        Ok(std::fs::canonicalize(&p).unwrap_or(p).display().to_string())
+    };
+    let out = abs(&a.out)?;
+    let join = |v: Vec<String>| v.join(",");
+    let mut cmd = vec![
+        sh(&abs(exe)?),
+        "sweep".into(),
+        "--model".into(),
+        sh(&a.model),
+        "--data".into(),
+        sh(&abs(&a.data)?),
+        "--batch-sizes".into(),
+        join(g.batch_sizes.iter().map(|b| b.to_string()).collect()),
+        "--lrs".into(),
+        join(g.lrs.iter().map(|l| l.to_string()).collect()),
+        "--seeds".into(),
+        g.seeds.to_string(),
+        "--target-acc".into(),
+        g.target_acc.to_string(),
+        "--epochs".into(),
+        g.epochs.to_string(),
+        "--optimizer".into(),
+        sh(&g.optimizer),
+        "--device".into(),
+        sh(&g.device),
+        "--energy".into(),
+        sh(&g.energy),
+    ];
+    if let Some(t) = &g.tasks {
+        cmd.extend(["--tasks".into(), sh(t)]);
+    }
+    if let Some(w) = g.watts {
+        cmd.extend(["--watts".into(), w.to_string()]);
+    }
+    cmd.extend(["--only".into(), "\"$SLURM_ARRAY_TASK_ID\"".into(), "--out".into(), sh(&out)]);
+    Ok(format!(
+        "#!/bin/bash\n\
+         # Written by `powertrain sweep --emit-slurm`: {n} configurations of a {model} sweep, one array task each.\n\
+         # Every task writes its run into the shared study directory {out}; merge with `powertrain report {out}`.\n\
+         #SBATCH --job-name=powertrain-sweep\n\
+         #SBATCH --array=0-{last}\n\
+         #SBATCH --gres=gpu:1\n\
+         #SBATCH --ntasks=1\n\
+         #SBATCH --output={out}/slurm/slurm-%A_%a.out\n\
+         set -euo pipefail\n\
+         {cmd}\n",
+        model = a.model,
+        last = n - 1,
+        cmd = cmd.join(" "),
+    ))
+}
