@@ -75,7 +75,11 @@ pub fn write_target_splits(data: &Path, study_dir: &Path) -> Result<Vec<TargetSp
             sp.gather(&idx, &[], &mut x, &mut y, &mut [])?;
             let mut shape = vec![idx.len()];
             shape.extend(&sp.row_shape);
-            let meta = HashMap::from([
+            let mut meta: HashMap<String, String> = ["num_classes", "names"]
+                .iter()
+                .filter_map(|k| Some((k.to_string(), sp.metadata.get(*k)?.clone())))
+                .collect();
+            meta.extend([
                 ("protocol".to_string(), crate::PROTOCOL_VERSION.to_string()),
                 ("source".to_string(), src.display().to_string()),
                 ("subject".to_string(), subject.to_string()),
