@@ -1,16 +1,104 @@
-//! bias and ReLU on the CPU.
+//! bias and ReLU on the CPU: parallel over CHUNK-sized pieces (inline below that), no allocation.
+use super::gemm::{check_len, dim, Float, CHUNK};
 use crate::backend::{BiasParams, EltwiseParams};
 use anyhow::Result;
+use rayon::prelude::*;
 
-pub fn bias_forward(_p: &BiasParams, _b: &[f32], _y: &mut [f32]) -> Result<()> {
-    anyhow::bail!("cpu bias_forward: not implemented yet")
+fn bias_dims(op: &str, p: &BiasParams) -> Result<(usize, usize, usize)> {
+    Ok((dim(op, "n", p.n, 0)?, dim(op, "c", p.c, 0)?, dim(op, "inner", p.inner, 0)?))
 }
-pub fn bias_backward(_p: &BiasParams, _dy: &[f32], _db: &mut [f32]) -> Result<()> {
-    anyhow::bail!("cpu bias_backward: not implemented yet")
+
+/// y [n, c, inner] += b [c] broadcast over n and inner.
+pub fn bias_forward<T: Float>(p: &BiasParams, b: &[T], y: &mut [T]) -> Result<()> {
+    const OP: &str = "bias_forward";
+    let (n, c, inner) = bias_dims(OP, p)?;
+    check_len(OP, "b", b.len(), c, "c")?;
+    check_len(OP, "y", y.len(), n * c * inner, "n*c*inner")?;
+    if y.is_empty() {
+        return Ok(());
+    }
+    // One sample [c, inner] at a time; samples are grouped so each task has about CHUNK elements.
+    let add = |y_n: &mut [T]| {
+        for (row, &bc) in y_n.chunks_exact_mut(inner).zip(b) {
+            for v in row {
+                *v += bc;
+            }
+        }
+    };
+    let per = c * inner;
+    if y.len() <= CHUNK {
+        y.chunks_exact_mut(per).for_each(add);
+    } else {
+        y.par_chunks_mut(per).with_min_len((CHUNK / per).max(1)).for_each(add);
+    }
+    Ok(())
 }
-pub fn relu_forward(_p: &EltwiseParams, _x: &mut [f32]) -> Result<()> {
-    anyhow::bail!("cpu relu_forward: not implemented yet")
+
+/// dy [n, c, inner] -> db [c] = sum over n and inner (overwritten). Parallel over channels; each channel is
+/// summed in a fixed order, so the result does not depend on the thread count.
+pub fn bias_backward<T: Float>(p: &BiasParams, dy: &[T], db: &mut [T]) -> Result<()> {
+    const OP: &str = "bias_backward";
+    let (n, c, inner) = bias_dims(OP, p)?;
+    check_len(OP, "db", db.len(), c, "c")?;
+    check_len(OP, "dy", dy.len(), n * c * inner, "n*c*inner")?;
+    let sum_channel = |ch: usize, out: &mut T| {
+        let mut acc = T::ZERO;
+        for s in 0..n {
+            let row = &dy[(s * c + ch) * inner..(s * c + ch + 1) * inner];
+            let mut r = T::ZERO;
+            for &v in row {
+                r += v;
+            }
+            acc += r;
+        }
+        *out = acc;
+    };
+    if dy.len() <= CHUNK {
+        db.iter_mut().enumerate().for_each(|(ch, o)| sum_channel(ch, o));
+    } else {
+        let min = (CHUNK / (n * inner).max(1)).max(1);
+        db.par_iter_mut().enumerate().with_min_len(min).for_each(|(ch, o)| sum_channel(ch, o));
+    }
+    Ok(())
 }
-pub fn relu_backward(_p: &EltwiseParams, _y: &[f32], _dy: &mut [f32]) -> Result<()> {
-    anyhow::bail!("cpu relu_backward: not implemented yet")
+
+/// x [len] = max(x, 0) in place.
+pub fn relu_forward<T: Float>(p: &EltwiseParams, x: &mut [T]) -> Result<()> {
+    const OP: &str = "relu_forward";
+    check_len(OP, "x", x.len(), dim(OP, "len", p.len, 0)?, "len")?;
+    let f = |s: &mut [T]| {
+        for v in s {
+            // `max` would turn NaN into 0; PyTorch's relu keeps NaN.
+            if *v < T::ZERO {
+                *v = T::ZERO;
+            }
+        }
+    };
+    if x.len() <= CHUNK {
+        f(x);
+    } else {
+        x.par_chunks_mut(CHUNK).for_each(f);
+    }
+    Ok(())
+}
+
+/// y [len] (the ReLU output), dy [len]: dy = dy * (y > 0) in place.
+pub fn relu_backward<T: Float>(p: &EltwiseParams, y: &[T], dy: &mut [T]) -> Result<()> {
+    const OP: &str = "relu_backward";
+    let len = dim(OP, "len", p.len, 0)?;
+    check_len(OP, "y", y.len(), len, "len")?;
+    check_len(OP, "dy", dy.len(), len, "len")?;
+    let f = |(g, y): (&mut [T], &[T])| {
+        for (g, &y) in g.iter_mut().zip(y) {
+            if !(y > T::ZERO) {
+                *g = T::ZERO;
+            }
+        }
+    };
+    if len <= CHUNK {
+        f((dy, y));
+    } else {
+        dy.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(f);
+    }
+    Ok(())
 }
