@@ -71,6 +71,7 @@ const CONVS: &[[usize; 11]] = &[
     [3, 2, 4, 5, 3, 5, 2, 2, 0, 3, 1],
     [2, 1, 1, 2, 2, 1, 7, 0, 3, 1, 1],
     [1, 1, 3, 3, 1, 1, 1, 0, 0, 1, 1],
+    [19, 2, 3, 4, 3, 3, 3, 1, 1, 1, 1],
 ];
 
 fn conv_params(c: &[usize; 11]) -> Conv2dParams {
@@ -145,19 +146,27 @@ fn conv_gradients_match_finite_differences() {
     }
 }
 
-/// The f32 backend (through the trait, batch larger than the thread count, so the chunked path runs) agrees
-/// with the f64 instantiation.
+/// The f32 backend (through the trait; batch larger than the thread count, so samples are processed in
+/// parallel chunks of several) agrees with the f64 instantiation run one sample at a time.
 #[test]
-fn conv_f32_backend_matches_f64() {
+fn conv_f32_backend_matches_f64_per_sample() {
     let cpu = CpuBackend::new();
     let mut rng = Rng::new(3);
-    for p in [Conv2dParams::new(9, 5, 1, 40, 6, 1, 5, 0, 2), Conv2dParams::new(7, 3, 10, 12, 4, 3, 3, 1, 1)] {
+    for p in [Conv2dParams::new(17, 5, 1, 40, 6, 1, 5, 0, 2), Conv2dParams::new(11, 3, 10, 12, 4, 3, 3, 1, 1)] {
         let (x, w, dy) = (rng.vec(p.x_len()), rng.vec(p.w_len()), rng.vec(p.y_len()));
         let (xf, wf, dyf) = (to_f32(&x), to_f32(&w), to_f32(&dy));
+        let mut one = p;
+        one.n = 1;
+        let (xs, ys) = (one.x_len(), one.y_len());
         let (mut y, mut dx, mut dw) = (vec![0.0; p.y_len()], vec![0.0; p.x_len()], vec![0.0; p.w_len()]);
-        conv2d::conv2d_forward(&p, &x, &w, &mut y).unwrap();
-        conv2d::conv2d_backward_data(&p, &dy, &w, &mut dx).unwrap();
-        conv2d::conv2d_backward_filter(&p, &x, &dy, &mut dw).unwrap();
+        let mut dw_n = vec![0.0; p.w_len()];
+        for s in 0..p.n as usize {
+            let (x_n, dy_n) = (&x[s * xs..(s + 1) * xs], &dy[s * ys..(s + 1) * ys]);
+            conv2d::conv2d_forward(&one, x_n, &w, &mut y[s * ys..(s + 1) * ys]).unwrap();
+            conv2d::conv2d_backward_data(&one, dy_n, &w, &mut dx[s * xs..(s + 1) * xs]).unwrap();
+            conv2d::conv2d_backward_filter(&one, x_n, dy_n, &mut dw_n).unwrap();
+            dw.iter_mut().zip(&dw_n).for_each(|(a, b)| *a += b);
+        }
         let (mut yf, mut dxf, mut dwf) = (vec![0.0f32; p.y_len()], vec![0.0f32; p.x_len()], vec![0.0f32; p.w_len()]);
         cpu.conv2d_forward(&p, &xf, &wf, &mut yf).unwrap();
         cpu.conv2d_backward_data(&p, &dyf, &wf, &mut dxf).unwrap();
