@@ -1,2 +1,270 @@
-//! `cargo bench`: CPU op benchmarks at the protocol's shapes (filled in by the engine work).
-fn main() {}
+//! `cargo bench --bench ops`: CPU op benchmarks at the protocol's shapes (pamap2 and celeba, batch 64 and 256).
+//!
+//! Each op is validated before it is timed (conv: the adjoint identities <y, dy> = <x, dx> = <w, dw> plus a
+//! spot check of y against the defining sum; GEMM: spot checks against dot products), then run once to warm up
+//! and timed as the median of repeats. Also times one whole training step made of the CPU ops (forward,
+//! backward, SGD; no data loading) and the machine's single-GEMM peak (a large square sgemm).
+//! Optional argument: a filter substring on the row name (e.g. `cargo bench --bench ops -- celeba`).
+use powertrain::backend::cpu::{conv2d, elementwise, gemm, loss, optim, pool};
+use powertrain::backend::*;
+use std::time::Instant;
+
+struct Rng(u64);
+impl Rng {
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                ((r >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+}
+
+/// Median wall time in ms of `reps` runs of `f` after one warm-up run.
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[reps / 2]
+}
+
+fn row(name: &str, shape: &str, ms: f64, flops: f64) {
+    let gf = if flops > 0.0 { format!("{:9.1}", flops / ms / 1e6) } else { format!("{:>9}", "-") };
+    println!("{name:<26} {shape:<34} {ms:10.3} {gf}");
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * a.abs().max(b.abs()).max(1e-30)
+}
+
+/// Validate, then time conv forward / backward-data / backward-filter at `p`.
+fn bench_conv(tag: &str, p: Conv2dParams, reps: usize) -> Result<(), String> {
+    let mut rng = Rng(0x1234_5678_9abc_def1 ^ p.y_len() as u64);
+    let (x, w, dy) = (rng.vec(p.x_len(), 1.0), rng.vec(p.w_len(), 0.1), rng.vec(p.y_len(), 1.0));
+    let (mut y, mut dx, mut dw) = (vec![0.0; p.y_len()], vec![0.0; p.x_len()], vec![0.0; p.w_len()]);
+    let e = |r: anyhow::Result<()>| r.map_err(|e| e.to_string());
+    e(conv2d::conv2d_forward(&p, &x, &w, &mut y))?;
+    e(conv2d::conv2d_backward_data(&p, &dy, &w, &mut dx))?;
+    e(conv2d::conv2d_backward_filter(&p, &x, &dy, &mut dw))?;
+    let (a, b, c) = (dot(&y, &dy), dot(&x, &dx), dot(&w, &dw));
+    if !close(a, b, 1e-3) || !close(a, c, 1e-3) {
+        return Err(format!("{tag}: adjoint check failed: <y,dy> {a} <x,dx> {b} <w,dw> {c}"));
+    }
+    let u = |v: i32| v as usize;
+    for t in 0..32 {
+        let o = (t * 7_919_993) % p.y_len();
+        let (ox, oy) = (o % u(p.w_out), (o / u(p.w_out)) % u(p.h_out));
+        let (co, n) = ((o / u(p.w_out * p.h_out)) % u(p.c_out), o / u(p.w_out * p.h_out * p.c_out));
+        let mut s = 0.0f64;
+        for ci in 0..u(p.c_in) {
+            for ky in 0..u(p.kh) {
+                for kx in 0..u(p.kw) {
+                    let iy = (oy + ky) as i64 - p.pad_h as i64;
+                    let ix = (ox + kx) as i64 - p.pad_w as i64;
+                    if iy >= 0 && ix >= 0 && iy < p.h as i64 && ix < p.w as i64 {
+                        let xi = ((n * u(p.c_in) + ci) * u(p.h) + iy as usize) * u(p.w) + ix as usize;
+                        s += x[xi] as f64 * w[((co * u(p.c_in) + ci) * u(p.kh) + ky) * u(p.kw) + kx] as f64;
+                    }
+                }
+            }
+        }
+        if (s - y[o] as f64).abs() > 1e-4 * (1.0 + s.abs()) {
+            return Err(format!("{tag}: y[{o}] = {} but the defining sum is {s}", y[o]));
+        }
+    }
+    let shape = format!("n{} {}x{}x{} ->{} k{}x{}", p.n, p.c_in, p.h, p.w, p.c_out, p.kh, p.kw);
+    let ms = median_ms(reps, || conv2d::conv2d_forward(&p, &x, &w, &mut y).unwrap());
+    row(&format!("{tag} fwd"), &shape, ms, p.flops());
+    let ms = median_ms(reps, || conv2d::conv2d_backward_data(&p, &dy, &w, &mut dx).unwrap());
+    row(&format!("{tag} bwd-data"), &shape, ms, p.flops());
+    let ms = median_ms(reps, || conv2d::conv2d_backward_filter(&p, &x, &dy, &mut dw).unwrap());
+    row(&format!("{tag} bwd-filter"), &shape, ms, p.flops());
+    Ok(())
+}
+
+/// Validate (spot checks), then time one GEMM.
+fn bench_gemm(tag: &str, p: GemmParams, reps: usize) -> Result<(), String> {
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (m * n * k) as u64);
+    let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+    let mut c = vec![f32::NAN; m * n];
+    gemm::gemm(&p, &a, &b, &mut c).map_err(|e| e.to_string())?;
+    for t in 0..32 {
+        let (i, j) = ((t * 7919) % m, (t * 104_729) % n);
+        let s: f64 = (0..k)
+            .map(|l| {
+                let av = if p.trans_a != 0 { a[l * m + i] } else { a[i * k + l] };
+                let bv = if p.trans_b != 0 { b[j * k + l] } else { b[l * n + j] };
+                av as f64 * bv as f64
+            })
+            .sum();
+        if (s - c[i * n + j] as f64).abs() > 1e-4 * (1.0 + s.abs()) * (k as f64).sqrt() {
+            return Err(format!("{tag}: c[{i},{j}] = {} but the dot product is {s}", c[i * n + j]));
+        }
+    }
+    let shape = format!("{m}x{n}x{k} ta{} tb{}", p.trans_a, p.trans_b);
+    let ms = median_ms(reps, || gemm::gemm(&p, &a, &b, &mut c).unwrap());
+    row(tag, &shape, ms, p.flops());
+    Ok(())
+}
+
+/// One layer of the protocol's CNNs: conv -> bias -> ReLU -> maxpool.
+struct ConvLayer {
+    conv: Conv2dParams,
+    pool: Pool2dParams,
+}
+
+/// Time a whole training step (forward, softmax cross-entropy or BCE when k = 1, backward, SGD) made of the CPU ops, with every
+/// buffer allocated up front (what a model's step costs in compute, without data loading).
+fn bench_step(tag: &str, n: usize, layers: &[ConvLayer], hidden: usize, k: usize, reps: usize) {
+    let mut rng = Rng(42);
+    let flat = layers.last().map(|l| l.pool.y_len() / n).unwrap_or(0);
+    let x0 = rng.vec(layers[0].conv.x_len(), 1.0);
+    let labels: Vec<i32> = (0..n).map(|i| (i % k) as i32).collect();
+    let targets: Vec<f32> = (0..n * k).map(|i| (i % 2) as f32).collect();
+    // Parameters: per conv layer w, b; fc1 w, b; fc2 w, b (one flat buffer each for params and grads).
+    let mut sizes: Vec<usize> = layers.iter().flat_map(|l| [l.conv.w_len(), l.conv.c_out as usize]).collect();
+    sizes.extend([hidden * flat, hidden, k * hidden, k]);
+    let total: usize = sizes.iter().sum();
+    let mut params = rng.vec(total, 0.05);
+    let (mut grads, mut mom) = (vec![0.0f32; total], vec![0.0f32; total]);
+    let offs: Vec<usize> = sizes.iter().scan(0, |o, s| Some(std::mem::replace(o, *o + s))).collect();
+    // Activations: per layer conv output (post-ReLU) and pool output, plus pool indices.
+    let mut conv_out: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.conv.y_len()]).collect();
+    let mut pool_out: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.pool.y_len()]).collect();
+    let mut idx: Vec<Vec<i32>> = layers.iter().map(|l| vec![0; l.pool.y_len()]).collect();
+    let mut d_conv: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.conv.y_len()]).collect();
+    let mut d_pool: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.pool.y_len()]).collect();
+    let (mut h1, mut dh1) = (vec![0.0f32; n * hidden], vec![0.0f32; n * hidden]);
+    let (mut logits, mut dlogits, mut lossv) = (vec![0.0f32; n * k], vec![0.0f32; n * k], vec![0.0f32; 1]);
+    let sgd = SgdParams { len: total as i32, lr: 1e-3, momentum: 0.9, weight_decay: 0.0 };
+    let nl = layers.len();
+    let mut step = || -> anyhow::Result<()> {
+        let pr = |i: usize| offs[i]..offs[i] + sizes[i];
+        // forward
+        for (li, l) in layers.iter().enumerate() {
+            let (prev, rest) = pool_out.split_at_mut(li);
+            let input: &[f32] = if li == 0 { &x0 } else { &prev[li - 1] };
+            let y = &mut conv_out[li];
+            conv2d::conv2d_forward(&l.conv, input, &params[pr(2 * li)], y)?;
+            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
+            elementwise::bias_forward(&bp, &params[pr(2 * li + 1)], y)?;
+            elementwise::relu_forward(&EltwiseParams::new(y.len()), y)?;
+            pool::maxpool2d_forward(&l.pool, y, &mut rest[0], &mut idx[li])?;
+        }
+        let feat = &pool_out[nl - 1];
+        gemm::gemm(&GemmParams::new(n, hidden, flat, false, true), feat, &params[pr(2 * nl)], &mut h1)?;
+        elementwise::bias_forward(&BiasParams::new(n, hidden, 1), &params[pr(2 * nl + 1)], &mut h1)?;
+        elementwise::relu_forward(&EltwiseParams::new(h1.len()), &mut h1)?;
+        gemm::gemm(&GemmParams::new(n, k, hidden, false, true), &h1, &params[pr(2 * nl + 2)], &mut logits)?;
+        elementwise::bias_forward(&BiasParams::new(n, k, 1), &params[pr(2 * nl + 3)], &mut logits)?;
+        if k == 1 {
+            loss::bce_logits(&LossParams::new(n, k), &logits, &targets, &mut dlogits, &mut lossv)?;
+        } else {
+            loss::softmax_xent(&LossParams::new(n, k), &logits, &labels, &mut dlogits, &mut lossv)?;
+        }
+        // backward: fc2, fc1
+        let (gw2, gb2) = (offs[2 * nl + 2], offs[2 * nl + 3]);
+        gemm::gemm(&GemmParams::new(k, hidden, n, true, false), &dlogits, &h1, &mut grads[gw2..gw2 + k * hidden])?;
+        elementwise::bias_backward(&BiasParams::new(n, k, 1), &dlogits, &mut grads[gb2..gb2 + k])?;
+        gemm::gemm(&GemmParams::new(n, hidden, k, false, false), &dlogits, &params[pr(2 * nl + 2)], &mut dh1)?;
+        elementwise::relu_backward(&EltwiseParams::new(h1.len()), &h1, &mut dh1)?;
+        let (gw1, gb1) = (offs[2 * nl], offs[2 * nl + 1]);
+        gemm::gemm(&GemmParams::new(hidden, flat, n, true, false), &dh1, feat, &mut grads[gw1..gw1 + hidden * flat])?;
+        elementwise::bias_backward(&BiasParams::new(n, hidden, 1), &dh1, &mut grads[gb1..gb1 + hidden])?;
+        gemm::gemm(&GemmParams::new(n, flat, hidden, false, false), &dh1, &params[pr(2 * nl)], &mut d_pool[nl - 1])?;
+        // backward: conv layers
+        for (li, l) in layers.iter().enumerate().rev() {
+            pool::maxpool2d_backward(&l.pool, &d_pool[li], &idx[li], &mut d_conv[li])?;
+            elementwise::relu_backward(&EltwiseParams::new(conv_out[li].len()), &conv_out[li], &mut d_conv[li])?;
+            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
+            let (gw, gb) = (offs[2 * li], offs[2 * li + 1]);
+            elementwise::bias_backward(&bp, &d_conv[li], &mut grads[gb..gb + sizes[2 * li + 1]])?;
+            let input: &[f32] = if li == 0 { &x0 } else { &pool_out[li - 1] };
+            conv2d::conv2d_backward_filter(&l.conv, input, &d_conv[li], &mut grads[gw..gw + sizes[2 * li]])?;
+            if li > 0 {
+                conv2d::conv2d_backward_data(&l.conv, &d_conv[li], &params[pr(2 * li)], &mut d_pool[li - 1])?;
+            }
+        }
+        optim::sgd_step(&sgd, &mut params, &grads, &mut mom)
+    };
+    if let Err(e) = step() {
+        println!("{tag}: step failed: {e:#}");
+        return;
+    }
+    let ms = median_ms(reps, || step().unwrap());
+    let fl: f64 = layers.iter().map(|l| 3.0 * l.conv.flops()).sum::<f64>() - layers[0].conv.flops()
+        + 3.0 * 2.0 * (n * flat * hidden + n * hidden * k) as f64;
+    row(&format!("{tag} step"), &format!("n{n} (fwd+bwd+sgd, no data)"), ms, fl);
+}
+
+fn pamap2_layers(n: usize) -> Vec<ConvLayer> {
+    [(27, 64, 256), (64, 64, 128), (64, 128, 64)]
+        .iter()
+        .map(|&(ci, co, w)| ConvLayer {
+            conv: Conv2dParams::new(n, ci, 1, w, co, 1, 5, 0, 2),
+            pool: Pool2dParams::new(n, co, 1, w, 1, 2),
+        })
+        .collect()
+}
+
+fn celeba_layers(n: usize) -> Vec<ConvLayer> {
+    [(3, 32, 64), (32, 64, 32), (64, 128, 16)]
+        .iter()
+        .map(|&(ci, co, s)| ConvLayer {
+            conv: Conv2dParams::new(n, ci, s, s, co, 3, 3, 1, 1),
+            pool: Pool2dParams::new(n, co, s, s, 2, 2),
+        })
+        .collect()
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    let want = |name: &str| name.contains(&filter);
+    println!("cpu ops, {} rayon threads; median of repeats after one warm-up", rayon::current_num_threads());
+    println!("{:<26} {:<34} {:>10} {:>9}", "op", "shape", "ms", "GFLOP/s");
+    let mut failed = false;
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            println!("VALIDATION FAILED (not timed): {e}");
+            failed = true;
+        }
+    };
+    if want("peak") {
+        check(bench_gemm("peak sgemm", GemmParams::new(2048, 2048, 2048, false, false), 5));
+    }
+    for n in [64, 256] {
+        let reps = if n == 64 { 11 } else { 5 };
+        for (model, layers, flat, hidden, k) in
+            [("pamap2", pamap2_layers(n), 4096, 128, 12), ("celeba", celeba_layers(n), 8192, 256, 1)]
+        {
+            if !want(model) {
+                continue;
+            }
+            for (i, l) in layers.iter().enumerate() {
+                check(bench_conv(&format!("{model} conv{}", i + 1), l.conv, reps));
+            }
+            check(bench_gemm(&format!("{model} fc1 fwd"), GemmParams::new(n, hidden, flat, false, true), reps));
+            check(bench_gemm(&format!("{model} fc1 bwd-data"), GemmParams::new(n, flat, hidden, false, false), reps));
+            check(bench_gemm(&format!("{model} fc1 bwd-filter"), GemmParams::new(hidden, flat, n, true, false), reps));
+            bench_step(model, n, &layers, hidden, k, reps);
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
