@@ -10,8 +10,16 @@
 //!   cum_energy_j,cum_wall_s (val columns empty when there is no validation split);
 //! - `summary.json`: `RunSummary` below;
 //! - `kernels.csv` with `--per-kernel`; the checkpoint with `--save`.
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, DeviceKind};
 use crate::cli::{BenchArgs, EvalArgs, InfoArgs, TrainArgs};
-use anyhow::Result;
+use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
+use crate::energy::{KernelEnergy, Meter, MeterConfig};
+use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
+use anyhow::{bail, Context, Result};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -61,15 +69,633 @@ pub struct RunSummary {
     pub carbon: serde_json::Value,
 }
 
-pub fn run_train(_a: &TrainArgs) -> Result<RunSummary> {
-    anyhow::bail!("train: not implemented yet")
+/// Resolve `--device`: `auto` picks CUDA when a GPU is usable and otherwise says why it uses the CPU.
+pub fn resolve_device(device: &str) -> Result<DeviceKind> {
+    match device {
+        "cpu" => Ok(DeviceKind::Cpu),
+        "cuda" => Ok(DeviceKind::Cuda),
+        "auto" => {
+            if crate::backend::cuda::cuda_available() {
+                Ok(DeviceKind::Cuda)
+            } else {
+                eprintln!("note: --device auto: no usable GPU (no CUDA driver found); using the CPU");
+                Ok(DeviceKind::Cpu)
+            }
+        }
+        other => bail!("unknown --device '{other}': use auto, cpu or cuda"),
+    }
 }
-pub fn run_eval(_a: &EvalArgs) -> Result<()> {
-    anyhow::bail!("eval: not implemented yet")
+
+/// Call `f` with the backend for `kind` (the generic code below is instantiated per backend).
+macro_rules! with_backend {
+    ($kind:expr, |$be:ident| $body:expr) => {
+        match $kind {
+            DeviceKind::Cpu => {
+                let $be = &CpuBackend::new();
+                $body
+            }
+            DeviceKind::Cuda => {
+                let $be = &crate::backend::cuda::CudaBackend::new(0)?;
+                $body
+            }
+        }
+    };
 }
-pub fn run_info(_a: &InfoArgs) -> Result<()> {
-    anyhow::bail!("info: not implemented yet")
+
+/// How the dataset's targets map onto the model: the architecture and the target columns to gather.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub arch: Arch,
+    /// Columns of y to use (binary targets).
+    pub cols: Vec<usize>,
+    /// Task names ("class" for the class task; attribute names or "y[j]" for binary targets).
+    pub names: Vec<String>,
 }
-pub fn run_bench_step(_a: &BenchArgs) -> Result<()> {
-    anyhow::bail!("bench step: not implemented yet")
+
+/// Check that `split` fits `model` and pick the target columns (`--tasks`).
+pub fn task_spec(model: &str, split: &Split, tasks: Option<&str>) -> Result<TaskSpec> {
+    let file = split.path.display();
+    match (model, &split.target) {
+        ("pamap2", TargetKind::Classes { k }) => {
+            if tasks.is_some() {
+                bail!("--tasks applies to the celeba model only");
+            }
+            if *k > 12 {
+                bail!("{file}: labels go up to {}, the pamap2 model has 12 classes", k - 1);
+            }
+            check_row_shape(split, Arch::Pamap2)?;
+            Ok(TaskSpec { arch: Arch::Pamap2, cols: vec![], names: vec!["class".into()] })
+        }
+        ("celeba", TargetKind::Binary { k, names }) => {
+            let (cols, task_names) = match tasks {
+                Some(t) => {
+                    let mut cols = vec![];
+                    let mut out = vec![];
+                    for name in t.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let j = names.iter().position(|n| n == name).with_context(|| {
+                            if names.is_empty() {
+                                format!("{file}: --tasks names attributes, but y has no attribute names")
+                            } else {
+                                format!("{file}: no attribute '{name}' (known: {})", names.join(", "))
+                            }
+                        })?;
+                        cols.push(j);
+                        out.push(name.to_string());
+                    }
+                    if cols.is_empty() {
+                        bail!("--tasks is empty");
+                    }
+                    (cols, out)
+                }
+                None if names.iter().any(|n| n == "Smiling") && *k > 1 => {
+                    (vec![names.iter().position(|n| n == "Smiling").unwrap_or(0)], vec!["Smiling".to_string()])
+                }
+                None => {
+                    let task_names = (0..*k).map(|j| names.get(j).cloned().unwrap_or_else(|| format!("y[{j}]"))).collect();
+                    ((0..*k).collect(), task_names)
+                }
+            };
+            let arch = Arch::Celeba { k: cols.len() };
+            check_row_shape(split, arch)?;
+            Ok(TaskSpec { arch, cols, names: task_names })
+        }
+        ("pamap2", TargetKind::Binary { .. }) => {
+            bail!("{file}: y holds binary targets [N, K]; the pamap2 model needs class ids [N]")
+        }
+        ("celeba", TargetKind::Classes { .. }) => {
+            bail!("{file}: y holds class ids [N]; the celeba model needs binary targets [N, K]")
+        }
+        (other, _) => bail!("unknown --model '{other}': use pamap2 or celeba"),
+    }
+}
+
+fn check_row_shape(split: &Split, arch: Arch) -> Result<()> {
+    if split.row_shape != arch.input_shape() {
+        bail!(
+            "{}: x rows have shape {:?}, the {} model needs {:?}",
+            split.path.display(),
+            split.row_shape,
+            arch.name(),
+            arch.input_shape()
+        );
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Train as `a` says; returns the run's summary (also written to `--out`/summary.json).
+pub fn run_train(a: &TrainArgs) -> Result<RunSummary> {
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if a.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    let optimizer = Optimizer::parse(&a.optimizer, a.lr, a.momentum, a.weight_decay)?;
+    let ds = open_dataset(&a.data, a.val.as_deref())?;
+    let spec = task_spec(&a.model, &ds.train, a.tasks.as_deref())?;
+    if let Some(v) = &ds.val {
+        let vs = task_spec(&a.model, v, a.tasks.as_deref())?;
+        if vs.cols != spec.cols || vs.arch != spec.arch {
+            bail!("{}: validation targets do not match the training targets", v.path.display());
+        }
+    }
+    let layout = Layout::new(spec.arch);
+    let init = match &a.init {
+        Some(p) => checkpoint::load(p, &layout)?,
+        None => layout.init(a.seed),
+    };
+    if a.freeze_encoder && a.init.is_none() {
+        eprintln!("note: --freeze-encoder without --init trains the head on a randomly initialised encoder");
+    }
+    // The run directory is staged and renamed into place only when the run completes.
+    let staging = match &a.out {
+        Some(out) => Some(crate::util::StagingDir::new(out, false)?),
+        None => None,
+    };
+    let kind = resolve_device(&a.device)?;
+    let summary = with_backend!(kind, |be| train_on(be, a, &ds, &spec, &layout, &init, optimizer, staging.as_ref().map(|s| s.path())))?;
+    if let Some(s) = staging {
+        let dir = s.commit()?;
+        eprintln!("run written to {}", dir.display());
+    }
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn print_summary(s: &RunSummary) {
+    let e = |v: Option<f64>| v.map(|j| format!("{j:.1} J")).unwrap_or_else(|| "n/a".into());
+    let acc = s.final_val_acc.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
+    println!(
+        "{} on {}: {} epochs, {} steps, stop: {}, final train loss {:.4}, val acc {acc}, energy {} ({}), {:.1} s",
+        s.model,
+        s.device_name,
+        s.epochs,
+        s.steps,
+        s.stop_reason,
+        s.final_train_loss.unwrap_or(f64::NAN),
+        e(s.total_energy_j),
+        s.energy_source,
+        s.wall_s
+    );
+    if s.target_acc.is_some() {
+        match (s.epochs_to_target, s.energy_to_target_j) {
+            (Some(ep), en) => println!("target {:.3} reached at epoch {ep}, energy to target {}", s.target_acc.unwrap_or(0.0), e(en)),
+            _ => println!("target {:.3} not reached", s.target_acc.unwrap_or(0.0)),
+        }
+    }
+}
+
+/// Per-kernel totals over the run (kernels.csv).
+#[derive(Default, Clone)]
+struct KernelTotal {
+    launches: u64,
+    time_s: f64,
+    energy_j: f64,
+    energy_known: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_on<B: Backend>(
+    be: &B,
+    a: &TrainArgs,
+    ds: &Dataset,
+    spec: &TaskSpec,
+    layout: &Layout,
+    init: &[f32],
+    optimizer: Optimizer,
+    out: Option<&Path>,
+) -> Result<RunSummary> {
+    let arch = spec.arch;
+    let k = arch.outputs();
+    let mut model = Model::new(be, arch, a.batch_size.min(ds.train.n.max(1)), init)?;
+    model.freeze_encoder = a.freeze_encoder;
+    let mut meter = Meter::open(MeterConfig {
+        source: a.energy.clone(),
+        watts: a.watts,
+        per_kernel: a.per_kernel,
+        device: be.kind(),
+        gpu_ordinal: 0,
+    })?;
+    let source = meter.source();
+    meter.measure_idle(if source.is_measurement() { 1.0 } else { 0.0 })?;
+    if a.per_kernel {
+        be.set_kernel_timing(true);
+    }
+    let device_name = be.device_name();
+    let host = hostname();
+
+    // config.json
+    let config = serde_json::json!({
+        "protocol": crate::PROTOCOL_VERSION,
+        "powertrain_version": env!("CARGO_PKG_VERSION"),
+        "model": arch.name(), "outputs": k, "tasks": spec.names,
+        "data": a.data, "val": a.val, "train_rows": ds.train.n,
+        "val_rows": ds.val.as_ref().map(|v| v.n),
+        "device": be.kind().name(), "device_name": device_name, "host": host,
+        "optimizer": a.optimizer, "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
+        "batch_size": a.batch_size, "epochs": a.epochs, "max_steps": a.max_steps, "target_acc": a.target_acc,
+        "shuffle": !a.no_shuffle, "seed": a.seed, "init": a.init, "save": a.save,
+        "freeze_encoder": a.freeze_encoder, "energy": a.energy, "energy_source": source.as_str(),
+        "watts": a.watts, "per_kernel": a.per_kernel,
+        "carbon_intensity": a.carbon_intensity, "pue": a.pue,
+        "parameters": layout.total,
+    });
+    let mut steps_out = match out {
+        Some(dir) => {
+            crate::util::write_json(&dir.join("config.json"), &config)?;
+            Some(std::io::BufWriter::new(
+                std::fs::File::create(dir.join("steps.jsonl")).with_context(|| format!("cannot write in {}", dir.display()))?,
+            ))
+        }
+        None => None,
+    };
+    let mut epochs_csv = String::from(
+        "epoch,steps,train_loss,val_loss,val_acc,epoch_wall_s,epoch_energy_j,eval_energy_j,cum_energy_j,cum_wall_s\n",
+    );
+
+    let progress = if std::io::stderr().is_terminal() {
+        let steps_per_epoch = ds.train.n.div_ceil(a.batch_size) as u64;
+        let total = a.max_steps.map(|m| m as u64).unwrap_or(u64::MAX).min(steps_per_epoch * a.epochs as u64);
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let t_start = be.clock_s();
+    let mut step: u64 = 0;
+    let mut cum_energy: Option<f64> = if source.is_measurement() || source == crate::energy::EnergySource::Estimate { Some(0.0) } else { None };
+    let mut train_energy_total = 0.0;
+    let mut kernel_totals: std::collections::BTreeMap<String, KernelTotal> = Default::default();
+    let mut summary = RunSummary {
+        protocol: crate::PROTOCOL_VERSION,
+        model: arch.name().into(),
+        device: be.kind().name().into(),
+        device_name: device_name.clone(),
+        optimizer: a.optimizer.clone(),
+        lr: a.lr,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        target_acc: a.target_acc,
+        energy_source: source.as_str().into(),
+        host: host.clone(),
+        stop_reason: "epoch_limit".into(),
+        ..Default::default()
+    };
+    let mut step_times = Vec::new();
+    let mut predictor = Predictor::new(a.epochs, a.target_acc);
+    'epochs: for epoch in 1..=a.epochs {
+        let ep_t0 = be.clock_s();
+        let mut ep_energy: Option<f64> = cum_energy.map(|_| 0.0);
+        let mut loss_sum = 0.0;
+        let mut ep_steps = 0u64;
+        let loader = Loader::new(ds.train.clone(), a.batch_size, !a.no_shuffle, a.seed, epoch as u64, spec.cols.clone())?;
+        for batch in loader {
+            let b = batch?;
+            if let Some(m) = a.max_steps {
+                if step >= m as u64 {
+                    summary.stop_reason = "max_steps".into();
+                    break;
+                }
+            }
+            let n = b.n;
+            model.load_batch(n, &b.x, &b.y_class, &b.y_bin)?;
+            let t0 = be.clock_s();
+            meter.begin_step(t0);
+            let loss = model.train_step(n, &optimizer)?;
+            let t1 = be.clock_s();
+            let timings = if a.per_kernel { be.take_kernel_timings()? } else { vec![] };
+            let se = meter.end_step(t1, &timings);
+            step += 1;
+            ep_steps += 1;
+            step_times.push(t1 - t0);
+            loss_sum += loss as f64;
+            if let (Some(e), Some(c)) = (se.energy_j, ep_energy.as_mut()) {
+                *c += e;
+            }
+            if a.per_kernel {
+                accumulate_kernels(&mut kernel_totals, &se.kernels);
+            }
+            if let Some(w) = steps_out.as_mut() {
+                let mut rec = serde_json::json!({
+                    "step": step, "epoch": epoch, "loss": loss, "batch_size": n,
+                    "wall_s": t1 - t0, "t_s": t1 - t_start,
+                    "energy_j": se.energy_j, "energy_source": source.as_str(),
+                    "energy_method": se.method, "energy_uncertainty_j": se.uncertainty_j,
+                });
+                if a.per_kernel {
+                    rec["kernels"] = serde_json::to_value(&se.kernels)?;
+                }
+                writeln!(w, "{rec}")?;
+            }
+            progress.inc(1);
+            progress.set_message(format!("epoch {epoch} loss {loss:.4}"));
+            if !loss.is_finite() {
+                summary.stop_reason = "diverged".into();
+                summary.final_train_loss = Some(loss as f64);
+                eprintln!("note: the loss became {loss} at step {step}: stopping (lr {} too large?)", a.lr);
+                summary.epochs = epoch;
+                break 'epochs;
+            }
+        }
+        let ep_wall = be.clock_s() - ep_t0;
+        if ep_steps == 0 {
+            break;
+        }
+        summary.epochs = epoch;
+        summary.final_train_loss = Some(loss_sum / ep_steps as f64);
+        if let Some(e) = ep_energy {
+            train_energy_total += e;
+        }
+        // Evaluation on the validation split, metered like a step.
+        let mut val_loss = None;
+        let mut val_acc = None;
+        let mut eval_energy = None;
+        if let Some(v) = &ds.val {
+            let t0 = be.clock_s();
+            meter.begin_step(t0);
+            let eval_batch = model.max_batch;
+            let (l, acc, per_task) = evaluate(&mut model, v, &spec.cols, eval_batch)?;
+            let t1 = be.clock_s();
+            let timings = if a.per_kernel { be.take_kernel_timings()? } else { vec![] };
+            let se = meter.end_step(t1, &timings);
+            eval_energy = se.energy_j;
+            val_loss = Some(l);
+            val_acc = Some(acc);
+            summary.final_val_acc = Some(acc);
+            summary.best_val_acc = Some(summary.best_val_acc.map_or(acc, |b: f64| b.max(acc)));
+            summary.final_val_acc_per_task = spec.names.iter().cloned().zip(per_task.iter().cloned()).collect();
+            if let Some(t) = a.target_acc {
+                for (name, &acc_j) in spec.names.iter().zip(&per_task) {
+                    if acc_j >= t {
+                        summary.task_epoch_reached.entry(name.clone()).or_insert(epoch);
+                    }
+                }
+            }
+        }
+        if let (Some(c), Some(e)) = (cum_energy.as_mut(), ep_energy) {
+            *c += e + eval_energy.unwrap_or(0.0);
+        }
+        let cum_wall = be.clock_s() - t_start;
+        let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        epochs_csv.push_str(&format!(
+            "{epoch},{ep_steps},{},{},{},{ep_wall},{},{},{},{cum_wall}\n",
+            summary.final_train_loss.unwrap_or(f64::NAN),
+            f(val_loss),
+            f(val_acc),
+            f(ep_energy),
+            f(eval_energy),
+            f(cum_energy)
+        ));
+        if let Some(w) = steps_out.as_mut() {
+            w.flush()?;
+        }
+        if let Some(p) = predictor.observe_epoch(epoch, ep_energy.map(|e| e + eval_energy.unwrap_or(0.0)), ep_wall, val_acc) {
+            progress.println(format!("prediction after epoch {epoch}: {p}"));
+        }
+        // Target: every task (attribute) reaches it.
+        if let (Some(t), Some(_)) = (a.target_acc, val_acc) {
+            let reached = summary.final_val_acc_per_task.values().all(|&acc| acc >= t);
+            if reached {
+                summary.target_reached = true;
+                summary.epochs_to_target = Some(epoch);
+                summary.energy_to_target_j = cum_energy;
+                summary.time_to_target_s = Some(cum_wall);
+                summary.stop_reason = "target_reached".into();
+                break;
+            }
+        }
+        if summary.stop_reason == "max_steps" {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    be.set_kernel_timing(false);
+    let run_energy = meter.finish();
+    summary.steps = step;
+    summary.wall_s = be.clock_s() - t_start;
+    summary.mean_step_s = if step_times.is_empty() { 0.0 } else { step_times.iter().sum::<f64>() / step_times.len() as f64 };
+    summary.total_energy_j = cum_energy;
+    summary.energy_per_epoch_j = cum_energy.map(|_| train_energy_total / summary.epochs.max(1) as f64);
+    summary.idle_j = run_energy.idle_j;
+    summary.active_j = run_energy.active_j;
+    summary.idle_power_w = run_energy.idle_power_w;
+    summary.energy_context = run_energy.context.clone();
+    summary.prediction = predictor.finish(cum_energy, summary.wall_s, summary.epochs_to_target);
+    if let (Some(ci), Some(e)) = (a.carbon_intensity, cum_energy) {
+        summary.carbon = carbon(e, ci, a.pue.unwrap_or(1.0));
+    } else if a.pue.is_some() {
+        bail!("--pue needs --carbon-intensity");
+    }
+
+    if let Some(p) = &a.save {
+        let meta = std::collections::HashMap::from([
+            ("model".to_string(), arch.name().to_string()),
+            ("tasks".to_string(), spec.names.join(",")),
+            ("protocol".to_string(), crate::PROTOCOL_VERSION.to_string()),
+        ]);
+        checkpoint::save(p, layout, &model.parameters()?, Some(meta))?;
+    }
+    if let Some(dir) = out {
+        if let Some(mut w) = steps_out.take() {
+            w.flush()?;
+        }
+        crate::util::write_atomic(&dir.join("epochs.csv"), epochs_csv.as_bytes())?;
+        if a.per_kernel {
+            let mut csv = String::from("kernel,launches,gpu_time_s,energy_j,j_per_launch\n");
+            for (name, t) in &kernel_totals {
+                let e = if t.energy_known { format!("{}", t.energy_j) } else { String::new() };
+                let jpl = if t.energy_known && t.launches > 0 { format!("{}", t.energy_j / t.launches as f64) } else { String::new() };
+                csv.push_str(&format!("{name},{},{},{e},{jpl}\n", t.launches, t.time_s));
+            }
+            crate::util::write_atomic(&dir.join("kernels.csv"), csv.as_bytes())?;
+        }
+        crate::util::write_json(&dir.join("summary.json"), &summary)?;
+    }
+    Ok(summary)
+}
+
+fn accumulate_kernels(totals: &mut std::collections::BTreeMap<String, KernelTotal>, ks: &[KernelEnergy]) {
+    for k in ks {
+        let t = totals.entry(k.name.clone()).or_default();
+        t.launches += k.launches as u64;
+        t.time_s += k.time_s;
+        if let Some(e) = k.energy_j {
+            t.energy_j += e;
+            t.energy_known = true;
+        }
+    }
+}
+
+/// Mean loss, accuracy (mean over tasks) and per-task accuracy of `model` on `split`.
+pub fn evaluate<B: Backend>(model: &mut Model<'_, B>, split: &Arc<Split>, cols: &[usize], batch: usize) -> Result<(f64, f64, Vec<f64>)> {
+    let batch = batch.min(model.max_batch).max(1);
+    model.reset_correct()?;
+    let mut loss_sum = 0.0;
+    let loader = Loader::new(split.clone(), batch, false, 0, 0, cols.to_vec())?;
+    for b in loader {
+        let b = b?;
+        model.load_batch(b.n, &b.x, &b.y_class, &b.y_bin)?;
+        loss_sum += model.eval_batch(b.n)? as f64 * b.n as f64;
+    }
+    let n = split.n.max(1) as f64;
+    let per_task: Vec<f64> = model.correct_counts()?.iter().map(|&c| c as f64 / n).collect();
+    let acc = per_task.iter().sum::<f64>() / per_task.len().max(1) as f64;
+    Ok((loss_sum / n, acc, per_task))
+}
+
+/// `powertrain eval`: loss and accuracy of a checkpoint.
+pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    let ds = open_dataset(&a.data, None)?;
+    let split = match (a.split.as_deref(), a.data.is_dir()) {
+        (None | Some("test"), true) => ds.test.clone().context("the dataset has no test split")?,
+        (Some("val"), true) => ds.val.clone().context("the dataset has no validation split")?,
+        (Some("train"), _) | (None, false) => ds.train.clone(),
+        (Some(s), _) => bail!("unknown --split '{s}': use train, val or test (with a dataset directory)"),
+    };
+    let spec = task_spec(&a.model, &split, a.tasks.as_deref())?;
+    let layout = Layout::new(spec.arch);
+    let params = checkpoint::load(&a.init, &layout)?;
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let kind = resolve_device(&a.device)?;
+    let (loss, acc, per_task) = with_backend!(kind, |be| {
+        let mut model = Model::new(be, spec.arch, a.batch_size.min(split.n.max(1)), &params)?;
+        evaluate(&mut model, &split, &spec.cols, a.batch_size)?
+    });
+    println!("{}: {} rows, loss {loss:.6}, accuracy {acc:.4}", split.path.display(), split.n);
+    if spec.names.len() > 1 {
+        for (n, v) in spec.names.iter().zip(per_task) {
+            println!("  {n}: {v:.4}");
+        }
+    }
+    Ok(())
+}
+
+// Temporary until src/energy provides them.
+struct Predictor;
+impl Predictor {
+    fn new(_epochs: usize, _target: Option<f64>) -> Self {
+        Predictor
+    }
+    fn observe_epoch(&mut self, _epoch: usize, _energy: Option<f64>, _wall: f64, _acc: Option<f64>) -> Option<String> {
+        None
+    }
+    fn finish(&self, _e: Option<f64>, _wall: f64, _ep: Option<usize>) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+fn carbon(e: f64, ci: f64, pue: f64) -> serde_json::Value {
+    serde_json::json!({"energy_j": e, "carbon_intensity_g_per_kwh": ci, "pue": pue, "co2e_g": e / 3.6e6 * pue * ci})
+}
+
+/// `powertrain info`: devices, drivers, energy sensors found (and why others are missing), kernels embedded.
+pub fn run_info(a: &InfoArgs) -> Result<()> {
+    let cuda = if crate::backend::cuda::cuda_available() {
+        crate::backend::cuda::device_info().unwrap_or_else(|e| serde_json::json!({"error": format!("{e:#}")}))
+    } else {
+        serde_json::json!({"available": false, "reason": crate::backend::cuda::NO_DRIVER})
+    };
+    let info = serde_json::json!({
+        "powertrain": env!("CARGO_PKG_VERSION"),
+        "protocol": crate::PROTOCOL_VERSION,
+        "host": hostname(),
+        "cpu": {"threads": rayon::current_num_threads(), "name": CpuBackend::new().device_name()},
+        "cuda": cuda,
+        "energy": crate::energy::probe_report(),
+        "kernels": crate::backend::cuda::embedded_kernels_info(),
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("powertrain {} (protocol {}) on {}", env!("CARGO_PKG_VERSION"), crate::PROTOCOL_VERSION, info["host"].as_str().unwrap_or(""));
+        println!("cpu:     {}", info["cpu"]["name"].as_str().unwrap_or(""));
+        println!("cuda:    {}", serde_json::to_string(&info["cuda"])?);
+        println!("energy:  {}", serde_json::to_string(&info["energy"])?);
+        println!("kernels: {}", serde_json::to_string(&info["kernels"])?);
+    }
+    Ok(())
+}
+/// `powertrain bench step`: median training-step time of a model at a batch size, on random data of the
+/// protocol's shapes (upload of the batch excluded, as in the PyTorch baseline, which keeps its batch on the
+/// device), the same Adam/SGD step the training loop runs.
+pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
+    let model_name = a.model.as_deref().unwrap_or("pamap2");
+    let batch = a.batch_size.unwrap_or(64);
+    if batch == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let arch = Arch::parse(model_name, 1)?;
+    let optimizer = Optimizer::parse(&a.optimizer, 1e-3, 0.0, 0.0)?;
+    let kind = resolve_device(&a.device)?;
+    let r = with_backend!(kind, |be| bench_step_on(be, arch, batch, &optimizer, a.iters)?);
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} batch {} on {}: median {:.3} ms/step (p10 {:.3}, p90 {:.3}; {} steps), {:.0} samples/s, {:.1} GFLOP/s",
+            r["model"].as_str().unwrap_or(""),
+            batch,
+            r["device_name"].as_str().unwrap_or(""),
+            r["median_ms"].as_f64().unwrap_or(f64::NAN),
+            r["p10_ms"].as_f64().unwrap_or(f64::NAN),
+            r["p90_ms"].as_f64().unwrap_or(f64::NAN),
+            r["iters"],
+            r["samples_per_s"].as_f64().unwrap_or(f64::NAN),
+            r["gflops"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(())
+}
+
+/// Time training steps of `arch` at `batch` on `be`; returns the JSON record `bench step` prints.
+pub fn bench_step_on<B: Backend>(be: &B, arch: Arch, batch: usize, opt: &Optimizer, iters: Option<usize>) -> Result<serde_json::Value> {
+    use rand::Rng;
+    let layout = Layout::new(arch);
+    let init = layout.init(1);
+    let mut model = Model::new(be, arch, batch, &init)?;
+    let mut rng = crate::util::rng(7);
+    let [c, h, w] = arch.input_shape();
+    let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let k = arch.outputs();
+    let yc: Vec<i32> = (0..batch).map(|_| rng.random_range(0..k as i32)).collect();
+    let yb: Vec<f32> = (0..batch * k).map(|_| rng.random_range(0..2) as f32).collect();
+    model.load_batch(batch, &x, &yc, &yb)?;
+    // Warm-up: first launches load modules, fill caches and size scratch buffers.
+    let warm_t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        model.train_step(batch, opt)?;
+    }
+    let per = warm_t0.elapsed().as_secs_f64() / 3.0;
+    let n_iters = iters.unwrap_or_else(|| ((3.0 / per.max(1e-6)) as usize).clamp(5, 500));
+    let mut times = Vec::with_capacity(n_iters);
+    for _ in 0..n_iters {
+        let t0 = std::time::Instant::now();
+        let loss = model.train_step(batch, opt)?;
+        times.push(t0.elapsed().as_secs_f64());
+        if !loss.is_finite() {
+            bail!("bench step: the loss became {loss}");
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+    let med = crate::util::median(&times);
+    Ok(serde_json::json!({
+        "bench": "step", "model": arch.name(), "outputs": k, "batch_size": batch,
+        "device": be.kind().name(), "device_name": be.device_name(),
+        "optimizer": match opt { Optimizer::Adam { .. } => "adam", Optimizer::Sgd { .. } => "sgd" },
+        "iters": n_iters, "median_ms": med * 1e3, "p10_ms": q(0.1) * 1e3, "p90_ms": q(0.9) * 1e3,
+        "samples_per_s": batch as f64 / med, "gflops": model.step_flops(batch) / med / 1e9,
+        "threads": rayon::current_num_threads(),
+    }))
 }
