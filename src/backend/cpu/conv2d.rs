@@ -185,6 +185,23 @@ fn col2im<T: Float>(d: &Dims, col: &[T], dx_n: &mut [T]) {
     }
 }
 
+/// src [rows, cols] -> dst [cols, rows], in 16x16 tiles so both sides stay in cache.
+fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for r in r0..r1 {
+                let src_row = &src[r * cols + c0..r * cols + c1];
+                for (c, &v) in (c0..c1).zip(src_row) {
+                    dst[c * rows + r] = v;
+                }
+            }
+        }
+    }
+}
+
 /// x [n, c_in, h, w], w [c_out, c_in, kh, kw] -> y [n, c_out, h_out, w_out] (overwritten).
 pub fn conv2d_forward<T: Float>(p: &Conv2dParams, x: &[T], w: &[T], y: &mut [T]) -> Result<()> {
     const OP: &str = "conv2d_forward";
@@ -262,19 +279,23 @@ pub fn conv2d_backward_filter<T: Float>(p: &Conv2dParams, x: &[T], dy: &[T], dw:
             .zip(x.par_chunks(per * d.x_per()))
             .zip(dy.par_chunks(per * d.y_per()))
             .try_for_each(|((acc, x_c), dy_c)| {
-                T::with_scratch(INNER, d.col_len(), |col| {
+                // col [K, P] then its transpose col_t [P, K]: the gemm crate runs this product up to 2x
+                // faster with a row-major right operand than with a strided (transposed) one.
+                T::with_scratch(INNER, d.col_len() + k * np, |scratch| {
+                    let (col, col_t) = scratch.split_at_mut(d.col_len());
                     let samples = x_c.chunks_exact(d.x_per()).zip(dy_c.chunks_exact(d.y_per()));
                     for (i, (x_n, dy_n)) in samples.enumerate() {
-                        let b = if d.pointwise() {
-                            x_n
+                        if d.pointwise() {
+                            transpose(x_n, k, np, col_t);
                         } else {
                             im2col(&d, x_n, col);
-                            &*col
-                        };
-                        // acc [c_out, K] (+)= dy_n [c_out, P] * col^T [P, K]
+                            transpose(col, k, np, col_t);
+                        }
+                        // acc [c_out, K] (+)= dy_n [c_out, P] * col_t [P, K]
                         let beta = if i == 0 { T::ZERO } else { T::ONE };
                         let dym = MatRef { data: dy_n, rs: np, cs: 1 };
-                        matmul(d.co, k, np, T::ONE, dym, MatRef { data: b, rs: 1, cs: np }, beta, acc, k, par)?;
+                        let colm = MatRef { data: &*col_t, rs: k, cs: 1 };
+                        matmul(d.co, k, np, T::ONE, dym, colm, beta, acc, k, par)?;
                     }
                     Ok::<(), anyhow::Error>(())
                 })
