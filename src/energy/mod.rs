@@ -5,9 +5,27 @@
 //! `begin_step`/`end_step` around every step (after the step's work has finished on the device), and
 //! `finish` at the end. The meter observes; it never changes what is computed.
 
+pub mod attribution;
+pub mod calibrate;
+pub mod nvml;
+pub mod predict;
+pub mod rapl;
+pub mod records;
+pub mod sensors;
+
+pub use attribution::{KernelTable, KernelTotal, Timeline, BETWEEN_KERNELS};
+pub use calibrate::{calibrate_per_launch, CalibrateOpts, Calibration};
+pub use predict::{Prediction, Predictor};
+pub use records::{carbon_block, probe_text};
+pub use sensors::{Reading, Sensor, Stamp};
+
 use crate::backend::{DeviceKind, KernelTiming};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where a number came from. An estimate is never presented as a measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,77 +107,625 @@ pub struct RunEnergy {
     pub context: serde_json::Value,
 }
 
+/// How the meter runs (defaults are right for real runs; tests turn the sampler and start-up
+/// characterisation off and drive time themselves).
+#[derive(Clone, Debug)]
+pub struct MeterOptions {
+    /// Run the background sampler thread that keeps the power timeline.
+    pub sampler: bool,
+    /// Run the sensor's start-up self-characterisation (about 1.5 s on a GPU).
+    pub characterise: bool,
+    /// Maximum segments kept in the power timeline (a ring buffer).
+    pub timeline_cap: usize,
+    /// A window at least this many update periods long reports the raw counter delta; shorter ones are
+    /// attributed from the update edges.
+    pub long_window_periods: f64,
+}
+
+impl Default for MeterOptions {
+    fn default() -> Self {
+        MeterOptions { sampler: true, characterise: true, timeline_cap: 1 << 18, long_window_periods: 4.0 }
+    }
+}
+
+/// The meter's clock: seconds since `origin`, which should be the backend's creation instant so that
+/// `now_s` from `Backend::clock_s()` and the sampler's timestamps agree (see `Meter::set_clock`).
+#[derive(Clone, Copy, Debug)]
+struct ClockMap {
+    origin: Instant,
+    /// Unix time (s) at `origin`, to map NVML sample timestamps.
+    unix_at_origin: f64,
+}
+
+impl ClockMap {
+    fn new(origin: Instant) -> ClockMap {
+        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        ClockMap { origin, unix_at_origin: unix_now - origin.elapsed().as_secs_f64() }
+    }
+    fn now_s(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+}
+
+type SharedSensor = Arc<Mutex<Box<dyn Sensor>>>;
+
+/// Feed one reading taken at `t` into the timeline; returns the counter value for counter sensors.
+fn feed(tl: &Mutex<Timeline>, clock: &ClockMap, t: f64, r: Reading) -> Option<f64> {
+    let Ok(mut tl) = tl.lock() else { return None };
+    match r {
+        Reading::Counter { energy_j } => {
+            tl.observe_counter(t, energy_j);
+            Some(energy_j)
+        }
+        Reading::Power(v) => {
+            for (stamp, w) in v {
+                let ts = match stamp {
+                    Stamp::Now => t,
+                    Stamp::Unix(u) => u - clock.unix_at_origin,
+                    Stamp::Clock(c) => c,
+                };
+                tl.observe_power(ts, w);
+            }
+            None
+        }
+    }
+}
+
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct OpenStep {
+    a: f64,
+    counter: Option<f64>,
+    error: Option<String>,
+}
+
 /// The meter the training loop talks to.
 pub struct Meter {
     cfg: MeterConfig,
+    opts: MeterOptions,
     source: EnergySource,
-    step_start_s: f64,
+    clock: Arc<Mutex<ClockMap>>,
+    clock_set: bool,
+    sensor: Option<SharedSensor>,
+    is_counter: bool,
+    quantum_j: f64,
+    tl: Arc<Mutex<Timeline>>,
+    sampler: Option<Sampler>,
+    sampler_errors: Arc<AtomicU64>,
+    step: Option<OpenStep>,
     run_start_s: Option<f64>,
-    total_j: f64,
     last_end_s: f64,
+    /// Last counter value read by the meter itself (step edges) and the run's counter sum.
+    last_counter: Option<f64>,
+    counter_run_j: f64,
+    counter_reset: bool,
+    steps_j: f64,
+    steps_with_energy: u64,
+    steps_without_energy: u64,
+    busy_s: f64,
+    read_errors: u64,
+    last_error: Option<String>,
+    idle_power_w: Option<f64>,
+    kernels: KernelTable,
+    context: serde_json::Value,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in the sampler thread cannot leave the timeline half-updated in a way that matters here.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Meter {
     /// Pick and open the source. An explicitly requested source that is unavailable is an error that says
-    /// why; `auto` falls back (nvml -> rapl -> none) and says which it chose.
+    /// why; `auto` picks nvml-counter > nvml-power > none on a cuda run and rapl > none on a cpu run (never
+    /// an estimate), and records why in the context.
     pub fn open(cfg: MeterConfig) -> Result<Meter> {
-        let source = match cfg.source.as_str() {
-            "none" | "auto" => EnergySource::None,
-            "estimate" => {
-                if cfg.watts.is_none() {
-                    anyhow::bail!("--energy estimate needs --watts W (the power to assume while busy)");
-                }
-                EnergySource::Estimate
-            }
-            "nvml" | "rapl" => anyhow::bail!("--energy {}: not available in this build yet", cfg.source),
-            other => anyhow::bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
+        let mut why: Option<String> = None;
+        let sensor: Option<Box<dyn Sensor>> = match cfg.source.as_str() {
+            "none" => None,
+            "estimate" => match cfg.watts {
+                Some(w) if w.is_finite() && w > 0.0 => None,
+                Some(w) => bail!("--watts {w}: must be a positive number of watts"),
+                None => bail!("--energy estimate needs --watts W (the power to assume while busy)"),
+            },
+            "nvml" => Some(Box::new(
+                nvml::NvmlSensor::open(cfg.gpu_ordinal, nvml::Want::Best)
+                    .map_err(|e| anyhow::anyhow!("--energy nvml: {e:#}"))?,
+            )),
+            "rapl" => Some(Box::new(rapl::RaplSensor::open().map_err(|e| anyhow::anyhow!("--energy rapl: {e:#}"))?)),
+            "auto" => match cfg.device {
+                DeviceKind::Cuda => match nvml::NvmlSensor::open(cfg.gpu_ordinal, nvml::Want::Best) {
+                    Ok(s) => Some(Box::new(s)),
+                    Err(e) => {
+                        why = Some(format!("auto: no NVML ({e:#}); energy not measured"));
+                        None
+                    }
+                },
+                DeviceKind::Cpu => match rapl::RaplSensor::open() {
+                    Ok(s) => Some(Box::new(s)),
+                    Err(e) => {
+                        why = Some(format!("auto: no RAPL ({e:#}); energy not measured"));
+                        None
+                    }
+                },
+            },
+            other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
         };
-        Ok(Meter { cfg, source, step_start_s: 0.0, run_start_s: None, total_j: 0.0, last_end_s: 0.0 })
+        let mut m = match sensor {
+            Some(s) => Meter::with_sensor(cfg, s, MeterOptions::default()),
+            None => Meter::without_sensor(cfg),
+        };
+        if let Some(w) = why {
+            m.context["auto_fallback"] = json!(w);
+        }
+        Ok(m)
     }
+
+    /// A meter without a sensor: `estimate` (with `cfg.watts`) or `none`.
+    pub fn without_sensor(cfg: MeterConfig) -> Meter {
+        let source =
+            if cfg.source == "estimate" && cfg.watts.is_some() { EnergySource::Estimate } else { EnergySource::None };
+        let mut m = Meter::blank(cfg, MeterOptions::default(), source, None);
+        if source == EnergySource::Estimate {
+            m.context["estimate"] = json!({
+                "watts": m.cfg.watts,
+                "note": "an estimate: --watts x busy (step) time; not a measurement",
+            });
+        }
+        m
+    }
+
+    /// A meter on any sensor (tests feed scripted sensors here). Runs the characterisation and starts the
+    /// sampler as `opts` says.
+    pub fn with_sensor(cfg: MeterConfig, mut sensor: Box<dyn Sensor>, opts: MeterOptions) -> Meter {
+        let source = sensor.source();
+        if opts.characterise {
+            let _ = sensor.characterise();
+        }
+        let mut m = Meter::blank(cfg, opts, source, Some(sensor));
+        if m.opts.sampler {
+            m.start_sampler();
+        }
+        m
+    }
+
+    fn blank(cfg: MeterConfig, opts: MeterOptions, source: EnergySource, sensor: Option<Box<dyn Sensor>>) -> Meter {
+        let (period, quantum, context) = match &sensor {
+            Some(s) => (s.nominal_period_s(), s.quantum_j(), s.context()),
+            None => (None, 0.0, json!({})),
+        };
+        let is_counter = matches!(source, EnergySource::NvmlCounter | EnergySource::Rapl);
+        let mut context = if context.is_object() { context } else { json!({ "sensor": context }) };
+        context["source"] = json!(source.as_str());
+        Meter {
+            tl: Arc::new(Mutex::new(Timeline::new(opts.timeline_cap, period))),
+            cfg,
+            opts,
+            source,
+            clock: Arc::new(Mutex::new(ClockMap::new(Instant::now()))),
+            clock_set: false,
+            sensor: sensor.map(|s| Arc::new(Mutex::new(s))),
+            is_counter,
+            quantum_j: quantum,
+            sampler: None,
+            sampler_errors: Arc::new(AtomicU64::new(0)),
+            step: None,
+            run_start_s: None,
+            last_end_s: 0.0,
+            last_counter: None,
+            counter_run_j: 0.0,
+            counter_reset: false,
+            steps_j: 0.0,
+            steps_with_energy: 0,
+            steps_without_energy: 0,
+            busy_s: 0.0,
+            read_errors: 0,
+            last_error: None,
+            idle_power_w: None,
+            kernels: KernelTable::default(),
+            context,
+        }
+    }
+
+    fn start_sampler(&mut self) {
+        let Some(sensor) = self.sensor.clone() else { return };
+        let interval = Duration::from_secs_f64(lock(&sensor).poll_interval_s().clamp(0.001, 1.0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tl, clock, errors, stop2) =
+            (self.tl.clone(), self.clock.clone(), self.sampler_errors.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("powertrain-energy-sampler".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    let c = *lock(&clock);
+                    let t = c.now_s();
+                    let r = lock(&sensor).read(t);
+                    match r {
+                        Ok(r) => {
+                            feed(&tl, &c, t, r);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+            .ok();
+        if handle.is_none() {
+            self.context["sampler"] = json!("could not start the sampler thread: step-edge reads only");
+        }
+        self.sampler = Some(Sampler { stop, handle });
+    }
+
     pub fn source(&self) -> EnergySource {
         self.source
     }
+
+    /// Set the clock origin to the backend's creation instant, so that the meter's clock equals
+    /// `Backend::clock_s()`. Call it right after `open`, before `measure_idle`. Without it the first
+    /// `begin_step(now_s)` aligns the clock to `now_s` (assuming `now_s` was read just before the call).
+    pub fn set_clock(&mut self, origin: Instant) {
+        let mut c = lock(&self.clock);
+        let delta =
+            if origin >= c.origin { (origin - c.origin).as_secs_f64() } else { -(c.origin - origin).as_secs_f64() };
+        *c = ClockMap::new(origin);
+        drop(c);
+        lock(&self.tl).shift(delta);
+        self.clock_set = true;
+    }
+
+    /// Seconds on the meter's clock now.
+    pub fn now_s(&self) -> f64 {
+        lock(&self.clock).now_s()
+    }
+
+    /// Read the sensor once at `now_s` (the sampler does this in the background; tests call it to script
+    /// the read times).
+    pub fn poll(&mut self, now_s: f64) -> Result<Option<f64>> {
+        let Some(sensor) = self.sensor.clone() else { return Ok(None) };
+        let r = lock(&sensor).read(now_s);
+        match r {
+            Ok(r) => {
+                let c = *lock(&self.clock);
+                Ok(feed(&self.tl, &c, now_s, r))
+            }
+            Err(e) => {
+                self.read_errors += 1;
+                self.last_error = Some(format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Best current estimate of the sensor's update period (s).
+    pub fn period_s(&self) -> Option<f64> {
+        lock(&self.tl).period_s()
+    }
+
     /// Measure the idle baseline for about `secs` seconds (no-op where it cannot be measured).
-    pub fn measure_idle(&mut self, _secs: f64) -> Result<()> {
+    pub fn measure_idle(&mut self, secs: f64) -> Result<()> {
+        if self.sensor.is_none() || secs <= 0.0 {
+            return Ok(());
+        }
+        let step = self.sensor.as_ref().map(|s| lock(s).poll_interval_s()).unwrap_or(0.01).clamp(0.001, 0.1);
+        let t0 = self.now_s();
+        let c0 = self.poll(t0).ok().flatten();
+        loop {
+            std::thread::sleep(Duration::from_secs_f64(step));
+            let t = self.now_s();
+            if self.sampler.is_none() {
+                let _ = self.poll(t);
+            }
+            if t - t0 >= secs {
+                break;
+            }
+        }
+        let t1 = self.now_s();
+        let c1 = self.poll(t1).ok().flatten();
+        let p = match (c0, c1) {
+            (Some(a), Some(b)) if b >= a && t1 > t0 => Some((b - a) / (t1 - t0)),
+            (Some(_), Some(_)) => None,
+            _ => {
+                // Power samples arrive with a lag: give them a moment, then integrate what covers the window.
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = self.poll(self.now_s());
+                let i = lock(&self.tl).integrate(t0, t1);
+                let covered = (t1 - t0) - i.unknown_s;
+                if covered > 0.5 * (t1 - t0) {
+                    Some(i.known_j / covered)
+                } else {
+                    None
+                }
+            }
+        };
+        self.idle_power_w = p.filter(|w| w.is_finite() && *w >= 0.0);
+        self.context["idle"] = json!({
+            "power_w": self.idle_power_w, "window_s": t1 - t0,
+            "note": if self.idle_power_w.is_some() { "measured before the run" } else { "idle power could not be measured" },
+        });
         Ok(())
     }
+
+    /// Measured idle power (W), once `measure_idle` ran.
+    pub fn idle_power_w(&self) -> Option<f64> {
+        self.idle_power_w
+    }
+
     /// `now_s` on the backend's clock (`Backend::clock_s`).
     pub fn begin_step(&mut self, now_s: f64) {
-        self.step_start_s = now_s;
+        if !self.clock_set && self.run_start_s.is_none() {
+            // Align our clock with the caller's: origin = now - now_s.
+            if let Some(origin) = Instant::now().checked_sub(Duration::from_secs_f64(now_s.max(0.0))) {
+                self.set_clock(origin);
+            }
+        }
+        let (counter, error) = self.edge_read(now_s);
         if self.run_start_s.is_none() {
             self.run_start_s = Some(now_s);
         }
+        self.step = Some(OpenStep { a: now_s, counter, error });
     }
+
+    /// Read at a step edge; keeps the run's counter sum (positive deltas between the meter's own reads).
+    fn edge_read(&mut self, now_s: f64) -> (Option<f64>, Option<String>) {
+        if self.sensor.is_none() {
+            return (None, None);
+        }
+        match self.poll(now_s) {
+            Ok(Some(c)) => {
+                if let Some(prev) = self.last_counter {
+                    if c >= prev {
+                        self.counter_run_j += c - prev;
+                    } else {
+                        self.counter_reset = true;
+                    }
+                }
+                self.last_counter = Some(c);
+                (Some(c), None)
+            }
+            Ok(None) => (None, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
+    }
+
     /// Called once the step's work has finished on the device.
     pub fn end_step(&mut self, now_s: f64, kernels: &[KernelTiming]) -> StepEnergy {
-        let dt = (now_s - self.step_start_s).max(0.0);
-        self.last_end_s = now_s;
-        let _ = kernels;
-        match self.source {
+        let open = self.step.take().unwrap_or(OpenStep { a: self.last_end_s, counter: None, error: None });
+        let a = open.a;
+        let b = now_s.max(a);
+        let dt = b - a;
+        self.busy_s += dt;
+        self.last_end_s = b;
+        let (energy, unc, method) = match self.source {
+            EnergySource::None => (None, None, "none".to_string()),
             EnergySource::Estimate => {
-                let e = self.cfg.watts.unwrap_or(0.0) * dt;
-                self.total_j += e;
-                StepEnergy {
-                    energy_j: Some(e),
-                    uncertainty_j: None,
-                    method: "watts-x-time (estimate)".into(),
-                    kernels: vec![],
+                (Some(self.cfg.watts.unwrap_or(0.0) * dt), None, "watts-x-time (estimate)".to_string())
+            }
+            _ => self.measured_window(&open, b),
+        };
+        let energy = energy.filter(|e| e.is_finite() && *e >= 0.0);
+        if energy.is_some() {
+            self.steps_j += energy.unwrap_or(0.0);
+            self.steps_with_energy += 1;
+        } else {
+            self.steps_without_energy += 1;
+        }
+        let rows = if self.cfg.per_kernel {
+            let tl = lock(&self.tl);
+            let p = tl.recent_power_w().unwrap_or(1.0);
+            let measured = self.source.is_measurement();
+            let power_j = |t0: f64, t1: f64| {
+                if measured {
+                    let i = tl.integrate(t0, t1);
+                    i.known_j + i.unknown_s * p
+                } else {
+                    t1 - t0
+                }
+            };
+            attribution::split_kernels(a, b, energy, kernels, &power_j)
+        } else {
+            Vec::new()
+        };
+        self.kernels.add_step(&rows);
+        StepEnergy { energy_j: energy, uncertainty_j: unc, method, kernels: rows }
+    }
+
+    /// Energy of [open.a, b] from the sensor: (joules, half-width, method).
+    fn measured_window(&mut self, open: &OpenStep, b: f64) -> (Option<f64>, Option<f64>, String) {
+        let a = open.a;
+        let dt = b - a;
+        let (counter, err) = self.edge_read(b);
+        if let Some(e) = err {
+            return (None, None, format!("sensor-error: {e}"));
+        }
+        if let Some(e) = &open.error {
+            return (None, None, format!("sensor-error at step start: {e}"));
+        }
+        let quantum = self.quantum_j;
+        let long = self.opts.long_window_periods;
+        let mut tl = lock(&self.tl);
+        let period = tl.period_s();
+        if self.is_counter {
+            let (Some(ca), Some(cb)) = (open.counter, counter) else {
+                return (None, None, "sensor-error: no counter value".into());
+            };
+            let d = cb - ca;
+            if d < 0.0 || tl.reset_within(a, b) || (dt > 0.0 && d / dt > attribution::MAX_PLAUSIBLE_W) {
+                return (None, None, "invalid: counter went backwards or jumped (reset or wrap) in this window".into());
+            }
+            tl.settle();
+            let p = tl.recent_power_w();
+            if let Some(per) = period.filter(|per| dt >= long * per) {
+                let e = tl.absorb_residual(d);
+                let unc = quantum + p.unwrap_or(d / dt.max(1e-9)) * per;
+                return (Some(e), Some(unc), "counter-delta".into());
+            }
+            match tl.window_energy(a, b) {
+                Some((est, _)) => {
+                    let e = tl.absorb_residual(est);
+                    let p = tl.recent_power_w().unwrap_or(0.0);
+                    let unc = quantum + p * period.unwrap_or(dt).min(dt.max(0.0)) + p * 0.0;
+                    (Some(e), Some(unc), "counter-edges-interpolated (window shorter than the update period)".into())
+                }
+                None => (
+                    None,
+                    None,
+                    "counter-not-updated-yet (no update edge seen; this energy is carried to later steps)".into(),
+                ),
+            }
+        } else {
+            match tl.window_energy(a, b) {
+                Some((est, extrap_s)) => {
+                    let e = tl.absorb_residual(est);
+                    let p = tl.recent_power_w().unwrap_or(0.0);
+                    // The sensor's averaging window smears energy across window edges; add 5 % for the
+                    // sensor's stated accuracy.
+                    let unc = 0.05 * e + p * period.unwrap_or(0.0).min(dt) + 0.0 * extrap_s;
+                    (Some(e), Some(unc), "power-integral".into())
+                }
+                None => (None, None, "no-power-samples-yet (carried to later steps)".into()),
+            }
+        }
+    }
+
+    /// Add `flops` floating-point operations to kernel `name` (for J/GFLOP in kernels.csv).
+    pub fn add_flops(&mut self, name: &str, flops: f64) {
+        self.kernels.add_flops(name, flops);
+    }
+
+    /// Per-kernel totals so far (with --per-kernel).
+    pub fn kernel_table(&self) -> &KernelTable {
+        &self.kernels
+    }
+
+    /// kernels.csv content (name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop).
+    pub fn kernels_csv(&self) -> String {
+        self.kernels.to_csv(self.source != EnergySource::None)
+    }
+
+    /// The power timeline (t on the meter clock, watts), oldest first.
+    pub fn power_timeline(&self) -> Vec<(f64, f64)> {
+        lock(&self.tl).points()
+    }
+
+    /// Stop the sampler and report the run's totals. The total covers the first `begin_step` to the last
+    /// `end_step`, including work between steps (evaluation).
+    pub fn finish(mut self) -> RunEnergy {
+        // Give a real counter/power sensor one more update so the last windows settle.
+        if self.sampler.is_some() {
+            let wait = self.period_s().unwrap_or(0.1).clamp(0.0, 0.3);
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+        self.sampler = None;
+        let run_start = self.run_start_s.unwrap_or(self.last_end_s);
+        let wall = (self.last_end_s - run_start).max(0.0);
+        let mut tl = lock(&self.tl);
+        tl.settle();
+        let residual = tl.residual_j;
+        let (total, total_note) = match self.source {
+            EnergySource::None => (None, "no energy source"),
+            EnergySource::Estimate => (Some(self.steps_j), "estimate: --watts x busy time"),
+            _ if self.is_counter => {
+                if self.counter_reset {
+                    (None, "counter went backwards during the run: no total (see total_lower_bound_j)")
+                } else if self.last_counter.is_none() {
+                    (None, "no successful counter read")
+                } else {
+                    (Some(self.counter_run_j), "counter delta, first begin_step to last end_step")
                 }
             }
-            _ => StepEnergy { energy_j: None, uncertainty_j: None, method: "none".into(), kernels: vec![] },
+            _ => {
+                let i = tl.integrate(run_start, self.last_end_s);
+                let p = tl.recent_power_w();
+                match p {
+                    Some(p) if i.unknown_s < 0.5 * wall.max(1e-9) => {
+                        (Some(i.known_j + i.unknown_s * p), "power integral over the run")
+                    }
+                    _ => (None, "power timeline does not cover the run"),
+                }
+            }
+        };
+        let total = total.filter(|t| t.is_finite() && *t >= 0.0);
+        let idle_j = match (self.idle_power_w, total) {
+            (Some(p), Some(_)) => Some(p * wall),
+            _ => None,
+        };
+        let active_j = match (total, idle_j) {
+            (Some(t), Some(i)) => Some((t - i).max(0.0)),
+            _ => None,
+        };
+        let mut ctx = self.context.clone();
+        ctx["total_method"] = json!(total_note);
+        ctx["steps_j"] = json!(if self.source == EnergySource::None { None } else { Some(self.steps_j) });
+        ctx["steps_with_energy"] = json!(self.steps_with_energy);
+        ctx["steps_without_energy"] = json!(self.steps_without_energy);
+        ctx["busy_s"] = json!(self.busy_s);
+        ctx["unattributed_residual_j"] = json!(residual);
+        ctx["update_period_s"] = json!(tl.period_s());
+        ctx["counter_quantum_j"] = json!(self.quantum_j);
+        ctx["timeline_points"] = json!(tl.len());
+        ctx["unsettled_windows"] = json!(tl.unsettled);
+        ctx["read_errors"] = json!(self.read_errors + self.sampler_errors.load(Ordering::Relaxed));
+        if let Some(e) = &self.last_error {
+            ctx["last_read_error"] = json!(e);
         }
-    }
-    /// Energy of work outside steps (evaluation), measured like a step.
-    pub fn finish(self) -> RunEnergy {
-        let wall = self.last_end_s - self.run_start_s.unwrap_or(self.last_end_s);
+        if self.counter_reset {
+            ctx["total_lower_bound_j"] = json!(self.counter_run_j);
+        }
+        if let (Some(t), Some(i)) = (total, idle_j) {
+            if i > t {
+                ctx["idle_note"] = json!("idle power x wall time exceeds the total: active clamped to 0");
+            }
+        }
+        drop(tl);
         RunEnergy {
             source: self.source.as_str().into(),
-            total_j: if self.source == EnergySource::None { None } else { Some(self.total_j) },
-            idle_j: None,
-            active_j: None,
-            idle_power_w: None,
+            total_j: total,
+            idle_j,
+            active_j,
+            idle_power_w: self.idle_power_w,
             wall_s: wall,
-            context: serde_json::json!({}),
+            context: ctx,
         }
     }
+}
+
+/// What sensors this machine offers and why others are missing (for `powertrain info`); `probe_text`
+/// renders it for people.
+pub fn probe_report() -> serde_json::Value {
+    probe_report_with(std::path::Path::new(rapl::POWERCAP_ROOT))
+}
+
+/// `probe_report` with a configurable powercap root (tests).
+pub fn probe_report_with(powercap_root: &std::path::Path) -> serde_json::Value {
+    let nv = nvml::probe();
+    let ra = rapl::probe_at(powercap_root);
+    let counter = nv["devices"].as_array().and_then(|d| d.first()).map(|d| d["counter"]["available"] == json!(true));
+    let power = nv["devices"].as_array().and_then(|d| d.first()).map(|d| d["power"]["available"] == json!(true));
+    let cuda = match (counter, power) {
+        (Some(true), _) => "nvml-counter",
+        (_, Some(true)) => "nvml-power",
+        _ => "none",
+    };
+    let cpu = if ra["available"] == json!(true) { "rapl" } else { "none" };
+    json!({
+        "nvml": nv,
+        "rapl": ra,
+        "estimate": "always available with --energy estimate --watts W (labelled an estimate)",
+        "auto": { "cuda": cuda, "cpu": cpu },
+    })
 }

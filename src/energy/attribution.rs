@@ -1,0 +1,458 @@
+//! From raw readings to joules per window and per kernel.
+//!
+//! `Timeline` turns every observation into a bounded, piecewise-constant power timeline on the meter's clock:
+//! - a counter (NVML total energy, RAPL) contributes one segment per observed update edge: the energy between
+//!   two edges spread evenly over the time between them (an edge is placed at the midpoint of the two reads
+//!   that bracket the change);
+//! - power samples contribute one segment per sample, holding its value back to the previous sample.
+//!
+//! A window's energy is the integral of that timeline. The part of a window newer than the timeline (the
+//! counter has not updated yet) is extrapolated at the latest power and recorded as *pending*; once the
+//! timeline covers it, the difference (the residual) is carried forward into the next window, so windows
+//! sum to the measured total and no short window reads as a silent 0 J.
+
+use super::KernelEnergy;
+use crate::backend::KernelTiming;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Above this a power value is not physical for one device/package (a reset or a bad counter).
+pub const MAX_PLAUSIBLE_W: f64 = 20_000.0;
+
+/// Name of the per-kernel row holding the energy between kernels (idle, launch overhead, host work).
+pub const BETWEEN_KERNELS: &str = "(between kernels)";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seg {
+    pub t0: f64,
+    pub t1: f64,
+    pub w: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Start of the extrapolated part (the timeline's end when the window was reported).
+    from: f64,
+    to: f64,
+    provisional_j: f64,
+}
+
+/// Integral of the timeline over a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Integral {
+    /// Joules from segments that cover the window.
+    pub known_j: f64,
+    /// Seconds of the window not covered by any segment.
+    pub unknown_s: f64,
+}
+
+/// The power timeline with counter-edge tracking, reset marks and the carried residual.
+#[derive(Debug)]
+pub struct Timeline {
+    segs: VecDeque<Seg>,
+    cap: usize,
+    last_read: Option<(f64, f64)>,
+    last_edge: Option<(f64, f64)>,
+    /// Time of the first read after a (re)start of the counter.
+    since: f64,
+    /// Smallest gap between two counter changes seen between consecutive tight reads (an upper bound of
+    /// the update period); `None` until two changes were bracketed closely.
+    pub min_update_gap_s: Option<f64>,
+    nominal_period_s: Option<f64>,
+    /// Intervals (t_prev_read, t_read] in which the counter went backwards or jumped implausibly.
+    resets: VecDeque<(f64, f64)>,
+    pending: VecDeque<Pending>,
+    /// Joules measured but not yet reported (positive) or over-reported (negative), carried forward.
+    pub residual_j: f64,
+    /// Pending extrapolations dropped because the timeline no longer held their span.
+    pub unsettled: u64,
+}
+
+impl Timeline {
+    pub fn new(cap: usize, nominal_period_s: Option<f64>) -> Timeline {
+        Timeline {
+            segs: VecDeque::new(),
+            cap: cap.max(16),
+            last_read: None,
+            last_edge: None,
+            since: 0.0,
+            min_update_gap_s: None,
+            nominal_period_s,
+            resets: VecDeque::new(),
+            pending: VecDeque::new(),
+            residual_j: 0.0,
+            unsettled: 0,
+        }
+    }
+
+    fn push(&mut self, s: Seg) {
+        if !(s.t1 > s.t0) || !s.w.is_finite() || s.w < 0.0 {
+            return;
+        }
+        if self.segs.len() == self.cap {
+            self.segs.pop_front();
+        }
+        self.segs.push_back(s);
+    }
+
+    fn mark_reset(&mut self, t0: f64, t1: f64) {
+        if self.resets.len() == 1024 {
+            self.resets.pop_front();
+        }
+        self.resets.push_back((t0, t1));
+    }
+
+    /// Best current estimate of the update period (measured, else nominal).
+    pub fn period_s(&self) -> Option<f64> {
+        self.min_update_gap_s.or(self.nominal_period_s)
+    }
+
+    pub fn set_nominal_period(&mut self, p: Option<f64>) {
+        if p.is_some() {
+            self.nominal_period_s = p;
+        }
+    }
+
+    /// A cumulative counter value `e` (J) read at time `t` (s).
+    pub fn observe_counter(&mut self, t: f64, e: f64) {
+        if !e.is_finite() {
+            return;
+        }
+        let Some((tr, er)) = self.last_read else {
+            self.last_read = Some((t, e));
+            self.since = t;
+            return;
+        };
+        if t < tr {
+            return; // out of order (a sampler read that lost the race): ignore
+        }
+        if e < er {
+            // Went backwards: a reset (driver reload) or an unhandled wrap. Re-baseline.
+            self.mark_reset(tr, t);
+            self.last_read = Some((t, e));
+            self.last_edge = None;
+            self.since = t;
+            return;
+        }
+        if e > er {
+            let te = 0.5 * (tr + t);
+            match self.last_edge {
+                Some((t_edge, e_edge)) => {
+                    let gap = te - t_edge;
+                    let w = (e - e_edge) / gap.max(1e-9);
+                    if w > MAX_PLAUSIBLE_W {
+                        self.mark_reset(tr, t);
+                    } else {
+                        self.push(Seg { t0: t_edge, t1: te, w });
+                        // Only gaps bracketed tightly (read spacing well below the gap) measure the period.
+                        if t - tr < 0.25 * gap {
+                            self.min_update_gap_s = Some(self.min_update_gap_s.map_or(gap, |g| g.min(gap)));
+                        }
+                    }
+                }
+                None => {
+                    // First edge after a (re)start: the energy since the previous update accrued over about
+                    // one update period before this edge (the first read may sit anywhere in that period).
+                    let span = self.nominal_period_s.unwrap_or(te - self.since).max(te - tr).max(1e-6);
+                    let w = (e - er) / span;
+                    if w <= MAX_PLAUSIBLE_W {
+                        self.push(Seg { t0: te - span, t1: te, w });
+                    }
+                }
+            }
+            self.last_edge = Some((te, e));
+        }
+        self.last_read = Some((t, e));
+    }
+
+    /// A power sample `w` (W) taken at `t`; it stands for the time back to the previous sample.
+    pub fn observe_power(&mut self, t: f64, w: f64) {
+        if !w.is_finite() || w < 0.0 || w > MAX_PLAUSIBLE_W {
+            return;
+        }
+        match self.last_read {
+            Some((tp, _)) if t <= tp => {}
+            Some((tp, _)) => {
+                self.push(Seg { t0: tp, t1: t, w });
+                self.last_read = Some((t, w));
+            }
+            None => {
+                let span = self.nominal_period_s.unwrap_or(0.01);
+                self.push(Seg { t0: t - span, t1: t, w });
+                self.last_read = Some((t, w));
+            }
+        }
+    }
+
+    /// End of the covered timeline.
+    pub fn known_until(&self) -> Option<f64> {
+        self.segs.back().map(|s| s.t1)
+    }
+
+    /// Latest power (W): the mean of the segments within the last 0.5 s of the timeline (or the last one).
+    pub fn recent_power_w(&self) -> Option<f64> {
+        let last = self.segs.back()?;
+        let from = last.t1 - 0.5;
+        let (mut j, mut s) = (0.0, 0.0);
+        for g in self.segs.iter().rev() {
+            if g.t1 <= from {
+                break;
+            }
+            let a = g.t0.max(from);
+            j += g.w * (g.t1 - a);
+            s += g.t1 - a;
+        }
+        Some(if s > 0.0 { j / s } else { last.w })
+    }
+
+    /// Integral of the timeline over [a, b].
+    pub fn integrate(&self, a: f64, b: f64) -> Integral {
+        if !(b > a) {
+            return Integral::default();
+        }
+        let start = self.segs.partition_point(|s| s.t1 <= a);
+        let (mut j, mut covered) = (0.0, 0.0);
+        for s in self.segs.iter().skip(start) {
+            if s.t0 >= b {
+                break;
+            }
+            let o = s.t1.min(b) - s.t0.max(a);
+            if o > 0.0 {
+                j += s.w * o;
+                covered += o;
+            }
+        }
+        Integral { known_j: j, unknown_s: ((b - a) - covered).max(0.0) }
+    }
+
+    /// True when a reset or implausible jump was seen in a read interval overlapping (a, b].
+    pub fn reset_within(&self, a: f64, b: f64) -> bool {
+        self.resets.iter().any(|&(r0, r1)| r1 > a && r0 < b)
+    }
+
+    /// Settle pending extrapolations the timeline now covers: their difference goes into the residual.
+    pub fn settle(&mut self) {
+        let Some(until) = self.known_until() else { return };
+        let oldest = self.segs.front().map_or(until, |s| s.t0);
+        while let Some(p) = self.pending.front().copied() {
+            if p.to <= oldest {
+                self.pending.pop_front();
+                self.unsettled += 1;
+                continue;
+            }
+            if p.to > until {
+                break;
+            }
+            self.pending.pop_front();
+            let exact = self.integrate(p.from, p.to).known_j;
+            self.residual_j += exact - p.provisional_j;
+        }
+    }
+
+    /// Energy of the window [a, b] from the timeline: (joules, extrapolated seconds) or `None` when nothing
+    /// is known about the power yet. Registers the extrapolated part as pending.
+    pub fn window_energy(&mut self, a: f64, b: f64) -> Option<(f64, f64)> {
+        self.settle();
+        let int = self.integrate(a, b);
+        if int.unknown_s <= 0.0 {
+            return Some((int.known_j, 0.0));
+        }
+        let Some(p) = self.recent_power_w() else {
+            // Nothing known yet: the whole window is carried (provisionally 0 J) and settles later.
+            self.pending.push_back(Pending { from: a, to: b, provisional_j: 0.0 });
+            return None;
+        };
+        let until = self.known_until().unwrap_or(a);
+        let from = until.max(a);
+        // Gaps inside the window (before `until`) are filled at the same power.
+        let provisional = p * int.unknown_s;
+        if b > from {
+            let tail = p * (b - from);
+            self.pending.push_back(Pending { from, to: b, provisional_j: tail });
+            if self.pending.len() > 100_000 {
+                self.pending.pop_front();
+                self.unsettled += 1;
+            }
+        }
+        Some((int.known_j + provisional, int.unknown_s))
+    }
+
+    /// Add the carried residual to a window's estimate without making it negative; returns the value to
+    /// report and leaves what could not be absorbed in the residual.
+    pub fn absorb_residual(&mut self, est_j: f64) -> f64 {
+        let r = self.residual_j;
+        let out = (est_j + r).max(0.0);
+        self.residual_j = r - (out - est_j);
+        out
+    }
+
+    /// Shift every stored time by `-delta_s` (the clock origin moved forward by `delta_s`).
+    pub fn shift(&mut self, delta_s: f64) {
+        for s in self.segs.iter_mut() {
+            s.t0 -= delta_s;
+            s.t1 -= delta_s;
+        }
+        for r in self.resets.iter_mut() {
+            r.0 -= delta_s;
+            r.1 -= delta_s;
+        }
+        for p in self.pending.iter_mut() {
+            p.from -= delta_s;
+            p.to -= delta_s;
+        }
+        if let Some(x) = self.last_read.as_mut() {
+            x.0 -= delta_s;
+        }
+        if let Some(x) = self.last_edge.as_mut() {
+            x.0 -= delta_s;
+        }
+    }
+
+    /// (t, watts) points of the timeline (segment ends), oldest first.
+    pub fn points(&self) -> Vec<(f64, f64)> {
+        self.segs.iter().map(|s| (s.t1, s.w)).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+}
+
+/// Split `step_j` joules of the window [a, b] among `kernels` by GPU time weighted by power.
+///
+/// `power_j(t0, t1)` returns the timeline's energy over [t0, t1] (any consistent weight; uniform power when
+/// the timeline knows nothing). Kernel intervals are clipped to the window; the rest of the window goes to
+/// `BETWEEN_KERNELS`. Rows are aggregated per kernel name (first-launch order) and sum to `step_j` up to
+/// rounding. With `step_j` = None the rows carry times only.
+pub fn split_kernels(
+    a: f64,
+    b: f64,
+    step_j: Option<f64>,
+    kernels: &[KernelTiming],
+    power_j: &dyn Fn(f64, f64) -> f64,
+) -> Vec<KernelEnergy> {
+    let mut rows: Vec<KernelEnergy> = Vec::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut weights: Vec<f64> = Vec::new();
+    let mut busy_s = 0.0;
+    let mut busy_w = 0.0;
+    for k in kernels {
+        let t0 = k.start_s.max(a);
+        let t1 = (k.start_s + k.dur_s.max(0.0)).min(b);
+        let d = (t1 - t0).max(0.0);
+        let w = if d > 0.0 { power_j(t0, t1).max(0.0) } else { 0.0 };
+        let i = *index.entry(k.name).or_insert_with(|| {
+            rows.push(KernelEnergy { name: k.name.to_string(), launches: 0, time_s: 0.0, energy_j: None });
+            weights.push(0.0);
+            rows.len() - 1
+        });
+        rows[i].launches += 1;
+        rows[i].time_s += k.dur_s.max(0.0);
+        weights[i] += w;
+        busy_s += d;
+        busy_w += w;
+    }
+    let window_s = (b - a).max(0.0);
+    let window_w = power_j(a, b).max(0.0);
+    let gap_s = (window_s - busy_s).max(0.0);
+    // Overlapping kernels (several streams) can make busy exceed the window: then no gap row weight.
+    let gap_w = (window_w - busy_w).max(0.0);
+    rows.push(KernelEnergy { name: BETWEEN_KERNELS.to_string(), launches: 0, time_s: gap_s, energy_j: None });
+    weights.push(gap_w);
+    if let Some(e) = step_j {
+        let total_w: f64 = weights.iter().sum();
+        let n_time: f64 = rows.iter().map(|r| r.time_s).sum();
+        for (r, w) in rows.iter_mut().zip(&weights) {
+            let share = if total_w > 0.0 {
+                w / total_w
+            } else if n_time > 0.0 {
+                r.time_s / n_time
+            } else {
+                0.0
+            };
+            r.energy_j = Some(e * share);
+        }
+        if total_w <= 0.0 && n_time <= 0.0 {
+            // Nothing to weigh by: everything is "between kernels".
+            if let Some(last) = rows.last_mut() {
+                last.energy_j = Some(e);
+            }
+        }
+    }
+    rows
+}
+
+/// Per-kernel totals over a run (kernels.csv).
+#[derive(Clone, Debug, Default)]
+pub struct KernelTable {
+    rows: BTreeMap<String, KernelTotal>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelTotal {
+    pub launches: u64,
+    pub gpu_time_s: f64,
+    /// Sum of the kernel's shares over steps with a valid energy.
+    pub energy_j: f64,
+    /// Launches counted in `energy_j` (steps without energy are excluded).
+    pub launches_with_energy: u64,
+    /// Floating-point operations supplied by the caller (`add_flops`).
+    pub flops: f64,
+}
+
+impl KernelTable {
+    pub fn add_step(&mut self, rows: &[KernelEnergy]) {
+        for r in rows {
+            let t = self.rows.entry(r.name.clone()).or_default();
+            t.launches += r.launches as u64;
+            t.gpu_time_s += r.time_s;
+            if let Some(e) = r.energy_j {
+                t.energy_j += e;
+                t.launches_with_energy += r.launches as u64;
+            }
+        }
+    }
+    pub fn add_flops(&mut self, name: &str, flops: f64) {
+        if flops.is_finite() && flops > 0.0 {
+            self.rows.entry(name.to_string()).or_default().flops += flops;
+        }
+    }
+    pub fn get(&self, name: &str) -> Option<&KernelTotal> {
+        self.rows.get(name)
+    }
+    pub fn rows(&self) -> impl Iterator<Item = (&String, &KernelTotal)> {
+        self.rows.iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop (empty cells when unknown),
+    /// sorted by energy (then time), largest first.
+    pub fn to_csv(&self, have_energy: bool) -> String {
+        let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
+        v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
+        let mut s = String::from("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop\n");
+        for (name, t) in v {
+            let (e, jpl, jpg) = if have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS) {
+                let jpl = if t.launches_with_energy > 0 {
+                    format!("{:.6e}", t.energy_j / t.launches_with_energy as f64)
+                } else {
+                    String::new()
+                };
+                let jpg = if t.flops > 0.0 && t.launches_with_energy == t.launches {
+                    format!("{:.6e}", t.energy_j / (t.flops * 1e-9))
+                } else {
+                    String::new()
+                };
+                (format!("{:.6}", t.energy_j), jpl, jpg)
+            } else {
+                (String::new(), String::new(), String::new())
+            };
+            s.push_str(&format!("{},{},{:.6},{},{},{}\n", name, t.launches, t.gpu_time_s, e, jpl, jpg));
+        }
+        s
+    }
+}

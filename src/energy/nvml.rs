@@ -1,0 +1,356 @@
+//! NVML sensors (nvml-wrapper 0.13.0): the total-energy counter (`nvml-counter`, mJ, Volta and newer) and
+//! power (`nvml-power`: the driver's buffered samples `Device::samples(Sampling::Power, last_ts)`, else the
+//! instant power field NVML_FI_DEV_POWER_INSTANT (186) via `field_values_for`, else `power_usage()`, which
+//! is a 1 s average on Ampere and newer and is labelled so).
+//!
+//! NVML is initialised once per process (`nvml()`) and shared. Capabilities are probed by calling them,
+//! never guessed from the architecture. A MIG instance reports its parent GPU's energy, labelled as shared.
+
+use super::sensors::{Reading, Sensor, Stamp};
+use super::EnergySource;
+use anyhow::{anyhow, Result};
+use nvml_wrapper::enum_wrappers::device::{Clock, Sampling, TemperatureSensor};
+use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
+use nvml_wrapper::{Device, Nvml};
+use serde_json::json;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static NVML: OnceLock<std::result::Result<Nvml, String>> = OnceLock::new();
+
+/// The process-wide NVML handle (initialised on first use). Without a driver this is an error that says so.
+pub fn nvml() -> Result<&'static Nvml> {
+    NVML.get_or_init(|| {
+        Nvml::init().map_err(|e| {
+            format!(
+                "NVML unavailable ({e}): no libnvidia-ml.so.1 / NVIDIA driver here; on a GPU machine install \
+                 the driver, otherwise use --energy estimate --watts W or --energy none"
+            )
+        })
+    })
+    .as_ref()
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// How the power is read when there is no counter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PowerMode {
+    /// Driver-buffered power samples (timestamps in µs, Unix time).
+    Samples,
+    /// NVML_FI_DEV_POWER_INSTANT; `scale` converts the raw value to watts (1e-3 for mW).
+    InstantField { scale: f64 },
+    /// `power_usage()` in mW, averaged by the driver (1 s on Ampere and newer).
+    AveragedUsage,
+}
+
+impl PowerMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            PowerMode::Samples => "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)",
+            PowerMode::InstantField { .. } => "field NVML_FI_DEV_POWER_INSTANT (186)",
+            PowerMode::AveragedUsage => "nvmlDeviceGetPowerUsage (driver-averaged)",
+        }
+    }
+}
+
+fn value_f64(v: &SampleValue) -> f64 {
+    match *v {
+        SampleValue::F64(x) => x,
+        SampleValue::U32(x) => x as f64,
+        SampleValue::U64(x) => x as f64,
+        SampleValue::I64(x) => x as f64,
+    }
+}
+
+/// Raw value of the instant power field, if the device supports it.
+fn instant_raw(dev: &Device<'static>) -> Result<f64> {
+    let v = dev.field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])?;
+    let s = v.into_iter().next().ok_or_else(|| anyhow!("no field value returned"))??;
+    Ok(value_f64(&s.value?))
+}
+
+/// The device for CUDA ordinal `ordinal`, honouring CUDA_VISIBLE_DEVICES (indices, GPU- or MIG- UUIDs).
+/// Returns the handle to read energy from and, for a MIG instance, a note that it is shared.
+fn resolve(nvml: &'static Nvml, ordinal: usize) -> Result<(Device<'static>, Option<String>)> {
+    let entry = std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .and_then(|v| v.split(',').nth(ordinal).map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty());
+    let dev = match &entry {
+        Some(e) if e.starts_with("GPU-") || e.starts_with("MIG-") => nvml
+            .device_by_uuid(e.as_str())
+            .map_err(|err| anyhow!("NVML: no device with UUID {e} (from CUDA_VISIBLE_DEVICES): {err}"))?,
+        Some(e) => {
+            let i: u32 = e
+                .parse()
+                .map_err(|_| anyhow!("CUDA_VISIBLE_DEVICES entry '{e}' is neither an index nor a GPU-/MIG- UUID"))?;
+            nvml.device_by_index(i).map_err(|err| anyhow!("NVML: no device {i}: {err}"))?
+        }
+        None => nvml.device_by_index(ordinal as u32).map_err(|err| anyhow!("NVML: no device {ordinal}: {err}"))?,
+    };
+    if dev.mig_is_mig_device_handle().unwrap_or(false) {
+        let parent = dev.mig_parent_device().map_err(|e| anyhow!("NVML: MIG parent of device: {e}"))?;
+        return Ok((parent, Some("MIG instance: energy is the parent GPU's, shared with every instance on it".into())));
+    }
+    let note = match dev.mig_mode() {
+        Ok(m) if m.current == 1 => {
+            Some("MIG enabled on this GPU: energy is the whole GPU's, shared with every instance".into())
+        }
+        _ => None,
+    };
+    Ok((dev, note))
+}
+
+/// Device context for records: name, UUID, driver, power limit, clocks, temperature, throttle reasons, ...
+pub fn device_context(nvml: &Nvml, dev: &Device<'static>) -> serde_json::Value {
+    let ok = |r: std::result::Result<serde_json::Value, nvml_wrapper::error::NvmlError>| {
+        r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
+    };
+    json!({
+        "gpu_name": ok(dev.name().map(|v| json!(v))),
+        "gpu_uuid": ok(dev.uuid().map(|v| json!(v))),
+        "driver_version": ok(nvml.sys_driver_version().map(|v| json!(v))),
+        "nvml_version": ok(nvml.sys_nvml_version().map(|v| json!(v))),
+        "power_limit_w": ok(dev.enforced_power_limit().map(|v| json!(v as f64 / 1000.0))),
+        "sm_clock_mhz": ok(dev.clock_info(Clock::SM).map(|v| json!(v))),
+        "mem_clock_mhz": ok(dev.clock_info(Clock::Memory).map(|v| json!(v))),
+        "temperature_c": ok(dev.temperature(TemperatureSensor::Gpu).map(|v| json!(v))),
+        "throttle_reasons": ok(dev.current_throttle_reasons().map(|v| json!(format!("{v:?}")))),
+        "persistence_mode": ok(dev.is_in_persistent_mode().map(|v| json!(v))),
+    })
+}
+
+/// An NVML sensor on one device.
+pub struct NvmlSensor {
+    dev: Device<'static>,
+    /// `None`: the counter; `Some`: power.
+    power: Option<PowerMode>,
+    last_sample_us: u64,
+    context: serde_json::Value,
+    period_s: Option<f64>,
+}
+
+/// Which NVML source the caller wants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Want {
+    /// The counter, else power.
+    Best,
+    Counter,
+    Power,
+}
+
+fn probe_power(dev: &Device<'static>) -> Result<PowerMode> {
+    let mut why = Vec::new();
+    match dev.samples(Sampling::Power, None) {
+        Ok(v) if !v.is_empty() => return Ok(PowerMode::Samples),
+        Ok(_) => why.push("power samples: buffer empty".to_string()),
+        Err(e) => why.push(format!("power samples: {e}")),
+    }
+    match instant_raw(dev) {
+        Ok(raw) => {
+            // The field is in mW; if it reads like watts next to power_usage (mW), use watts.
+            let scale = match dev.power_usage() {
+                Ok(mw) if mw > 0 && (raw * 1000.0) / (mw as f64) > 0.3 && (raw * 1000.0) / (mw as f64) < 3.0 => 1.0,
+                _ => 1e-3,
+            };
+            return Ok(PowerMode::InstantField { scale });
+        }
+        Err(e) => why.push(format!("instant power field: {e}")),
+    }
+    match dev.power_usage() {
+        Ok(_) => Ok(PowerMode::AveragedUsage),
+        Err(e) => {
+            why.push(format!("power usage: {e}"));
+            Err(anyhow!("no NVML power reading on this GPU ({})", why.join("; ")))
+        }
+    }
+}
+
+impl NvmlSensor {
+    /// Open the sensor for CUDA ordinal `ordinal`. The counter is probed by reading it.
+    pub fn open(ordinal: usize, want: Want) -> Result<NvmlSensor> {
+        let nvml = nvml()?;
+        let (dev, mig) = resolve(nvml, ordinal)?;
+        let mut context = device_context(nvml, &dev);
+        if let Some(m) = mig {
+            context["mig"] = json!(m);
+        }
+        let counter = dev.total_energy_consumption();
+        let power = match (want, &counter) {
+            (Want::Best | Want::Counter, Ok(_)) => None,
+            (Want::Counter, Err(e)) => {
+                return Err(anyhow!("--energy nvml: this GPU has no total-energy counter ({e})"));
+            }
+            (Want::Best, Err(e)) => {
+                context["counter_missing"] = json!(format!("{e}"));
+                Some(probe_power(&dev)?)
+            }
+            (Want::Power, _) => Some(probe_power(&dev)?),
+        };
+        if let Some(p) = power {
+            context["power_reading"] = json!(p.label());
+        } else {
+            context["counter"] = json!("nvmlDeviceGetTotalEnergyConsumption (mJ)");
+        }
+        Ok(NvmlSensor { dev, power, last_sample_us: 0, context, period_s: None })
+    }
+
+    pub fn power_mode(&self) -> Option<PowerMode> {
+        self.power
+    }
+
+    fn instant_w(&self, scale: f64) -> Result<f64> {
+        Ok(instant_raw(&self.dev)? * scale)
+    }
+}
+
+/// Smallest and median gap between value changes over `dur` of tight reads of `f`.
+fn change_gaps(dur: Duration, mut f: impl FnMut() -> Option<f64>) -> (Option<f64>, Option<f64>, usize) {
+    let t0 = Instant::now();
+    let mut last: Option<f64> = None;
+    let mut edges: Vec<f64> = Vec::new();
+    let mut reads = 0usize;
+    while t0.elapsed() < dur {
+        let v = f();
+        reads += 1;
+        let t = t0.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (last, v) {
+            if a != b {
+                edges.push(t);
+            }
+        }
+        if v.is_some() {
+            last = v;
+        }
+    }
+    let mut gaps: Vec<f64> = edges.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    (gaps.first().copied(), gaps.get(gaps.len() / 2).copied(), reads)
+}
+
+impl Sensor for NvmlSensor {
+    fn source(&self) -> EnergySource {
+        if self.power.is_some() {
+            EnergySource::NvmlPower
+        } else {
+            EnergySource::NvmlCounter
+        }
+    }
+    fn read(&mut self, _now_s: f64) -> Result<Reading> {
+        match self.power {
+            None => Ok(Reading::Counter { energy_j: self.dev.total_energy_consumption()? as f64 * 1e-3 }),
+            Some(PowerMode::Samples) => {
+                let last = if self.last_sample_us == 0 { None } else { Some(self.last_sample_us) };
+                let v = self.dev.samples(Sampling::Power, last)?;
+                let mut out = Vec::with_capacity(v.len());
+                for s in v {
+                    if s.timestamp <= self.last_sample_us {
+                        continue;
+                    }
+                    self.last_sample_us = s.timestamp;
+                    // Power samples are in mW.
+                    out.push((Stamp::Unix(s.timestamp as f64 * 1e-6), value_f64(&s.value) * 1e-3));
+                }
+                Ok(Reading::Power(out))
+            }
+            Some(PowerMode::InstantField { scale }) => Ok(Reading::Power(vec![(Stamp::Now, self.instant_w(scale)?)])),
+            Some(PowerMode::AveragedUsage) => {
+                Ok(Reading::Power(vec![(Stamp::Now, self.dev.power_usage()? as f64 * 1e-3)]))
+            }
+        }
+    }
+    fn quantum_j(&self) -> f64 {
+        if self.power.is_none() {
+            1e-3
+        } else {
+            0.0
+        }
+    }
+    fn nominal_period_s(&self) -> Option<f64> {
+        self.period_s.or(match self.power {
+            Some(PowerMode::AveragedUsage) => Some(1.0),
+            _ => None,
+        })
+    }
+    fn poll_interval_s(&self) -> f64 {
+        match self.power {
+            None => 0.005,
+            Some(PowerMode::Samples) => 0.05,
+            Some(PowerMode::InstantField { .. }) => 0.01,
+            Some(PowerMode::AveragedUsage) => 0.1,
+        }
+    }
+    fn context(&self) -> serde_json::Value {
+        self.context.clone()
+    }
+    /// About 1.5 s of tight reads: the counter's update period (smallest and median gap between changes),
+    /// the instant field's update period, and the spacing of buffered power samples.
+    fn characterise(&mut self) -> serde_json::Value {
+        let dev = &self.dev;
+        let (cmin, cmed, creads) =
+            change_gaps(Duration::from_millis(800), || dev.total_energy_consumption().ok().map(|v| v as f64));
+        let (imin, imed, ireads) = change_gaps(Duration::from_millis(400), || instant_raw(dev).ok());
+        let sample_gap = dev.samples(Sampling::Power, None).ok().and_then(|v| {
+            let mut g: Vec<f64> =
+                v.windows(2).map(|w| (w[1].timestamp as f64 - w[0].timestamp as f64) * 1e-6).collect();
+            g.sort_by(f64::total_cmp);
+            g.get(g.len() / 2).copied()
+        });
+        self.period_s = match self.power {
+            None => cmin,
+            Some(PowerMode::Samples) => sample_gap,
+            Some(PowerMode::InstantField { .. }) => imin,
+            Some(PowerMode::AveragedUsage) => Some(1.0),
+        };
+        let out = json!({
+            "counter_update_period_s_min": cmin, "counter_update_period_s_median": cmed, "counter_reads": creads,
+            "instant_power_update_period_s_min": imin, "instant_power_update_period_s_median": imed,
+            "instant_power_reads": ireads, "power_samples_spacing_s_median": sample_gap,
+            "note": "measured at start-up with tight reads (smallest/median gap between value changes)",
+        });
+        self.context["self_characterisation"] = out.clone();
+        if self.power.is_none() && cmin.is_none() {
+            self.context["counter_warning"] = json!("the counter did not change twice in 0.8 s of reads");
+        }
+        out
+    }
+}
+
+/// What NVML offers here (for `powertrain info`): per device, the counter and power readings, or why not.
+pub fn probe() -> serde_json::Value {
+    let nvml = match nvml() {
+        Ok(n) => n,
+        Err(e) => return json!({ "available": false, "reason": format!("{e:#}") }),
+    };
+    let count = match nvml.device_count() {
+        Ok(c) => c,
+        Err(e) => return json!({ "available": false, "reason": format!("NVML device count: {e}") }),
+    };
+    let mut devs = Vec::new();
+    for i in 0..count {
+        let d = match nvml.device_by_index(i) {
+            Ok(d) => d,
+            Err(e) => {
+                devs.push(json!({ "index": i, "error": format!("{e}") }));
+                continue;
+            }
+        };
+        let mut c = device_context(nvml, &d);
+        c["index"] = json!(i);
+        c["counter"] = match d.total_energy_consumption() {
+            Ok(mj) => json!({ "available": true, "value_mj": mj }),
+            Err(e) => json!({ "available": false, "reason": format!("{e}") }),
+        };
+        c["power"] = match probe_power(&d) {
+            Ok(p) => json!({ "available": true, "reading": p.label() }),
+            Err(e) => json!({ "available": false, "reason": format!("{e:#}") }),
+        };
+        if let Ok(m) = d.mig_mode() {
+            c["mig_enabled"] = json!(m.current == 1);
+        }
+        devs.push(c);
+    }
+    json!({ "available": true, "devices": devs })
+}

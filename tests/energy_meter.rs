@@ -1,0 +1,425 @@
+//! The meter on scripted sensors (deterministic counter and power sequences, no GPU), the estimate meter on
+//! a real timed loop, and the calibration helper.
+
+use anyhow::{anyhow, Result};
+use powertrain::backend::{DeviceKind, KernelTiming};
+use powertrain::energy::{
+    calibrate_per_launch, CalibrateOpts, EnergySource, Meter, MeterConfig, MeterOptions, Reading, Sensor, Stamp,
+    StepEnergy, BETWEEN_KERNELS,
+};
+
+/// A counter like NVML's: it updates every `period` s (at `phase + k * period`), holding the energy of a
+/// constant `watts` since long ago, quantised to `quantum`; it may fail in a time range or reset at a time.
+struct ScriptedCounter {
+    period: f64,
+    phase: f64,
+    quantum: f64,
+    watts: f64,
+    fail: Option<(f64, f64)>,
+    reset_at: Option<f64>,
+    source: EnergySource,
+}
+
+impl ScriptedCounter {
+    fn new(period: f64, watts: f64) -> Self {
+        ScriptedCounter {
+            period,
+            phase: 0.037,
+            quantum: 1e-3,
+            watts,
+            fail: None,
+            reset_at: None,
+            source: EnergySource::NvmlCounter,
+        }
+    }
+    fn last_update(&self, t: f64) -> f64 {
+        self.phase + ((t - self.phase) / self.period).floor() * self.period
+    }
+}
+
+impl Sensor for ScriptedCounter {
+    fn source(&self) -> EnergySource {
+        self.source
+    }
+    fn read(&mut self, now_s: f64) -> Result<Reading> {
+        if let Some((a, b)) = self.fail {
+            if now_s >= a && now_s < b {
+                return Err(anyhow!("scripted failure (like NVML_ERROR_GPU_IS_LOST)"));
+            }
+        }
+        let tu = self.last_update(now_s);
+        // The counter has been running for 1000 s.
+        let mut e = self.watts * (tu + 1000.0);
+        if let Some(r) = self.reset_at {
+            if now_s >= r {
+                e -= self.watts * (self.last_update(r) + 1000.0); // back to ~0 and counting again
+            }
+        }
+        Ok(Reading::Counter { energy_j: (e / self.quantum).floor() * self.quantum })
+    }
+    fn quantum_j(&self) -> f64 {
+        self.quantum
+    }
+    fn nominal_period_s(&self) -> Option<f64> {
+        Some(self.period)
+    }
+}
+
+/// Instant power samples every 1 ms up to the read time (like NVML's buffered samples).
+struct ScriptedPower {
+    power: fn(f64) -> f64,
+    last: f64,
+}
+
+impl Sensor for ScriptedPower {
+    fn source(&self) -> EnergySource {
+        EnergySource::NvmlPower
+    }
+    fn read(&mut self, now_s: f64) -> Result<Reading> {
+        let mut v = Vec::new();
+        let mut t = self.last + 1e-3;
+        while t <= now_s + 1e-12 {
+            v.push((Stamp::Clock(t), (self.power)(t - 0.5e-3)));
+            self.last = t;
+            t += 1e-3;
+        }
+        Ok(Reading::Power(v))
+    }
+    fn quantum_j(&self) -> f64 {
+        0.0
+    }
+    fn nominal_period_s(&self) -> Option<f64> {
+        Some(1e-3)
+    }
+}
+
+fn cfg(source: &str, per_kernel: bool) -> MeterConfig {
+    MeterConfig { source: source.into(), watts: None, per_kernel, device: DeviceKind::Cuda, gpu_ordinal: 0 }
+}
+
+fn scripted_meter(sensor: Box<dyn Sensor>, per_kernel: bool) -> Meter {
+    let opts = MeterOptions { sampler: false, characterise: false, ..MeterOptions::default() };
+    let mut m = Meter::with_sensor(cfg("nvml", per_kernel), sensor, opts);
+    // Fix the clock so that begin_step does not re-align it (times below are scripted).
+    m.set_clock(std::time::Instant::now());
+    m
+}
+
+/// Back-to-back steps of `dt` from 0 to `n * dt`, with the sampler's reads every `poll` s in between.
+fn run_steps(
+    m: &mut Meter,
+    n: usize,
+    dt: f64,
+    poll: Option<f64>,
+    kernels: impl Fn(f64, f64) -> Vec<KernelTiming>,
+) -> Vec<StepEnergy> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let a = i as f64 * dt;
+        let b = a + dt;
+        m.begin_step(a);
+        if let Some(p) = poll {
+            let mut t = a + p;
+            while t < b {
+                let _ = m.poll(t);
+                t += p;
+            }
+        }
+        out.push(m.end_step(b, &kernels(a, b)));
+    }
+    out
+}
+
+fn sane(steps: &[StepEnergy]) {
+    for s in steps {
+        if let Some(e) = s.energy_j {
+            assert!(e.is_finite() && e >= 0.0, "bad energy {e} ({})", s.method);
+        }
+        if let Some(u) = s.uncertainty_j {
+            assert!(u.is_finite() && u >= 0.0, "bad uncertainty {u}");
+        }
+        for k in &s.kernels {
+            if let Some(e) = k.energy_j {
+                assert!(e.is_finite() && e >= 0.0, "bad kernel energy {e}");
+            }
+        }
+    }
+}
+
+fn no_kernels(_: f64, _: f64) -> Vec<KernelTiming> {
+    Vec::new()
+}
+
+#[test]
+fn long_windows_report_the_quantised_counter_delta() {
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 200.0)), false);
+    assert_eq!(m.source(), EnergySource::NvmlCounter);
+    let steps = run_steps(&mut m, 6, 0.5, None, no_kernels);
+    sane(&steps);
+    for s in &steps {
+        assert_eq!(s.method, "counter-delta");
+        let e = s.energy_j.expect("energy");
+        // 0.5 s at 200 W = 100 J; the counter steps every 0.1 s (20 J) and is quantised to 1 mJ.
+        assert!((e - 100.0).abs() <= 20.0 + 1e-3, "step energy {e}");
+        let u = s.uncertainty_j.expect("uncertainty");
+        assert!(u >= 1e-3 && (e - 100.0).abs() <= u + 1e-9, "uncertainty {u} must cover the error of {e}");
+    }
+    let run = m.finish();
+    assert_eq!(run.source, "nvml-counter");
+    let total = run.total_j.expect("total");
+    assert!((total - 600.0).abs() <= 20.0, "total {total}");
+    let sum: f64 = steps.iter().filter_map(|s| s.energy_j).sum();
+    assert!((sum - total).abs() < 1e-6, "steps {sum} vs total {total}");
+}
+
+#[test]
+fn short_windows_are_not_a_silent_zero() {
+    // 10 ms steps, counter updating every 100 ms at 200 W.
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 200.0)), false);
+    let steps = run_steps(&mut m, 100, 0.01, None, no_kernels);
+    sane(&steps);
+    // Before the first update edge nothing is known: no number, labelled, never 0 J.
+    assert!(steps[0].energy_j.is_none());
+    assert!(steps[0].method.contains("not-updated-yet"), "{}", steps[0].method);
+    let mut with = 0;
+    for s in &steps[10..] {
+        let e = s.energy_j.expect("energy after the first edge");
+        assert!(s.method.contains("interpolated"), "{}", s.method);
+        assert!(e > 0.5, "a 10 ms step at 200 W read as {e} J");
+        let u = s.uncertainty_j.expect("uncertainty set");
+        assert!(u > 0.0);
+        with += 1;
+    }
+    assert_eq!(with, 90);
+    // Steady state: a 10 ms window at 200 W is 2 J (after the carried residual is absorbed).
+    let late: Vec<f64> = steps[50..].iter().map(|s| s.energy_j.unwrap()).collect();
+    let mean = late.iter().sum::<f64>() / late.len() as f64;
+    assert!((mean - 2.0).abs() < 0.05, "mean short-step energy {mean}");
+    // Closure: steps plus the residual still carried equal the counter total within one update (20 J).
+    let _ = m.poll(1.25);
+    let run = m.finish();
+    let total = run.total_j.unwrap();
+    let sum: f64 = steps.iter().filter_map(|s| s.energy_j).sum();
+    let resid = run.context["unattributed_residual_j"].as_f64().unwrap();
+    assert!((total - 200.0).abs() <= 20.0 + 1e-6, "total {total}");
+    assert!((sum + resid - total).abs() <= 20.0, "steps {sum} + residual {resid} vs total {total}");
+    assert!((sum - 200.0).abs() <= 10.0, "steps sum {sum} vs 200 J");
+}
+
+#[test]
+fn counter_reset_marks_the_window_invalid() {
+    let mut c = ScriptedCounter::new(0.1, 150.0);
+    c.reset_at = Some(1.23);
+    let mut m = scripted_meter(Box::new(c), false);
+    let steps = run_steps(&mut m, 6, 0.5, Some(0.02), no_kernels);
+    sane(&steps);
+    // The step [1.0, 1.5] holds the reset.
+    assert!(steps[2].energy_j.is_none(), "{:?}", steps[2]);
+    assert!(steps[2].method.starts_with("invalid"), "{}", steps[2].method);
+    for (i, s) in steps.iter().enumerate() {
+        if i != 2 {
+            let e = s.energy_j.expect("valid step");
+            assert!(e < 150.0 * 0.5 + 20.0, "step {i}: {e} J is huge");
+        }
+    }
+    let run = m.finish();
+    assert!(run.total_j.is_none(), "no total across a reset");
+    let lb = run.context["total_lower_bound_j"].as_f64().unwrap();
+    assert!(lb > 0.0 && lb < 450.0, "lower bound {lb}");
+}
+
+#[test]
+fn sensor_failing_mid_run_is_labelled_not_faked() {
+    let mut c = ScriptedCounter::new(0.1, 100.0);
+    c.fail = Some((1.2, 2.2));
+    let mut m = scripted_meter(Box::new(c), false);
+    let steps = run_steps(&mut m, 8, 0.5, None, no_kernels);
+    sane(&steps);
+    // Edges at 1.5 and 2.0 fail: steps [1.0,1.5], [1.5,2.0] (end), [2.0,2.5] (start) have no number.
+    for i in [2, 3, 4] {
+        assert!(steps[i].energy_j.is_none(), "step {i}: {:?}", steps[i]);
+        assert!(steps[i].method.starts_with("sensor-error"), "{}", steps[i].method);
+    }
+    for i in [0, 1, 5, 6, 7] {
+        let e = steps[i].energy_j.expect("valid");
+        assert!((e - 50.0).abs() <= 10.0 + 1e-3, "step {i}: {e}");
+    }
+    let run = m.finish();
+    assert!(run.context["read_errors"].as_u64().unwrap() >= 2);
+    assert_eq!(run.context["steps_without_energy"].as_u64().unwrap(), 3);
+    // The counter kept counting through the failure: the run total is still the counter delta.
+    assert!((run.total_j.unwrap() - 400.0).abs() <= 10.0);
+}
+
+/// Two kernels per 20 ms step: "hot" in the first 8 ms at 400 W, "cold" in the next 8 ms at 100 W,
+/// 4 ms between (100 W).
+fn square(t: f64) -> f64 {
+    if (t.rem_euclid(0.02)) < 0.008 {
+        400.0
+    } else {
+        100.0
+    }
+}
+
+fn two_kernels(a: f64, _b: f64) -> Vec<KernelTiming> {
+    vec![
+        KernelTiming { name: "gemm", start_s: a, dur_s: 0.008 },
+        KernelTiming { name: "relu_forward", start_s: a + 0.008, dur_s: 0.008 },
+    ]
+}
+
+#[test]
+fn per_kernel_parts_sum_to_the_step_and_follow_power() {
+    let mut m = scripted_meter(Box::new(ScriptedPower { power: square, last: -0.05 }), true);
+    assert_eq!(m.source(), EnergySource::NvmlPower);
+    let steps = run_steps(&mut m, 50, 0.02, Some(0.005), two_kernels);
+    sane(&steps);
+    let mut step_sum = 0.0;
+    for s in &steps[1..] {
+        let e = s.energy_j.expect("energy");
+        assert_eq!(s.method, "power-integral");
+        let parts: f64 = s.kernels.iter().map(|k| k.energy_j.unwrap()).sum();
+        assert!((parts - e).abs() <= 1e-3 * e, "parts {parts} vs step {e}");
+        assert_eq!(s.kernels.len(), 3);
+        let gap = s.kernels.iter().find(|k| k.name == BETWEEN_KERNELS).unwrap();
+        assert!((gap.time_s - 0.004).abs() < 1e-9);
+        let hot = s.kernels.iter().find(|k| k.name == "gemm").unwrap().energy_j.unwrap();
+        let cold = s.kernels.iter().find(|k| k.name == "relu_forward").unwrap().energy_j.unwrap();
+        // Same GPU time, 4x the power.
+        assert!((hot / cold - 4.0).abs() < 0.2, "hot {hot} cold {cold}");
+        step_sum += e;
+    }
+    let e0 = steps[0].energy_j.unwrap();
+    step_sum += e0;
+    // 0.02 s x (0.4 x 400 + 0.6 x 100) W = 4.4 J per step.
+    assert!((steps[10].energy_j.unwrap() - 4.4).abs() < 0.05, "{:?}", steps[10].energy_j);
+    let table = m.kernel_table();
+    assert_eq!(table.get("gemm").unwrap().launches, 50);
+    let table_sum: f64 = table.rows().map(|(_, t)| t.energy_j).sum();
+    assert!((table_sum - step_sum).abs() <= 1e-3 * step_sum);
+    m.add_flops("gemm", 50.0 * 2e9);
+    let csv = m.kernels_csv();
+    let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
+    let cols: Vec<&str> = gemm_line.split(',').collect();
+    assert_eq!(cols[1], "50");
+    let j: f64 = cols[3].parse().unwrap();
+    let jpg: f64 = cols[5].parse().unwrap();
+    assert!((jpg - j / 100.0).abs() <= 1e-6 * j, "J/GFLOP {jpg} vs {j}/100");
+    let run = m.finish();
+    assert_eq!(run.source, "nvml-power");
+    let total = run.total_j.unwrap();
+    assert!((total - step_sum).abs() <= 0.01 * total, "total {total} vs steps {step_sum}");
+}
+
+#[test]
+fn counter_per_kernel_closure_and_labels() {
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 250.0)), true);
+    let steps = run_steps(&mut m, 20, 0.05, Some(0.01), two_kernels);
+    sane(&steps);
+    for s in steps.iter().filter(|s| s.energy_j.is_some()) {
+        let e = s.energy_j.unwrap();
+        let parts: f64 = s.kernels.iter().map(|k| k.energy_j.unwrap()).sum();
+        assert!((parts - e).abs() <= 1e-3 * e.max(1e-9), "parts {parts} vs {e}");
+        // Gaps (60 % of a 50 ms step at constant power) go to the between-kernels row.
+        let gap = s.kernels.iter().find(|k| k.name == BETWEEN_KERNELS).unwrap().energy_j.unwrap();
+        assert!((gap / e - 0.68).abs() < 0.01, "gap share {}", gap / e);
+    }
+    // Steps without energy still carry kernel times and no made-up energy.
+    for s in steps.iter().filter(|s| s.energy_j.is_none()) {
+        assert!(s.kernels.iter().all(|k| k.energy_j.is_none()));
+        assert!(s.kernels.iter().any(|k| k.time_s > 0.0));
+    }
+}
+
+#[test]
+fn estimate_meter_is_watts_times_time_on_a_timed_loop() {
+    let mut c = cfg("estimate", false);
+    c.watts = Some(50.0);
+    let mut m = Meter::open(c).unwrap();
+    assert_eq!(m.source(), EnergySource::Estimate);
+    m.measure_idle(0.1).unwrap();
+    let (mut e, mut wall) = (0.0, 0.0);
+    for _ in 0..10 {
+        let a = m.now_s();
+        m.begin_step(a);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let b = m.now_s();
+        let s = m.end_step(b, &[]);
+        assert!(s.method.contains("estimate"), "{}", s.method);
+        e += s.energy_j.unwrap();
+        wall += b - a;
+    }
+    assert!(wall > 0.09);
+    assert!((e / wall - 50.0).abs() <= 0.02 * 50.0, "{} W", e / wall);
+    let run = m.finish();
+    assert_eq!(run.source, "estimate");
+    assert!(run.idle_j.is_none(), "an estimate has no measured idle");
+    assert!((run.total_j.unwrap() - e).abs() < 1e-9);
+}
+
+#[test]
+fn explicit_sources_that_are_missing_are_errors_that_say_why() {
+    let e = Meter::open(cfg("estimate", false)).err().unwrap().to_string();
+    assert!(e.contains("--watts"), "{e}");
+    // No GPU driver here: NVML fails to initialise.
+    if let Err(e) = Meter::open(cfg("nvml", false)) {
+        let s = format!("{e:#}");
+        assert!(s.contains("NVML"), "{s}");
+    }
+    let e = Meter::open(cfg("joules", false)).err().unwrap().to_string();
+    assert!(e.contains("auto, nvml, rapl, estimate or none"), "{e}");
+    // auto never picks an estimate.
+    let m = Meter::open(cfg("auto", false)).unwrap();
+    assert_ne!(m.source(), EnergySource::Estimate);
+    let mut none = Meter::open(cfg("none", true)).unwrap();
+    none.begin_step(0.0);
+    let s = none.end_step(0.5, &two_kernels(0.0, 0.5));
+    assert!(s.energy_j.is_none() && s.method == "none");
+    assert!(s.kernels.iter().all(|k| k.energy_j.is_none()));
+    let run = none.finish();
+    assert!(run.total_j.is_none() && run.source == "none");
+}
+
+#[test]
+fn idle_baseline_splits_the_total() {
+    // A counter sensor driven by the meter's real clock: 80 W.
+    let mut m = Meter::with_sensor(
+        cfg("nvml", false),
+        Box::new(ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) }),
+        MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() },
+    );
+    m.measure_idle(0.3).unwrap();
+    let p = m.idle_power_w().expect("idle power");
+    assert!((p - 80.0).abs() < 8.0, "idle {p} W");
+    let a = m.now_s();
+    m.begin_step(a);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let b = m.now_s();
+    let s = m.end_step(b, &[]);
+    assert!(s.energy_j.is_some());
+    let run = m.finish();
+    let (t, i, act) = (run.total_j.unwrap(), run.idle_j.unwrap(), run.active_j.unwrap());
+    assert!(act >= 0.0 && (t - i - act).abs() < 1e-9 || act == 0.0);
+    assert!((i - p * run.wall_s).abs() < 1e-9);
+}
+
+#[test]
+fn calibration_gives_joules_per_launch_with_an_interval() {
+    let mut c = cfg("estimate", false);
+    c.watts = Some(40.0);
+    let mut m = Meter::open(c).unwrap();
+    let opts = CalibrateOpts { window_s: 0.05, windows: 3, seed: 1 };
+    let cal = calibrate_per_launch(&mut m, &opts, || {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        Ok(1)
+    })
+    .unwrap();
+    // Each launch takes >= 2 ms at 40 W: >= 0.08 J, and sleeps overshoot by well under 3 ms here.
+    assert!(cal.j_per_launch >= 0.08 && cal.j_per_launch < 0.2, "{cal:?}");
+    assert!(cal.ci95_j.is_finite() && cal.ci95_j >= 0.0);
+    assert_eq!(cal.windows, 3);
+    assert!(cal.launches >= 3 * 20);
+    assert_eq!(cal.source, "estimate");
+    let mut none = Meter::open(cfg("none", false)).unwrap();
+    assert!(calibrate_per_launch(&mut none, &opts, || Ok(1)).is_err());
+}
