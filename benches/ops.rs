@@ -4,7 +4,8 @@
 //! spot check of y against the defining sum; GEMM: spot checks against dot products), then run once to warm up
 //! and timed as the median of repeats. Also times one whole training step made of the CPU ops (forward,
 //! backward, SGD; no data loading) and the machine's single-GEMM peak (a large square sgemm).
-//! Optional argument: a filter substring on the row name (e.g. `cargo bench --bench ops -- celeba`).
+//! Optional argument: a filter substring of "<model> <conv|fc|step> n<batch>" or "peak" (e.g.
+//! `cargo bench --bench ops -- celeba`, `-- "step n64"`).
 use powertrain::backend::cpu::{conv2d, elementwise, gemm, loss, optim, pool};
 use powertrain::backend::*;
 use std::time::Instant;
@@ -252,16 +253,28 @@ fn main() {
         for (model, layers, flat, hidden, k) in
             [("pamap2", pamap2_layers(n), 4096, 128, 12), ("celeba", celeba_layers(n), 8192, 256, 1)]
         {
-            if !want(model) {
-                continue;
-            }
+            let tag = |kind: &str| format!("{model} {kind} n{n}");
             for (i, l) in layers.iter().enumerate() {
-                check(bench_conv(&format!("{model} conv{}", i + 1), l.conv, reps));
+                if want(&tag("conv")) {
+                    check(bench_conv(&format!("{model} conv{}", i + 1), l.conv, reps));
+                }
             }
-            check(bench_gemm(&format!("{model} fc1 fwd"), GemmParams::new(n, hidden, flat, false, true), reps));
-            check(bench_gemm(&format!("{model} fc1 bwd-data"), GemmParams::new(n, flat, hidden, false, false), reps));
-            check(bench_gemm(&format!("{model} fc1 bwd-filter"), GemmParams::new(hidden, flat, n, true, false), reps));
-            bench_step(model, n, &layers, hidden, k, reps);
+            if want(&tag("fc")) {
+                check(bench_gemm(&format!("{model} fc1 fwd"), GemmParams::new(n, hidden, flat, false, true), reps));
+                check(bench_gemm(
+                    &format!("{model} fc1 bwd-data"),
+                    GemmParams::new(n, flat, hidden, false, false),
+                    reps,
+                ));
+                check(bench_gemm(
+                    &format!("{model} fc1 bwd-filter"),
+                    GemmParams::new(hidden, flat, n, true, false),
+                    reps,
+                ));
+            }
+            if want(&tag("step")) {
+                bench_step(model, n, &layers, hidden, k, reps);
+            }
         }
     }
     if failed {
