@@ -67,11 +67,10 @@ pub fn relu_forward<T: Float>(p: &EltwiseParams, x: &mut [T]) -> Result<()> {
     const OP: &str = "relu_forward";
     check_len(OP, "x", x.len(), dim(OP, "len", p.len, 0)?, "len")?;
     let f = |s: &mut [T]| {
+        // A select, not a conditional store, so the loop vectorises; `max` would turn NaN into 0 where
+        // PyTorch's relu keeps NaN.
         for v in s {
-            // `max` would turn NaN into 0; PyTorch's relu keeps NaN.
-            if *v < T::ZERO {
-                *v = T::ZERO;
-            }
+            *v = if *v < T::ZERO { T::ZERO } else { *v };
         }
     };
     if x.len() <= CHUNK {
@@ -90,9 +89,7 @@ pub fn relu_backward<T: Float>(p: &EltwiseParams, y: &[T], dy: &mut [T]) -> Resu
     check_len(OP, "dy", dy.len(), len, "len")?;
     let f = |(g, y): (&mut [T], &[T])| {
         for (g, &y) in g.iter_mut().zip(y) {
-            if !(y > T::ZERO) {
-                *g = T::ZERO;
-            }
+            *g = if y > T::ZERO { *g } else { T::ZERO };
         }
     };
     if len <= CHUNK {
