@@ -2,12 +2,68 @@
 use crate::cli::{ConvertCelebaArgs, ConvertPamap2Args, SynthArgs};
 use anyhow::Result;
 
-pub fn synth(_a: &SynthArgs) -> Result<()> {
-    anyhow::bail!("data synth: not implemented yet")
+/// `powertrain data synth pamap2|celeba --out RAW_DIR [--seed N] [--scale small|medium]`.
+pub fn synth(a: &SynthArgs) -> Result<()> {
+    let scale = super::synth::Scale::parse(&a.scale)?;
+    let t0 = std::time::Instant::now();
+    match a.dataset.as_str() {
+        "pamap2" => {
+            super::synth::synth_pamap2(&a.out, a.seed, scale)?;
+            eprintln!(
+                "wrote {} in {:.1} s; convert with: powertrain data pamap2 --src {} --out DATASET_DIR",
+                a.out.join("PAMAP2_Dataset/Protocol").display(),
+                t0.elapsed().as_secs_f64(),
+                a.out.join("PAMAP2_Dataset").display()
+            );
+        }
+        "celeba" => {
+            super::synth::synth_celeba(&a.out, a.seed, scale)?;
+            eprintln!(
+                "wrote {} (images, list_attr_celeba.txt, list_eval_partition.txt) in {:.1} s; convert with: powertrain data celeba --src {} --out DATASET_DIR",
+                a.out.display(),
+                t0.elapsed().as_secs_f64(),
+                a.out.display()
+            );
+        }
+        o => anyhow::bail!("data synth {o}: unknown dataset, use pamap2 or celeba"),
+    }
+    Ok(())
 }
-pub fn convert_pamap2(_a: &ConvertPamap2Args) -> Result<()> {
-    anyhow::bail!("data pamap2: not implemented yet")
+
+/// `powertrain data pamap2 --src PAMAP2_DIR --out DATASET_DIR`.
+pub fn convert_pamap2(a: &ConvertPamap2Args) -> Result<()> {
+    let s = super::pamap2::convert(&a.src, &a.out)?;
+    eprintln!(
+        "wrote {}: train {} / val {} / test {} windows from {} rows in {:.1} s ({:.0} rows/s)",
+        s.out.display(),
+        s.counts[0],
+        s.counts[1],
+        s.counts[2],
+        s.rows,
+        s.seconds,
+        s.rows as f64 / s.seconds.max(1e-9)
+    );
+    Ok(())
 }
-pub fn convert_celeba(_a: &ConvertCelebaArgs) -> Result<()> {
-    anyhow::bail!("data celeba: not implemented yet")
+
+/// `powertrain data celeba --src CELEBA_DIR --out DATASET_DIR [--size 64]`.
+pub fn convert_celeba(a: &ConvertCelebaArgs) -> Result<()> {
+    let s = super::celeba::convert(&a.src, &a.out, a.size)?;
+    let n: usize = s.counts.iter().sum();
+    if s.missing_rows > 0 {
+        eprintln!(
+            "note: list_attr_celeba.txt announces {} more images than it lists; converted the {n} listed",
+            s.missing_rows
+        );
+    }
+    eprintln!(
+        "wrote {}: train {} / val {} / test {} images in {:.1} s ({:.0} images/s)",
+        s.out.display(),
+        s.counts[0],
+        s.counts[1],
+        s.counts[2],
+        s.seconds,
+        n as f64 / s.seconds.max(1e-9)
+    );
+    Ok(())
 }
