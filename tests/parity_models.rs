@@ -49,8 +49,13 @@ fn parity(model: &str, opt_args: &[&str], final_name: &str) {
     assert_eq!(names.len(), 10, "a reference CNN has 10 parameter tensors");
     for name in &names {
         let (e, g) = (read_f32(&expected, name), read_f32(&got, name));
+        eprintln!("{model} {name}: rel. L2 error {:.3e}", rel_l2(&g, &e));
+    }
+    for name in &names {
+        let (e, g) = (read_f32(&expected, name), read_f32(&got, name));
         assert_eq!(e.len(), g.len(), "{name}: length");
         let err = rel_l2(&g, &e);
+        eprintln!("{model} {name}: rel. L2 error {err:.3e}");
         assert!(err < 1e-3, "{model} {name}: weights after 4 steps differ from PyTorch, rel. L2 error {err:.3e}");
     }
 
