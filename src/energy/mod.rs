@@ -578,7 +578,7 @@ impl Meter {
                 Some((est, _)) => {
                     let e = tl.absorb_residual(est);
                     let p = tl.recent_power_w().unwrap_or(0.0);
-                    let unc = quantum + p * period.unwrap_or(dt).min(dt.max(0.0)) + p * 0.0;
+                    let unc = quantum + p * period.unwrap_or(dt).min(dt.max(0.0));
                     (Some(e), Some(unc), "counter-edges-interpolated (window shorter than the update period)".into())
                 }
                 None => (
@@ -589,12 +589,12 @@ impl Meter {
             }
         } else {
             match tl.window_energy(a, b) {
-                Some((est, extrap_s)) => {
+                Some((est, _)) => {
                     let e = tl.absorb_residual(est);
                     let p = tl.recent_power_w().unwrap_or(0.0);
                     // The sensor's averaging window smears energy across window edges; add 5 % for the
                     // sensor's stated accuracy.
-                    let unc = 0.05 * e + p * period.unwrap_or(0.0).min(dt) + 0.0 * extrap_s;
+                    let unc = 0.05 * e + p * period.unwrap_or(0.0).min(dt);
                     (Some(e), Some(unc), "power-integral".into())
                 }
                 None => (None, None, "no-power-samples-yet (carried to later steps)".into()),
