@@ -39,3 +39,33 @@ fn nvml_meter_on_a_real_gpu() {
     let resid = run.context["unattributed_residual_j"].as_f64().unwrap_or(0.0);
     assert!((sum + resid - total).abs() < 0.2 * total + 20.0, "steps {sum} + {resid} vs total {total}");
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU and driver: cargo test --test energy_gpu -- --ignored --nocapture"]
+fn nvml_power_path_on_a_real_gpu() {
+    use powertrain::energy::nvml::{NvmlSensor, Want};
+    use powertrain::energy::MeterOptions;
+    let s = NvmlSensor::open(0, Want::Power).expect("NVML power reading");
+    println!("power reading: {:?}", s.power_mode());
+    let cfg =
+        MeterConfig { source: "nvml".into(), watts: None, per_kernel: false, device: DeviceKind::Cuda, gpu_ordinal: 0 };
+    let mut m = Meter::with_sensor(cfg, Box::new(s), MeterOptions::default());
+    assert_eq!(m.source(), EnergySource::NvmlPower);
+    m.measure_idle(0.5).unwrap();
+    println!("idle {:?} W", m.idle_power_w());
+    for dt_ms in [10u64, 100, 300] {
+        let a = m.now_s();
+        m.begin_step(a);
+        std::thread::sleep(std::time::Duration::from_millis(dt_ms));
+        let b = m.now_s();
+        let st = m.end_step(b, &[]);
+        println!("{dt_ms:>4} ms: {:?} J +- {:?} ({})", st.energy_j, st.uncertainty_j, st.method);
+        assert!(!st.method.starts_with("sensor-error"), "{}", st.method);
+    }
+    let tl = m.power_timeline();
+    println!("timeline points {} last {:?}", tl.len(), tl.last());
+    let run = m.finish();
+    println!("{}", serde_json::to_string_pretty(&run).unwrap());
+    let w = run.total_j.expect("total") / run.wall_s;
+    assert!(w > 5.0 && w < 1500.0, "mean power {w} W");
+}

@@ -11,6 +11,7 @@ use super::EnergySource;
 use anyhow::{anyhow, Result};
 use nvml_wrapper::enum_wrappers::device::{Clock, Sampling, TemperatureSensor};
 use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::{Device, Nvml};
@@ -243,7 +244,12 @@ impl Sensor for NvmlSensor {
             None => Ok(Reading::Counter { energy_j: self.dev.total_energy_consumption()? as f64 * 1e-3 }),
             Some(PowerMode::Samples) => {
                 let last = if self.last_sample_us == 0 { None } else { Some(self.last_sample_us) };
-                let v = self.dev.samples(Sampling::Power, last)?;
+                let v = match self.dev.samples(Sampling::Power, last) {
+                    Ok(v) => v,
+                    // NVML answers NotFound when no sample is newer than `last` (seen on H100, driver 580).
+                    Err(NvmlError::NotFound) => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
                 let mut out = Vec::with_capacity(v.len());
                 for s in v {
                     if s.timestamp <= self.last_sample_us {
@@ -298,10 +304,16 @@ impl Sensor for NvmlSensor {
             g.sort_by(f64::total_cmp);
             g.get(g.len() / 2).copied()
         });
+        // The smallest gap between changes, unless it is an outlier (two changes bracketing one read: the
+        // instant field showed 1 µs gaps on an H100 next to a 100 ms median); then the median.
+        let robust = |min: Option<f64>, med: Option<f64>| match (min, med) {
+            (Some(a), Some(m)) if a < 0.5 * m => Some(m),
+            (a, m) => a.or(m),
+        };
         self.period_s = match self.power {
-            None => cmin,
+            None => robust(cmin, cmed),
             Some(PowerMode::Samples) => sample_gap,
-            Some(PowerMode::InstantField { .. }) => imin,
+            Some(PowerMode::InstantField { .. }) => robust(imin, imed),
             Some(PowerMode::AveragedUsage) => Some(1.0),
         };
         let out = json!({
