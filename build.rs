@@ -122,7 +122,7 @@ fn main() {
         let _ = writeln!(table, "        source: include_str!({:?}),", src_path.display().to_string());
         table.push_str("        cubins: &[");
         for (arch, f) in &cubins {
-            let _ = write!(table, "({arch}, &include_bytes!({:?})[..]), ", f.display().to_string());
+            let _ = write!(table, "({arch}, include_bytes!({:?}) as &[u8]), ", f.display().to_string());
         }
         table.push_str("],\n");
         match &ptx {
