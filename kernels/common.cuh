@@ -88,58 +88,89 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 
 // ---- the tiled matrix-multiply core (GEMM and the three implicit-GEMM convolutions) ---------------------------
 //
-// One block computes the C tile [BM x BN] at (m0, n0) of C = A [M x K] * B [K x N], looping over all of K in
-// steps of BK: both operand tiles go through shared memory, each thread then accumulates a TM x TN micro-tile
-// held in registers. The micro-tile is STRIDED (thread (tx, ty) owns rows ty + i*BM/TM and columns
-// tx + j*BN/TN): a warp then reads 16 consecutive Bs words and 2 broadcast As words per step (no bank
+// One block computes the C tile [BM x BN] at (m0, n0) of C = A [M x K] * B [K x N] over the k range
+// [k_begin, k_end) in steps of TILE_BK (k_begin a multiple of TILE_BK; loaders return 0 past K). Both operand
+// tiles go through shared memory, double-buffered: while the block multiplies stage s, each thread has already
+// fetched the next tile into registers and stores it into stage s^1, so one __syncthreads per step suffices
+// and global latency hides behind the math. Each thread accumulates a TM x TN micro-tile in registers.
+//
+// The micro-tile is STRIDED (thread (tx, ty) owns rows ty + i*BM/TM and columns tx + j*BN/TN, with
+// BM/TM = BN/TN = 16): per k a warp reads 16 consecutive Bs words and 2 broadcast As words (no bank
 // conflicts), and the epilogue writes consecutive columns (coalesced).
 //
 // Operands are functors `float operator()(int m_or_k, int k_or_n) const` returning 0 out of range, so the
-// convolutions gather im2col on the fly. A_KFAST / B_KFAST say whether consecutive k are adjacent in memory
-// (then consecutive threads load consecutive k, else consecutive m / n), which keeps global loads coalesced.
-// The shared tiles are [BK][BM + 32/BK]: with that padding the transposing stores are conflict-free too
-// (BK = 16: a warp stores 16 k x 2 m at banks 2k + m, all distinct).
-// Blocks have (BM/TM)*(BN/TN) threads, 1-D.
-template <int BM, int BN, int BK>
+// convolutions gather im2col on the fly. A_KFAST / B_KFAST say whether consecutive k are adjacent in memory:
+// then consecutive threads load consecutive k, else consecutive m / n; global loads stay coalesced. The shared
+// tiles are [BK][BM + 2]: with BK = 16 a warp's transposing store covers 16 k x 2 m at banks 2k + m, all
+// distinct, and the non-transposing one 32 consecutive words.
+// Blocks have TILE_THREADS = 256 threads, 1-D.
+#define TILE_BK 16
+#define TILE_THREADS 256
+
+template <int BM, int BN>
 struct TileSmem {
-    float a[BK][BM + 32 / BK];
-    float b[BK][BN + 32 / BK];
+    float a[2][TILE_BK][BM + 2];
+    float b[2][TILE_BK][BN + 2];
 };
 
-template <int BM, int BN, int BK, int TM, int TN, bool A_KFAST, bool B_KFAST, class LA, class LB>
-__device__ __forceinline__ void tile_mma(TileSmem<BM, BN, BK>& sm, int m0, int n0, int K, const LA& la,
-                                         const LB& lb, float (&acc)[TM][TN]) {
-    constexpr int RM = BM / TM, RN = BN / TN, NT = RM * RN;
+template <int BM, int BN, int TM, int TN, bool A_KFAST, bool B_KFAST, class LA, class LB>
+__device__ __forceinline__ void tile_mma(TileSmem<BM, BN>& sm, int m0, int n0, int k_begin, int k_end,
+                                         const LA& la, const LB& lb, float (&acc)[TM][TN]) {
+    constexpr int BK = TILE_BK, RM = BM / TM, RN = BN / TN, NT = RM * RN;
+    constexpr int AL = BM * BK / NT, BL = BN * BK / NT;  // elements each thread loads per tile
+    static_assert(NT == TILE_THREADS && AL * NT == BM * BK && BL * NT == BN * BK, "tile shape");
     const int tid = threadIdx.x, tx = tid % RN, ty = tid / RN;
+    float ra[AL], rb[BL];
 #pragma unroll
     for (int i = 0; i < TM; i++)
 #pragma unroll
         for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += BK) {
+    if (k_begin >= k_end) return;  // uniform per block
+
+    // Fetch tile k0 into registers / store the registers into stage s (element r of this thread: see kk, mm).
+#define TILE_A_KK(r) (A_KFAST ? (tid + (r) * NT) % BK : (tid + (r) * NT) / BM)
+#define TILE_A_MM(r) (A_KFAST ? (tid + (r) * NT) / BK : (tid + (r) * NT) % BM)
+#define TILE_B_KK(r) (B_KFAST ? (tid + (r) * NT) % BK : (tid + (r) * NT) / BN)
+#define TILE_B_NN(r) (B_KFAST ? (tid + (r) * NT) / BK : (tid + (r) * NT) % BN)
+    auto fetch = [&](int k0) {
 #pragma unroll
-        for (int e = tid; e < BM * BK; e += NT) {
-            int kk = A_KFAST ? e % BK : e / BM, mm = A_KFAST ? e / BK : e % BM;
-            sm.a[kk][mm] = la(m0 + mm, k0 + kk);
-        }
+        for (int r = 0; r < AL; r++) ra[r] = la(m0 + TILE_A_MM(r), k0 + TILE_A_KK(r));
 #pragma unroll
-        for (int e = tid; e < BN * BK; e += NT) {
-            int kk = B_KFAST ? e % BK : e / BN, nn = B_KFAST ? e / BK : e % BN;
-            sm.b[kk][nn] = lb(k0 + kk, n0 + nn);
-        }
-        __syncthreads();
+        for (int r = 0; r < BL; r++) rb[r] = lb(k0 + TILE_B_KK(r), n0 + TILE_B_NN(r));
+    };
+    auto stash = [&](int s) {
+#pragma unroll
+        for (int r = 0; r < AL; r++) sm.a[s][TILE_A_KK(r)][TILE_A_MM(r)] = ra[r];
+#pragma unroll
+        for (int r = 0; r < BL; r++) sm.b[s][TILE_B_KK(r)][TILE_B_NN(r)] = rb[r];
+    };
+#undef TILE_A_KK
+#undef TILE_A_MM
+#undef TILE_B_KK
+#undef TILE_B_NN
+
+    fetch(k_begin);
+    stash(0);
+    __syncthreads();
+    int s = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;
+        if (more) fetch(k0 + BK);
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {
             float a[TM], b[TN];
 #pragma unroll
-            for (int i = 0; i < TM; i++) a[i] = sm.a[kk][ty + i * RM];
+            for (int i = 0; i < TM; i++) a[i] = sm.a[s][kk][ty + i * RM];
 #pragma unroll
-            for (int j = 0; j < TN; j++) b[j] = sm.b[kk][tx + j * RN];
+            for (int j = 0; j < TN; j++) b[j] = sm.b[s][kk][tx + j * RN];
 #pragma unroll
             for (int i = 0; i < TM; i++)
 #pragma unroll
                 for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
         }
-        __syncthreads();  // the next iteration overwrites the tiles
+        if (more) stash(s ^ 1);  // stage s^1 was last read in the previous step, before its barrier
+        __syncthreads();
+        s ^= 1;
     }
 }
 
@@ -151,4 +182,26 @@ __device__ __forceinline__ int tile_row(int i) {
 template <int BM, int BN, int TM, int TN>
 __device__ __forceinline__ int tile_col(int j) {
     return (int)threadIdx.x % (BN / TN) + j * (BN / TN);
+}
+
+// Split-K: block z of gridDim.z slices handles k in [z*chunk, (z+1)*chunk), chunk a multiple of TILE_BK so
+// that no tile straddles two slices.
+__device__ __forceinline__ void splitk_range(int K, int& k_begin, int& k_end) {
+    int S = gridDim.z;
+    int chunk = ((K + S - 1) / S + TILE_BK - 1) / TILE_BK * TILE_BK;
+    k_begin = imin(K, (int)blockIdx.z * chunk);
+    k_end = imin(K, k_begin + chunk);
+}
+
+// Second pass of split-K: out[i] = alpha * sum_{z < splits} partial[z*len + i] (+ beta * out[i] when beta != 0),
+// summed in z order (deterministic). Grid-stride over len.
+__device__ __forceinline__ void splitk_reduce(const float* partial, int splits, long long len, float alpha,
+                                              float beta, float* out) {
+    long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < len; i += stride) {
+        float s = 0.0f;
+        for (int z = 0; z < splits; z++) s += partial[z * len + i];
+        float v = alpha * s;
+        out[i] = beta == 0.0f ? v : v + beta * out[i];
+    }
 }

@@ -1,48 +1,76 @@
 // kernels/conv2d.cu: 2-D convolution (NCHW, weights [c_out, c_in, kh, kw], zero padding, any stride) as
-// implicit GEMM on the shared tiled core of common.cuh (tile_mma): im2col is gathered on the fly while the
-// tiles are loaded, never materialised.
+// implicit GEMM on the shared tiled core of common.cuh (tile_mma): im2col is gathered on the fly while tiles are
+// loaded, never materialised. With the GEMM sizes M x N (output) and K (reduction):
 //
-//   forward          y  [c_out] x [n*h_out*w_out] = w [c_out] x [c_in*kh*kw]  *  im2col(x) [c_in*kh*kw] x [n*ho*wo]
-//   backward_data    dx [c_in]  x [n*h*w]         = w^T-ish [c_in] x [c_out*kh*kw] * col(dy) [c_out*kh*kw] x [n*h*w]
-//   backward_filter  dw [c_out] x [c_in*kh*kw]    = dy [c_out] x [n*ho*wo] * im2col(x)^T [n*ho*wo] x [c_in*kh*kw]
+//   forward          y  [c_out] x [n*h_out*w_out],  K = c_in*kh*kw     (A = w,  B = im2col(x))
+//   backward_data    dx [c_in]  x [n*h*w],          K = c_out*kh*kw    (A = w re-indexed, B = col(dy))
+//   backward_filter  dw [c_out] x [c_in*kh*kw],     K = n*h_out*w_out  (A = dy, B = im2col(x)^T)
 //
-// backward_filter lets one block own each output tile and loop over the whole n*ho*wo reduction, so the result
-// is deterministic without atomics or workspace.
-// Launch plans: src/backend/cuda/launch.rs conv2d_*(): grid (ceil(N / CONV_BN), ceil(M / CONV_BM)), block
-// CONV_THREADS, with M, N the GEMM sizes above.
+// Each op has three tile heights BM = 32 / 64 / 128 (suffix _m32, none, _m128; BN = 128, 256 threads, micro-tile
+// BM/16 x 8) so that c_out / c_in of 32, 64 and 128 waste no rows; the plan picks one by M.
+// Forward and backward_data decode k -> (channel, ky, kx) from a table built in shared memory at block start
+// (no integer division per gathered element) when K <= CONV_KTAB, else by division.
+// backward_filter has a tiny output and a huge reduction, so it splits K over gridDim.z blocks: each writes its
+// partial tile to the module's static scratch `conv_partial` and conv2d_backward_filter_reduce sums the slices
+// in a fixed order (deterministic, no atomics, no workspace argument). With gridDim.z == 1 it writes dw directly.
+// Launch plans: src/backend/cuda/launch.rs conv2d_*(); grid (ceil(N/128), ceil(M/BM), splits), block 256.
 #include "common.cuh"
 
-#define CONV_BM 64
-#define CONV_BN 64
-#define CONV_BK 16
-#define CONV_TM 4
-#define CONV_TN 4
+#define CONV_BN 128
+#define CONV_TN 8
+#define CONV_KTAB 1280
+// Capacity of the split-K scratch in floats (launch.rs SPLIT_CAP must equal it): 16 MB of device memory.
+#define CONV_SPLIT_CAP (1 << 22)
+
+static __device__ float conv_partial[CONV_SPLIT_CAP];
+static __device__ int conv_splits;
 
 // x [n, c_in, h, w], w [c_out, c_in, kh, kw] -> y [n, c_out, h_out, w_out] (overwritten).
-extern "C" __global__ void __launch_bounds__(256) conv2d_forward(const Conv2dParams p, const float* __restrict__ x,
-                                                                 const float* __restrict__ w, float* __restrict__ y) {
-    __shared__ TileSmem<CONV_BM, CONV_BN, CONV_BK> sm;
-    const int khw = p.kh * p.kw, K = p.c_in * khw, hwo = p.h_out * p.w_out;
+template <int BM>
+__device__ __forceinline__ void conv_fwd(const Conv2dParams& p, const float* __restrict__ x,
+                                         const float* __restrict__ w, float* __restrict__ y) {
+    constexpr int BN = CONV_BN, TM = BM / 16, TN = CONV_TN;
+    __shared__ TileSmem<BM, BN> sm;
+    __shared__ int koff[CONV_KTAB], kyx[CONV_KTAB];  // k -> ci*h*w + ky*w + kx, (ky << 16) | kx
+    const int khw = p.kh * p.kw, K = p.c_in * khw, hw = p.h * p.w, hwo = p.h_out * p.w_out;
     const int M = p.c_out, N = p.n * hwo;
-    const int m0 = blockIdx.y * CONV_BM, n0 = blockIdx.x * CONV_BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const bool tab = K <= CONV_KTAB;
+    if (tab)
+        for (int k = threadIdx.x; k < K; k += blockDim.x) {
+            int ci = k / khw, r = k - ci * khw, ky = r / p.kw, kx = r - ky * p.kw;
+            koff[k] = ci * hw + ky * p.w + kx;
+            kyx[k] = (ky << 16) | kx;
+        }
+    __syncthreads();
     auto la = [=](int co, int k) -> float { return co < M && k < K ? w[(long long)co * K + k] : 0.0f; };
     auto lb = [=](int k, int col) -> float {
         if (k >= K || col >= N) return 0.0f;
-        int ci = k / khw, r = k - ci * khw, ky = r / p.kw, kx = r - ky * p.kw;
         int img = col / hwo, pix = col - img * hwo, oy = pix / p.w_out, ox = pix - oy * p.w_out;
-        int iy = oy * p.stride_h - p.pad_h + ky, ix = ox * p.stride_w - p.pad_w + kx;
-        if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) return 0.0f;
-        return x[(((long long)img * p.c_in + ci) * p.h + iy) * p.w + ix];
+        int iy0 = oy * p.stride_h - p.pad_h, ix0 = ox * p.stride_w - p.pad_w;
+        int off, ky, kx;
+        if (tab) {
+            off = koff[k];
+            ky = kyx[k] >> 16;
+            kx = kyx[k] & 0xffff;
+        } else {
+            int ci = k / khw, r = k - ci * khw;
+            ky = r / p.kw;
+            kx = r - ky * p.kw;
+            off = ci * hw + ky * p.w + kx;
+        }
+        if ((unsigned)(iy0 + ky) >= (unsigned)p.h || (unsigned)(ix0 + kx) >= (unsigned)p.w) return 0.0f;
+        return x[(long long)img * p.c_in * hw + iy0 * p.w + ix0 + off];
     };
-    float acc[CONV_TM][CONV_TN];
-    tile_mma<CONV_BM, CONV_BN, CONV_BK, CONV_TM, CONV_TN, true, false>(sm, m0, n0, K, la, lb, acc);
+    float acc[TM][TN];
+    tile_mma<BM, BN, TM, TN, true, false>(sm, m0, n0, 0, K, la, lb, acc);
 #pragma unroll
-    for (int i = 0; i < CONV_TM; i++) {
-        int co = m0 + tile_row<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(i);
+    for (int i = 0; i < TM; i++) {
+        int co = m0 + tile_row<BM, BN, TM, TN>(i);
         if (co >= M) continue;
 #pragma unroll
-        for (int j = 0; j < CONV_TN; j++) {
-            int col = n0 + tile_col<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(j);
+        for (int j = 0; j < TN; j++) {
+            int col = n0 + tile_col<BM, BN, TM, TN>(j);
             if (col >= N) continue;
             int img = col / hwo, pix = col - img * hwo;
             y[((long long)img * p.c_out + co) * hwo + pix] = acc[i][j];
@@ -50,40 +78,70 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_forward(const Conv2dPar
     }
 }
 
-// dy [n, c_out, h_out, w_out], w [c_out, c_in, kh, kw] -> dx [n, c_in, h, w] (overwritten).
-// dx[img, ci, iy, ix] = sum over co, ky, kx with oy = (iy + pad_h - ky) / stride_h integral and in range (same
-// for ox) of dy[img, co, oy, ox] * w[co, ci, ky, kx].
-extern "C" __global__ void __launch_bounds__(256)
-    conv2d_backward_data(const Conv2dParams p, const float* __restrict__ dy, const float* __restrict__ w,
-                         float* __restrict__ dx) {
-    __shared__ TileSmem<CONV_BM, CONV_BN, CONV_BK> sm;
+// dy [n, c_out, h_out, w_out], w [c_out, c_in, kh, kw] -> dx [n, c_in, h, w] (overwritten):
+// dx[img, ci, iy, ix] = sum over co, ky, kx with oy = (iy + pad_h - ky) / stride_h integral and in range (same for
+// ox) of dy[img, co, oy, ox] * w[co, ci, ky, kx]. UNIT: both strides are 1 (no divisibility test).
+// sm, kco [CONV_KTAB] (k -> co), kyx [CONV_KTAB] (k -> (ky << 16) | kx): the caller's shared memory (one
+// allocation for both UNIT instantiations).
+template <int BM, bool UNIT>
+__device__ __forceinline__ void conv_bwd_data(const Conv2dParams& p, const float* __restrict__ dy,
+                                              const float* __restrict__ w, float* __restrict__ dx,
+                                              TileSmem<BM, CONV_BN>& sm, int* kco, int* kyx) {
+    constexpr int BN = CONV_BN, TM = BM / 16, TN = CONV_TN;
     const int khw = p.kh * p.kw, K = p.c_out * khw, hw = p.h * p.w, hwo = p.h_out * p.w_out;
     const int M = p.c_in, N = p.n * hw;
-    const int m0 = blockIdx.y * CONV_BM, n0 = blockIdx.x * CONV_BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const bool tab = K <= CONV_KTAB;
+    if (tab)
+        for (int k = threadIdx.x; k < K; k += blockDim.x) {
+            int co = k / khw, r = k - co * khw, ky = r / p.kw;
+            kco[k] = co;
+            kyx[k] = (ky << 16) | (r - ky * p.kw);
+        }
+    __syncthreads();
+    auto decode = [=](int k, int& co, int& ky, int& kx) {
+        if (tab) {
+            co = kco[k];
+            ky = kyx[k] >> 16;
+            kx = kyx[k] & 0xffff;
+        } else {
+            co = k / khw;
+            int r = k - co * khw;
+            ky = r / p.kw;
+            kx = r - ky * p.kw;
+        }
+    };
     auto la = [=](int ci, int k) -> float {
         if (ci >= M || k >= K) return 0.0f;
-        int co = k / khw, r = k - co * khw;
-        return w[((long long)co * p.c_in + ci) * khw + r];
+        int co, ky, kx;
+        decode(k, co, ky, kx);
+        return w[(((long long)co * p.c_in + ci) * p.kh + ky) * p.kw + kx];
     };
     auto lb = [=](int k, int col) -> float {
         if (k >= K || col >= N) return 0.0f;
-        int co = k / khw, r = k - co * khw, ky = r / p.kw, kx = r - ky * p.kw;
         int img = col / hw, pix = col - img * hw, iy = pix / p.w, ix = pix - iy * p.w;
-        int ty = iy + p.pad_h - ky, tx = ix + p.pad_w - kx;
-        if (ty < 0 || tx < 0) return 0.0f;
-        int oy = ty / p.stride_h, ox = tx / p.stride_w;
-        if (oy * p.stride_h != ty || ox * p.stride_w != tx || oy >= p.h_out || ox >= p.w_out) return 0.0f;
+        int co, ky, kx;
+        decode(k, co, ky, kx);
+        int oy = iy + p.pad_h - ky, ox = ix + p.pad_w - kx;
+        if (!UNIT) {
+            if (oy < 0 || ox < 0) return 0.0f;
+            int qy = oy / p.stride_h, qx = ox / p.stride_w;
+            if (qy * p.stride_h != oy || qx * p.stride_w != ox) return 0.0f;
+            oy = qy;
+            ox = qx;
+        }
+        if ((unsigned)oy >= (unsigned)p.h_out || (unsigned)ox >= (unsigned)p.w_out) return 0.0f;
         return dy[((long long)img * p.c_out + co) * hwo + oy * p.w_out + ox];
     };
-    float acc[CONV_TM][CONV_TN];
-    tile_mma<CONV_BM, CONV_BN, CONV_BK, CONV_TM, CONV_TN, true, false>(sm, m0, n0, K, la, lb, acc);
+    float acc[TM][TN];
+    tile_mma<BM, BN, TM, TN, true, false>(sm, m0, n0, 0, K, la, lb, acc);
 #pragma unroll
-    for (int i = 0; i < CONV_TM; i++) {
-        int ci = m0 + tile_row<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(i);
+    for (int i = 0; i < TM; i++) {
+        int ci = m0 + tile_row<BM, BN, TM, TN>(i);
         if (ci >= M) continue;
 #pragma unroll
-        for (int j = 0; j < CONV_TN; j++) {
-            int col = n0 + tile_col<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(j);
+        for (int j = 0; j < TN; j++) {
+            int col = n0 + tile_col<BM, BN, TM, TN>(j);
             if (col >= N) continue;
             int img = col / hw, pix = col - img * hw;
             dx[((long long)img * p.c_in + ci) * hw + pix] = acc[i][j];
@@ -91,14 +149,19 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// x [n, c_in, h, w], dy [n, c_out, h_out, w_out] -> dw [c_out, c_in, kh, kw] (overwritten).
-extern "C" __global__ void __launch_bounds__(256)
-    conv2d_backward_filter(const Conv2dParams p, const float* __restrict__ x, const float* __restrict__ dy,
-                           float* __restrict__ dw) {
-    __shared__ TileSmem<CONV_BM, CONV_BN, CONV_BK> sm;
+// x [n, c_in, h, w], dy [n, c_out, h_out, w_out] -> dw [c_out, c_in, kh, kw] (overwritten when gridDim.z == 1,
+// else this block's K slice goes to conv_partial[blockIdx.z][c_out][c_in*kh*kw]).
+template <int BM>
+__device__ __forceinline__ void conv_bwd_filter(const Conv2dParams& p, const float* __restrict__ x,
+                                                const float* __restrict__ dy, float* __restrict__ dw) {
+    constexpr int BN = CONV_BN, TM = BM / 16, TN = CONV_TN;
+    __shared__ TileSmem<BM, BN> sm;
     const int khw = p.kh * p.kw, hwo = p.h_out * p.w_out;
     const int M = p.c_out, N = p.c_in * khw, K = p.n * hwo;
-    const int m0 = blockIdx.y * CONV_BM, n0 = blockIdx.x * CONV_BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) conv_splits = gridDim.z;
+    int k_begin, k_end;
+    splitk_range(K, k_begin, k_end);
     auto la = [=](int co, int k) -> float {
         if (co >= M || k >= K) return 0.0f;
         int img = k / hwo, pix = k - img * hwo;
@@ -109,19 +172,71 @@ extern "C" __global__ void __launch_bounds__(256)
         int img = k / hwo, pix = k - img * hwo, oy = pix / p.w_out, ox = pix - oy * p.w_out;
         int ci = col / khw, r = col - ci * khw, ky = r / p.kw, kx = r - ky * p.kw;
         int iy = oy * p.stride_h - p.pad_h + ky, ix = ox * p.stride_w - p.pad_w + kx;
-        if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) return 0.0f;
+        if ((unsigned)iy >= (unsigned)p.h || (unsigned)ix >= (unsigned)p.w) return 0.0f;
         return x[(((long long)img * p.c_in + ci) * p.h + iy) * p.w + ix];
     };
-    float acc[CONV_TM][CONV_TN];
-    tile_mma<CONV_BM, CONV_BN, CONV_BK, CONV_TM, CONV_TN, true, true>(sm, m0, n0, K, la, lb, acc);
+    float acc[TM][TN];
+    tile_mma<BM, BN, TM, TN, true, true>(sm, m0, n0, k_begin, k_end, la, lb, acc);
+    float* out = gridDim.z == 1 ? dw : conv_partial + (long long)blockIdx.z * M * N;
 #pragma unroll
-    for (int i = 0; i < CONV_TM; i++) {
-        int co = m0 + tile_row<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(i);
+    for (int i = 0; i < TM; i++) {
+        int co = m0 + tile_row<BM, BN, TM, TN>(i);
         if (co >= M) continue;
 #pragma unroll
-        for (int j = 0; j < CONV_TN; j++) {
-            int col = n0 + tile_col<CONV_BM, CONV_BN, CONV_TM, CONV_TN>(j);
-            if (col < N) dw[(long long)co * N + col] = acc[i][j];
+        for (int j = 0; j < TN; j++) {
+            int col = n0 + tile_col<BM, BN, TM, TN>(j);
+            if (col < N) out[(long long)co * N + col] = acc[i][j];
         }
     }
+}
+
+#define CONV_ARGS_FWD const Conv2dParams p, const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y
+#define CONV_ARGS_BWD_DATA \
+    const Conv2dParams p, const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx
+#define CONV_ARGS_BWD_FILTER \
+    const Conv2dParams p, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw
+
+// Shapes as in conv_fwd; grid (ceil(n*h_out*w_out / 128), ceil(c_out / BM)), block 256.
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward_m32(CONV_ARGS_FWD) {
+    conv_fwd<32>(p, x, w, y);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward(CONV_ARGS_FWD) {
+    conv_fwd<64>(p, x, w, y);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward_m128(CONV_ARGS_FWD) {
+    conv_fwd<128>(p, x, w, y);
+}
+
+// Shapes as in conv_bwd_data; grid (ceil(n*h*w / 128), ceil(c_in / BM)), block 256.
+#define CONV_BWD_DATA_DISPATCH(BM)                                          \
+    __shared__ TileSmem<BM, CONV_BN> sm;                                    \
+    __shared__ int kco[CONV_KTAB], kyx[CONV_KTAB];                          \
+    if (p.stride_h == 1 && p.stride_w == 1)                                 \
+        conv_bwd_data<BM, true>(p, dy, w, dx, sm, kco, kyx);                \
+    else                                                                    \
+        conv_bwd_data<BM, false>(p, dy, w, dx, sm, kco, kyx);
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m32(CONV_ARGS_BWD_DATA) {
+    CONV_BWD_DATA_DISPATCH(32)
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data(CONV_ARGS_BWD_DATA) {
+    CONV_BWD_DATA_DISPATCH(64)
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m128(CONV_ARGS_BWD_DATA) {
+    CONV_BWD_DATA_DISPATCH(128)
+}
+
+// Shapes as in conv_bwd_filter; grid (ceil(c_in*kh*kw / 128), ceil(c_out / BM), splits), block 256; when
+// splits > 1 (c_out*c_in*kh*kw*splits <= CONV_SPLIT_CAP) conv2d_backward_filter_reduce follows.
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m32(CONV_ARGS_BWD_FILTER) {
+    conv_bwd_filter<32>(p, x, dy, dw);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter(CONV_ARGS_BWD_FILTER) {
+    conv_bwd_filter<64>(p, x, dy, dw);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m128(CONV_ARGS_BWD_FILTER) {
+    conv_bwd_filter<128>(p, x, dy, dw);
+}
+// dw [c_out, c_in, kh, kw] = sum over the splits of conv_partial, in split order. Grid-stride, any grid.
+extern "C" __global__ void conv2d_backward_filter_reduce(CONV_ARGS_BWD_FILTER) {
+    splitk_reduce(conv_partial, conv_splits, (long long)p.c_out * p.c_in * p.kh * p.kw, 1.0f, 0.0f, dw);
 }

@@ -4,19 +4,16 @@
 #include "common.cuh"
 
 // w, grad, mom [len]. PyTorch SGD (dampening 0, no Nesterov): g = grad + wd*w; m = momentum*m + g;
-// w -= lr * (momentum != 0 ? m : g). mom is untouched when momentum == 0.
+// w -= lr * (momentum != 0 ? m : g). mom is always updated (as the trait documents: m = g when momentum == 0).
 extern "C" __global__ void sgd_step(const SgdParams p, float* __restrict__ w, const float* __restrict__ grad,
                                     float* __restrict__ mom) {
     int stride = gridDim.x * blockDim.x;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += stride) {
         float wi = w[i];
         float g = grad[i] + p.weight_decay * wi;
-        if (p.momentum != 0.0f) {
-            float m = p.momentum * mom[i] + g;
-            mom[i] = m;
-            g = m;
-        }
-        w[i] = wi - p.lr * g;
+        float m = p.momentum * mom[i] + g;
+        mom[i] = m;
+        w[i] = wi - p.lr * (p.momentum != 0.0f ? m : g);
     }
 }
 

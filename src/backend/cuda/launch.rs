@@ -23,11 +23,18 @@ const MAX_BLOCKS_1D: usize = 8192;
 /// Threads of the single-block loss and accuracy kernels (a multiple of 32: one warp per row).
 pub const LOSS_THREADS: u32 = 512;
 
-/// Tile of the GEMM and implicit-GEMM conv kernels (GEMM_BM/BN and CONV_BM/BN in the .cu files) and its
-/// thread count ((BM/TM) * (BN/TN)).
-const TILE_BM: usize = 64;
-const TILE_BN: usize = 64;
+/// Output tile width of the GEMM and implicit-GEMM conv kernels (GEMM_BN / CONV_BN in the .cu files), their
+/// threads per block, and the GEMM tile height (GEMM_BM).
+const TILE_BN: usize = 128;
 const TILE_THREADS: u32 = 256;
+const GEMM_BM: usize = 64;
+/// Split-K scratch capacity in floats (GEMM_SPLIT_CAP / CONV_SPLIT_CAP in the .cu files).
+pub const SPLIT_CAP: usize = 1 << 22;
+/// Split-K aims at this many blocks (4 waves of one block per SM on a 132-SM H100) ...
+const SPLIT_TARGET_BLOCKS: usize = 528;
+/// ... gives each slice at least this much of the reduction, and uses at most this many slices.
+const SPLIT_MIN_K: usize = 256;
+const SPLIT_MAX: usize = 64;
 
 fn launch(func: &'static str, grid: (u32, u32, u32), block: u32) -> Vec<Launch> {
     vec![Launch { func, grid, block: (block, 1, 1), shared_bytes: 0 }]
@@ -39,11 +46,32 @@ fn grid_1d(func: &'static str, len: usize) -> Vec<Launch> {
     launch(func, (blocks, 1, 1), BLOCK_1D)
 }
 
-/// Tiled plan for an (M x N) output: grid.x over N (may be large: n*h*w), grid.y over M (channels).
-fn tiled(func: &'static str, m: usize, n: usize) -> Vec<Launch> {
+/// Tiled plan for an (M x N) output in tiles of bm x TILE_BN: grid.x over N (may be large: n*h*w), grid.y
+/// over M (channels), grid.z = K slices.
+fn tiled(func: &'static str, m: usize, n: usize, bm: usize, splits: usize) -> Launch {
     let gx = n.div_ceil(TILE_BN).max(1) as u32;
-    let gy = m.div_ceil(TILE_BM).max(1) as u32;
-    launch(func, (gx, gy, 1), TILE_THREADS)
+    let gy = m.div_ceil(bm).max(1) as u32;
+    Launch { func, grid: (gx, gy, splits.max(1) as u32), block: (TILE_THREADS, 1, 1), shared_bytes: 0 }
+}
+
+/// How many K slices an (M x N) output with tile height bm and reduction k gets: 1 when the tiles alone fill
+/// the GPU, else enough to reach SPLIT_TARGET_BLOCKS within SPLIT_MIN_K, SPLIT_MAX and the scratch.
+pub fn split_k(m: usize, n: usize, k: usize, bm: usize) -> usize {
+    let tiles = m.div_ceil(bm).max(1) * n.div_ceil(TILE_BN).max(1);
+    if tiles >= SPLIT_TARGET_BLOCKS / 4 {
+        return 1;
+    }
+    let by_cap = SPLIT_CAP / (m * n).max(1);
+    SPLIT_TARGET_BLOCKS.div_ceil(tiles).min(k / SPLIT_MIN_K).min(SPLIT_MAX).min(by_cap).max(1)
+}
+
+/// Tile height for M output rows (channels): the kernel variant that wastes the fewest rows.
+fn conv_bm(m: usize) -> usize {
+    match m {
+        0..=32 => 32,
+        33..=64 => 64,
+        _ => 128,
+    }
 }
 
 fn u(v: i32) -> usize {
@@ -52,17 +80,45 @@ fn u(v: i32) -> usize {
 
 // One function per op, named like the op; each returns the launches in order.
 
-/// GEMM M = c_out, N = n*h_out*w_out.
+/// GEMM M = c_out, N = n*h_out*w_out, K = c_in*kh*kw.
 pub fn conv2d_forward(p: &Conv2dParams) -> Vec<Launch> {
-    tiled("conv2d_forward", u(p.c_out), u(p.n) * u(p.h_out) * u(p.w_out))
+    let (m, n) = (u(p.c_out), u(p.n) * u(p.h_out) * u(p.w_out));
+    let func = match conv_bm(m) {
+        32 => "conv2d_forward_m32",
+        64 => "conv2d_forward",
+        _ => "conv2d_forward_m128",
+    };
+    vec![tiled(func, m, n, conv_bm(m), 1)]
 }
-/// GEMM M = c_in, N = n*h*w.
+/// GEMM M = c_in, N = n*h*w, K = c_out*kh*kw.
 pub fn conv2d_backward_data(p: &Conv2dParams) -> Vec<Launch> {
-    tiled("conv2d_backward_data", u(p.c_in), u(p.n) * u(p.h) * u(p.w))
+    let (m, n) = (u(p.c_in), u(p.n) * u(p.h) * u(p.w));
+    let func = match conv_bm(m) {
+        32 => "conv2d_backward_data_m32",
+        64 => "conv2d_backward_data",
+        _ => "conv2d_backward_data_m128",
+    };
+    vec![tiled(func, m, n, conv_bm(m), 1)]
 }
-/// GEMM M = c_out, N = c_in*kh*kw (the reduction over n*h_out*w_out stays inside each block).
+/// GEMM M = c_out, N = c_in*kh*kw, K = n*h_out*w_out, split over K when the output is small (see split_k).
 pub fn conv2d_backward_filter(p: &Conv2dParams) -> Vec<Launch> {
-    tiled("conv2d_backward_filter", u(p.c_out), u(p.c_in) * u(p.kh) * u(p.kw))
+    let (m, n, k) = (u(p.c_out), u(p.c_in) * u(p.kh) * u(p.kw), u(p.n) * u(p.h_out) * u(p.w_out));
+    conv2d_backward_filter_with_splits(p, split_k(m, n, k, conv_bm(m)))
+}
+/// conv2d_backward_filter with a given number of K slices (>1: a second, reducing launch follows; the
+/// caller keeps c_out*c_in*kh*kw*splits <= SPLIT_CAP). Public for the tests, which try several.
+pub fn conv2d_backward_filter_with_splits(p: &Conv2dParams, splits: usize) -> Vec<Launch> {
+    let (m, n) = (u(p.c_out), u(p.c_in) * u(p.kh) * u(p.kw));
+    let func = match conv_bm(m) {
+        32 => "conv2d_backward_filter_m32",
+        64 => "conv2d_backward_filter",
+        _ => "conv2d_backward_filter_m128",
+    };
+    let mut plan = vec![tiled(func, m, n, conv_bm(m), splits)];
+    if splits > 1 {
+        plan.extend(grid_1d("conv2d_backward_filter_reduce", p.w_len()));
+    }
+    plan
 }
 pub fn maxpool2d_forward(p: &Pool2dParams) -> Vec<Launch> {
     grid_1d("maxpool2d_forward", p.y_len())
@@ -76,8 +132,18 @@ pub fn avgpool2d_forward(p: &Pool2dParams) -> Vec<Launch> {
 pub fn avgpool2d_backward(p: &Pool2dParams) -> Vec<Launch> {
     grid_1d("avgpool2d_backward", p.x_len())
 }
+/// Tiles of 64 x 128 over c [m, n], split over k when the output is small (the forward pass of fc layers).
 pub fn gemm(p: &GemmParams) -> Vec<Launch> {
-    tiled("gemm", u(p.m), u(p.n))
+    gemm_with_splits(p, split_k(u(p.m), u(p.n), u(p.k), GEMM_BM))
+}
+/// gemm with a given number of K slices (>1: gemm_splitk_reduce follows and applies alpha / beta; the caller
+/// keeps m*n*splits <= SPLIT_CAP). Public for the tests, which try several.
+pub fn gemm_with_splits(p: &GemmParams, splits: usize) -> Vec<Launch> {
+    let mut plan = vec![tiled("gemm", u(p.m), u(p.n), GEMM_BM, splits)];
+    if splits > 1 {
+        plan.extend(grid_1d("gemm_splitk_reduce", u(p.m) * u(p.n)));
+    }
+    plan
 }
 pub fn bias_forward(p: &BiasParams) -> Vec<Launch> {
     grid_1d("bias_forward", p.len())

@@ -182,14 +182,22 @@ uint32_t emu_shfl(uint32_t v, int arg, int mode, int width) {
 
 // ---- the kernels (defined in kernels/*.cu) and their table --------------------------------------------------
 #define EMU_KERNELS(X)                                                                   \
-    X(conv2d_forward, Conv2dParams, const float*, const float*, float*)                   \
-    X(conv2d_backward_data, Conv2dParams, const float*, const float*, float*)             \
-    X(conv2d_backward_filter, Conv2dParams, const float*, const float*, float*)           \
+    X(conv2d_forward, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_forward_m32, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_forward_m128, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_data, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_data_m32, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_data_m128, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_filter, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_filter_m32, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_filter_m128, Conv2dParams, const float*, const float*, float*) \
+    X(conv2d_backward_filter_reduce, Conv2dParams, const float*, const float*, float*) \
     X(maxpool2d_forward, Pool2dParams, const float*, float*, int*)                        \
     X(maxpool2d_backward, Pool2dParams, const float*, const int*, float*)                 \
     X(avgpool2d_forward, Pool2dParams, const float*, float*)                              \
     X(avgpool2d_backward, Pool2dParams, const float*, float*)                             \
     X(gemm, GemmParams, const float*, const float*, float*)                               \
+    X(gemm_splitk_reduce, GemmParams, const float*, const float*, float*) \
     X(bias_forward, BiasParams, const float*, float*)                                     \
     X(bias_backward, BiasParams, const float*, float*)                                    \
     X(bias_backward_rows, BiasParams, const float*, float*)                               \
