@@ -1,7 +1,496 @@
-//! Reports: report.html / report.md with SVG plots (plotters).
-use crate::cli::ReportArgs;
-use anyhow::Result;
+//! Reports: `report.html` (self-contained, SVGs inline) and `report.md` (+ the .svg files) for study and run
+//! directories. Plots: energy-to-target heatmap over batch size x learning rate, energy per epoch vs batch
+//! size, accuracy vs cumulative energy, a power timeline, per-kernel energy, break-even curves and
+//! multi-task vs single-task bars. With an `estimate` energy source everything says "ESTIMATE (not
+//! measured)"; with `none` time is plotted instead of energy, and the report says so. Runs measured on
+//! different machines (host, GPU UUID, driver) are listed per machine and flagged.
+pub mod load;
+pub mod plots;
 
-pub fn run_report(_a: &ReportArgs) -> Result<()> {
-    anyhow::bail!("report: not implemented yet")
+use crate::cli::ReportArgs;
+use crate::study::{fmt_num, md_table, mixed_sources, Machine, Metric};
+use anyhow::{Context, Result};
+use load::{Inputs, Run};
+use plots::Series;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn run_report(a: &ReportArgs) -> Result<()> {
+    let r = write_report(&a.dirs, a.out.as_deref())?;
+    println!("wrote {} and {} ({} plots)", r.html.display(), r.md.display(), r.plots.len());
+    Ok(())
+}
+
+/// What `write_report` wrote.
+#[derive(Debug)]
+pub struct ReportFiles {
+    pub html: PathBuf,
+    pub md: PathBuf,
+    /// (file name, caption) of each SVG plot.
+    pub plots: Vec<(String, String)>,
+    /// Warnings shown at the top of the report.
+    pub warnings: Vec<String>,
+}
+
+enum Block {
+    Md(String),
+    Plot { file: String, caption: String, svg: String },
+}
+
+/// The metric's suffix for captions and axis names.
+fn tag(m: Metric) -> &'static str {
+    match m {
+        Metric::Energy { estimate: true } => " [ESTIMATE (not measured)]",
+        Metric::Energy { estimate: false } => "",
+        Metric::Time => " [time: no energy readings]",
+    }
+}
+
+/// Write report.html, report.md and the SVGs into `out` (default: the first directory).
+pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles> {
+    let inp = load::load(dirs)?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| dirs[0].clone());
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create the report folder (--out)", out.display()))?;
+    let metric = Metric::of(inp.runs.iter().map(|r| &r.summary));
+    let mut warnings: Vec<String> = Vec::new();
+    warnings.extend(mixed_sources(inp.runs.iter().map(|r| &r.summary)));
+    let mut machines: BTreeMap<Machine, Vec<String>> = BTreeMap::new();
+    for r in &inp.runs {
+        machines.entry(r.machine.clone()).or_default().push(r.id.clone());
+    }
+    if machines.len() > 1 {
+        warnings.push(format!(
+            "WARNING: these results come from {} different machines (host / GPU UUID / driver); they are \
+             grouped by machine below; compare across machines with care",
+            machines.len()
+        ));
+    }
+    let mut protocols: Vec<u32> = inp.runs.iter().map(|r| r.summary.protocol).collect();
+    protocols.extend(inp.studies.iter().filter_map(|s| s.manifest.as_ref().map(|m| m.protocol)));
+    protocols.sort();
+    protocols.dedup();
+    if protocols.len() > 1 {
+        warnings.push(format!("WARNING: results from different protocol versions ({protocols:?}) are mixed"));
+    }
+
+    let mut blocks = Vec::new();
+    let mut head = String::from("# powertrain report\n\n");
+    head +=
+        &format!("Inputs: {}.\n\n", dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "));
+    head += &format!(
+        "Runs: {} finished, {} failed. Protocol version {:?}.\n\n",
+        inp.runs.len(),
+        inp.failed.len(),
+        protocols
+    );
+    if !metric.note().is_empty() {
+        head += &format!("**{}**\n\n", metric.note());
+    }
+    for w in &warnings {
+        head += &format!("**{w}**\n\n");
+    }
+    blocks.push(Block::Md(head));
+
+    // Machines, then the studies' own tables, then every run.
+    let mrows: Vec<Vec<String>> = machines
+        .iter()
+        .map(|(m, ids)| {
+            vec![
+                if m.host.is_empty() { "?".into() } else { m.host.clone() },
+                m.gpu_name.clone(),
+                m.gpu_uuid.clone(),
+                m.driver.clone(),
+                ids.len().to_string(),
+            ]
+        })
+        .collect();
+    blocks.push(Block::Md(format!(
+        "## Machines\n\n{}\n",
+        md_table(&["host", "device", "GPU UUID", "driver", "runs"], &mrows)
+    )));
+    for s in &inp.studies {
+        for t in &s.tables {
+            let demoted: String =
+                t.lines().map(|l| if l.starts_with('#') { format!("#{l}\n") } else { format!("{l}\n") }).collect();
+            blocks.push(Block::Md(demoted + "\n"));
+        }
+    }
+    blocks.push(Block::Md(runs_table(&inp, metric, &machines)));
+    if !inp.failed.is_empty() {
+        let mut s = String::from("## Failed runs\n\n");
+        for (id, e) in &inp.failed {
+            s += &format!("- {id}: {e}\n");
+        }
+        blocks.push(Block::Md(s + "\n"));
+    }
+
+    // Plots.
+    blocks.push(Block::Md("## Plots\n\n".into()));
+    let mut add = |file: &str, caption: String, svg: Option<String>| {
+        if let Some(svg) = svg {
+            blocks.push(Block::Plot { file: file.to_string(), caption, svg });
+        }
+    };
+    let sweep_runs: Vec<&Run> = inp.runs.iter().filter(|r| r.kind.as_deref().is_none_or(|k| k == "sweep")).collect();
+    let (u, name) = (metric.unit(), metric.name());
+    let t = tag(metric);
+    if distinct(&sweep_runs, |r| (r.summary.batch_size, r.summary.lr.to_bits())) >= 2 {
+        let (xl, yl, cells) = heatmap_cells(&sweep_runs, metric);
+        let cap = format!("{} to target over batch size x learning rate ({u}; n/r = not reached){t}", cap1(name));
+        add("heatmap.svg", cap.clone(), plots::heatmap(&cap, "batch size", "learning rate", &xl, &yl, &cells)?);
+        let series = per_epoch_series(&sweep_runs, metric);
+        let cap = format!("{} per epoch vs batch size ({u}){t}", cap1(name));
+        add(
+            "energy_per_epoch.svg",
+            cap.clone(),
+            plots::lines(&cap, "batch size", &format!("{name} per epoch ({u})"), &series, true)?,
+        );
+    }
+    let acc = acc_series(&inp.runs, metric);
+    let cap = format!("Validation accuracy vs cumulative {name} ({u}){t}");
+    add(
+        "acc_vs_energy.svg",
+        cap.clone(),
+        plots::lines(&cap, &format!("cumulative {name} ({u})"), "validation accuracy", &acc, false)?,
+    );
+    if let Some(run) = focus_run(&inp.runs, metric) {
+        if let Metric::Energy { .. } = metric {
+            let cap = format!("Power per step, run {} (energy_j / wall_s, W){t}", run.id);
+            let s = power_series(run);
+            add("power_timeline.svg", cap.clone(), plots::lines(&cap, "time since start (s)", "power (W)", &s, false)?);
+        }
+        let mut ks: Vec<(String, Option<f64>)> = load::kernels(&run.dir)
+            .into_iter()
+            .map(|(n, en, ti)| (n, if matches!(metric, Metric::Time) { ti } else { en }))
+            .collect();
+        ks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        ks.truncate(15);
+        let cap = format!("Per-kernel {name}, run {} ({u}){t}", run.id);
+        add("kernels.svg", cap.clone(), plots::bars(&cap, "kernel", &format!("{name} ({u})"), &ks)?);
+    }
+    for s in &inp.studies {
+        if let Some(p) = &s.pretrain {
+            let (cap, svg) = break_even_plot(p)?;
+            add("break_even.svg", cap, svg);
+        }
+        if let Some(m) = &s.multitask {
+            let (cap, svg) = multitask_plot(m)?;
+            add("multitask.svg", cap, svg);
+        }
+    }
+
+    // Write.
+    let mut md = String::new();
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>powertrain report</title><style>\
+         body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}\
+         table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}\
+         .warn{color:#a00;font-weight:bold}figure{margin:1.5em 0}figcaption{font-size:13px}</style></head><body>\n",
+    );
+    let mut plots_written = Vec::new();
+    for b in &blocks {
+        match b {
+            Block::Md(t) => {
+                md += t;
+                html += &md_to_html(t);
+            }
+            Block::Plot { file, caption, svg } => {
+                crate::study::write_atomic(&out.join(file), svg.as_bytes())?;
+                md += &format!("![{caption}]({file})\n\n{caption}\n\n");
+                let inline = svg.find("<svg").map(|i| &svg[i..]).unwrap_or(svg);
+                html += &format!("<figure>{inline}<figcaption>{}</figcaption></figure>\n", esc(caption));
+                plots_written.push((file.clone(), caption.clone()));
+            }
+        }
+    }
+    html += "</body></html>\n";
+    let (hp, mp) = (out.join("report.html"), out.join("report.md"));
+    crate::study::write_atomic(&hp, html.as_bytes())?;
+    crate::study::write_atomic(&mp, md.as_bytes())?;
+    Ok(ReportFiles { html: hp, md: mp, plots: plots_written, warnings })
+}
+
+fn cap1(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+fn distinct<K: Ord>(runs: &[&Run], f: impl Fn(&Run) -> K) -> usize {
+    let mut v: Vec<K> = runs.iter().map(|r| f(r)).collect();
+    v.sort();
+    v.dedup();
+    v.len()
+}
+
+fn runs_table(inp: &Inputs, metric: Metric, machines: &BTreeMap<Machine, Vec<String>>) -> String {
+    let mut s = String::from("## Runs\n\n");
+    let u = metric.unit();
+    let h_to = format!("{} to target ({u})", metric.name());
+    let h_total = format!("total {} ({u})", metric.name());
+    for (m, _) in machines {
+        if machines.len() > 1 {
+            s += &format!("### {}\n\n", m.label());
+        }
+        let rows: Vec<Vec<String>> = inp
+            .runs
+            .iter()
+            .filter(|r| &r.machine == m)
+            .map(|r| {
+                let x = &r.summary;
+                vec![
+                    r.id.clone(),
+                    x.model.clone(),
+                    x.batch_size.to_string(),
+                    x.lr.to_string(),
+                    x.seed.to_string(),
+                    x.epochs.to_string(),
+                    x.stop_reason.clone(),
+                    fmt_num(x.final_val_acc),
+                    if x.target_acc.is_some() && !x.target_reached {
+                        "not reached".into()
+                    } else {
+                        fmt_num(metric.to_target(x))
+                    },
+                    fmt_num(metric.total(x)),
+                    x.energy_source.clone(),
+                ]
+            })
+            .collect();
+        s += &md_table(
+            &[
+                "run",
+                "model",
+                "batch",
+                "lr",
+                "seed",
+                "epochs",
+                "stop",
+                "final val acc",
+                &h_to,
+                &h_total,
+                "energy source",
+            ],
+            &rows,
+        );
+        s += "\n";
+    }
+    s
+}
+
+/// Heatmap cells: mean cost to target over seeds per (batch size, lr); None if any seed missed it.
+fn heatmap_cells(runs: &[&Run], m: Metric) -> (Vec<String>, Vec<String>, Vec<Vec<Option<f64>>>) {
+    let mut bss: Vec<usize> = runs.iter().map(|r| r.summary.batch_size).collect();
+    bss.sort();
+    bss.dedup();
+    let mut lrs: Vec<f32> = runs.iter().map(|r| r.summary.lr).collect();
+    lrs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    lrs.dedup();
+    let cells = lrs
+        .iter()
+        .map(|&lr| {
+            bss.iter()
+                .map(|&bs| {
+                    let v: Vec<Option<f64>> = runs
+                        .iter()
+                        .filter(|r| r.summary.batch_size == bs && r.summary.lr == lr)
+                        .map(|r| m.to_target(&r.summary))
+                        .collect();
+                    if v.is_empty() || v.iter().any(|x| x.is_none()) {
+                        None
+                    } else {
+                        Some(v.iter().flatten().sum::<f64>() / v.len() as f64)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (bss.iter().map(|b| b.to_string()).collect(), lrs.iter().map(|l| l.to_string()).collect(), cells)
+}
+
+/// Cost per epoch vs batch size, one series per learning rate (mean over seeds).
+fn per_epoch_series(runs: &[&Run], m: Metric) -> Vec<Series> {
+    let mut by_lr: BTreeMap<u32, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+    for r in runs {
+        if let Some(v) = m.per_epoch(&r.summary) {
+            by_lr.entry(r.summary.lr.to_bits()).or_default().entry(r.summary.batch_size).or_default().push(v);
+        }
+    }
+    let mut v: Vec<(f32, Series)> = by_lr
+        .into_iter()
+        .map(|(lr, pts)| {
+            let lr = f32::from_bits(lr);
+            let points = pts.into_iter().map(|(bs, v)| (bs as f64, v.iter().sum::<f64>() / v.len() as f64)).collect();
+            (lr, Series { name: format!("lr {lr}"), points })
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    v.into_iter().map(|x| x.1).collect()
+}
+
+/// Validation accuracy vs cumulative cost per run, from epochs.csv.
+fn acc_series(runs: &[Run], m: Metric) -> Vec<Series> {
+    let col = match m {
+        Metric::Energy { .. } => "cum_energy_j",
+        Metric::Time => "cum_wall_s",
+    };
+    runs.iter()
+        .filter_map(|r| {
+            let rows = crate::study::read_epochs_csv(&r.dir).ok()?;
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|row| Some((row.get(col).copied().flatten()?, row.get("val_acc").copied().flatten()?)))
+                .collect();
+            (!points.is_empty()).then(|| Series { name: r.id.clone(), points })
+        })
+        .collect()
+}
+
+/// The run whose power timeline and kernels are shown: the only run, else the cheapest to reach its
+/// target, else the first.
+fn focus_run(runs: &[Run], m: Metric) -> Option<&Run> {
+    runs.iter()
+        .filter(|r| m.to_target(&r.summary).is_some())
+        .min_by(|a, b| {
+            m.to_target(&a.summary).partial_cmp(&m.to_target(&b.summary)).unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .or_else(|| runs.first())
+}
+
+/// Power per step (energy_j / wall_s), averaged over bins so that at most 2000 points are drawn.
+fn power_series(run: &Run) -> Vec<Series> {
+    let st: Vec<(f64, f64, f64)> =
+        load::steps(&run.dir).into_iter().filter_map(|(t, w, e)| Some((t, w, e?))).filter(|x| x.1 > 0.0).collect();
+    let bin = st.len().div_ceil(2000).max(1);
+    let points = st
+        .chunks(bin)
+        .map(|c| {
+            let (w, e) = c.iter().fold((0.0, 0.0), |(w, e), x| (w + x.1, e + x.2));
+            (c[c.len() - 1].0, e / w)
+        })
+        .collect();
+    vec![Series { name: format!("{} ({})", run.id, run.summary.energy_source), points }]
+}
+
+fn metric_of_json(v: &serde_json::Value) -> Metric {
+    serde_json::from_value(v["metric"].clone()).unwrap_or(Metric::Energy { estimate: false })
+}
+
+/// Cumulative cost vs number of reuses: scratch n*E_s, fine-tune and frozen E_pre + n*E_reuse.
+fn break_even_plot(p: &serde_json::Value) -> Result<(String, Option<String>)> {
+    let m = metric_of_json(p);
+    let (u, name, t) = (m.unit(), m.name(), tag(m));
+    let cap = format!("Break-even: cumulative {name} vs number of reuses ({u}){t}");
+    let pre = p["mean_pretrain"].as_f64();
+    let reuse = |w: &str| p["mean_reuse"][w].as_f64();
+    let (Some(pre), Some(sc)) = (pre, reuse("scratch")) else { return Ok((cap, None)) };
+    let mut n_max: f64 = 10.0;
+    for w in ["finetune", "frozen"] {
+        if let Some(r) = reuse(w) {
+            if sc > r {
+                n_max = n_max.max((2.0 * pre / (sc - r)).ceil());
+            }
+        }
+    }
+    let n_max = n_max.min(100.0) as usize;
+    let mut series =
+        vec![Series { name: "scratch".into(), points: (0..=n_max).map(|n| (n as f64, n as f64 * sc)).collect() }];
+    for (w, label) in [("finetune", "pretrain + fine-tune"), ("frozen", "pretrain + frozen encoder")] {
+        if let Some(r) = reuse(w) {
+            series.push(Series {
+                name: label.into(),
+                points: (0..=n_max).map(|n| (n as f64, pre + n as f64 * r)).collect(),
+            });
+        }
+    }
+    let svg = plots::lines(&cap, "reuses (downstream trainings)", &format!("cumulative {name} ({u})"), &series, false)?;
+    Ok((cap, svg))
+}
+
+/// Multi-task network vs the single-task networks (mean over seeds).
+fn multitask_plot(v: &serde_json::Value) -> Result<(String, Option<String>)> {
+    let m = metric_of_json(v);
+    let (u, name, t) = (m.unit(), m.name(), tag(m));
+    let cap = format!("Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){t}");
+    let tasks: Vec<String> = v["tasks"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let seeds = v["seeds"].as_array().cloned().unwrap_or_default();
+    let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+    let mut bars = vec![
+        (format!("multi-task ({} outputs)", tasks.len()), v["mean_multi"].as_f64()),
+        ("single-task total".to_string(), v["mean_singles"].as_f64()),
+    ];
+    for (i, task) in tasks.iter().enumerate() {
+        let vals: Vec<f64> = seeds.iter().filter_map(|s| s["singles"][i]["cost"].as_f64()).collect();
+        bars.push((format!("single {task}"), mean(vals)));
+    }
+    let svg = plots::bars(&cap, "network", &format!("{name} ({u})"), &bars)?;
+    Ok((cap, svg))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Inline markdown: `code` and **bold**.
+fn inline(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in esc(s).split("**").enumerate() {
+        if i % 2 == 1 {
+            out += &format!("<b>{part}</b>");
+        } else {
+            for (j, p) in part.split('`').enumerate() {
+                out += &if j % 2 == 1 { format!("<code>{p}</code>") } else { p.to_string() };
+            }
+        }
+    }
+    out
+}
+
+/// The small markdown subset this module writes: headings, tables, list items, paragraphs.
+fn md_to_html(md: &str) -> String {
+    let mut html = String::new();
+    let mut lines = md.lines().peekable();
+    while let Some(l) = lines.next() {
+        let t = l.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(h) = t.strip_prefix('#') {
+            let level = 1 + h.chars().take_while(|c| *c == '#').count();
+            html += &format!("<h{level}>{}</h{level}>\n", inline(h.trim_start_matches('#').trim()));
+        } else if t.starts_with('|') {
+            let cells =
+                |l: &str| -> Vec<String> { l.trim().trim_matches('|').split('|').map(|c| inline(c.trim())).collect() };
+            html += "<table>\n<tr>";
+            for c in cells(t) {
+                html += &format!("<th>{c}</th>");
+            }
+            html += "</tr>\n";
+            while let Some(n) = lines.peek() {
+                if !n.trim().starts_with('|') {
+                    break;
+                }
+                let n = lines.next().unwrap_or_default();
+                if n.contains("---") {
+                    continue;
+                }
+                html += "<tr>";
+                for c in cells(n) {
+                    html += &format!("<td>{c}</td>");
+                }
+                html += "</tr>\n";
+            }
+            html += "</table>\n";
+        } else if let Some(item) = t.strip_prefix("- ") {
+            html += &format!("<ul><li>{}</li></ul>\n", inline(item));
+        } else if t.contains("ESTIMATE") || t.contains("WARNING") || t.contains("no energy readings") {
+            html += &format!("<p class=\"warn\">{}</p>\n", inline(t));
+        } else {
+            html += &format!("<p>{}</p>\n", inline(t));
+        }
+    }
+    html
 }
