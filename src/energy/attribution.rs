@@ -183,6 +183,11 @@ impl Timeline {
         }
     }
 
+    /// The latest (time, value) fed in: the counter value for counters, the power for power sensors.
+    pub fn last_read(&self) -> Option<(f64, f64)> {
+        self.last_read
+    }
+
     /// End of the covered timeline.
     pub fn known_until(&self) -> Option<f64> {
         self.segs.back().map(|s| s.t1)

@@ -318,6 +318,7 @@ impl Sensor for NvmlSensor {
         };
         let out = json!({
             "counter_update_period_s_min": cmin, "counter_update_period_s_median": cmed, "counter_reads": creads,
+            "counter_read_cost_s": 0.8 / creads.max(1) as f64,
             "instant_power_update_period_s_min": imin, "instant_power_update_period_s_median": imed,
             "instant_power_reads": ireads, "power_samples_spacing_s_median": sample_gap,
             "note": "measured at start-up with tight reads (smallest/median gap between value changes)",
