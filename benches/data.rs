@@ -58,7 +58,10 @@ fn main() {
     synth_pamap2(&raw_p, 0, scale).unwrap();
     println!("synth pamap2: {:.2} s", t.elapsed().as_secs_f64());
     let s = pamap2::convert(&raw_p.join("PAMAP2_Dataset"), &tmp.path().join("pamap2")).unwrap();
-    let mb: u64 = std::fs::read_dir(raw_p.join("PAMAP2_Dataset/Protocol")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let mb: u64 = std::fs::read_dir(raw_p.join("PAMAP2_Dataset/Protocol"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     println!(
         "convert pamap2: {} rows ({:.0} MB of text) in {:.2} s = {:.0} rows/s; windows {:?}",
         s.rows,
@@ -73,7 +76,12 @@ fn main() {
     println!("synth celeba: {:.2} s", t.elapsed().as_secs_f64());
     let s = celeba::convert(&raw_c, &tmp.path().join("celeba"), 64).unwrap();
     let n: usize = s.counts.iter().sum();
-    println!("convert celeba: {n} images in {:.2} s = {:.0} images/s; split {:?}", s.seconds, n as f64 / s.seconds, s.counts);
+    println!(
+        "convert celeba: {n} images in {:.2} s = {:.0} images/s; split {:?}",
+        s.seconds,
+        n as f64 / s.seconds,
+        s.counts
+    );
 
     let p = open_dataset(&tmp.path().join("pamap2"), None).unwrap();
     loader_rate("pamap2 (f32 [27,1,256])", &p.train);
