@@ -14,21 +14,40 @@ extern "C" __global__ void bias_forward(const BiasParams p, const float* __restr
     }
 }
 
-// db [c] = sum over n, inner of dy [n, c, inner] (overwrites db). One block per channel (grid.x = c): the
-// block's threads stride over the channel's n*inner values (coalesced along inner) and reduce in a fixed
-// order, so the result is deterministic. For inner == 1 (linear layers) the plan uses bias_backward_rows.
+// Capacity (floats) of the static scratch of bias_backward's split reduction (launch.rs BIAS_SPLIT_CAP).
+#define BIAS_SPLIT_CAP (1 << 16)
+static __device__ float bias_partial[BIAS_SPLIT_CAP];
+static __device__ int bias_splits;
+
+// db [c] = sum over n, inner of dy [n, c, inner] (overwrites db). Grid (c, splits): block (ch, z) sums images
+// z, z + splits, ... of channel ch (threads stride over inner: coalesced) with a fixed-order block reduction.
+// splits == 1: it writes db[ch]; else bias_partial[z][ch] and bias_backward_reduce sums the slices in z order
+// (deterministic, no atomics). For inner == 1 (linear layers) the plan uses bias_backward_rows instead.
 extern "C" __global__ void bias_backward(const BiasParams p, const float* __restrict__ dy, float* __restrict__ db) {
     __shared__ float scratch[32];
-    int ch = blockIdx.x;
+    int ch = blockIdx.x, z = blockIdx.y, splits = gridDim.y;
+    if (blockIdx.x == 0 && z == 0 && threadIdx.x == 0) bias_splits = splits;
     if (ch >= p.c) return;  // uniform per block: no thread of this block reaches a barrier
-    long long count = (long long)p.n * p.inner;
     float s = 0.0f;
-    for (long long j = threadIdx.x; j < count; j += blockDim.x) {
-        long long img = j / p.inner, i = j - img * p.inner;
-        s += dy[(img * p.c + ch) * p.inner + i];
+    for (int img = z; img < p.n; img += splits) {
+        const float* row = dy + ((long long)img * p.c + ch) * p.inner;
+        for (int i = threadIdx.x; i < p.inner; i += blockDim.x) s += row[i];
     }
     s = block_sum(s, scratch);
-    if (threadIdx.x == 0) db[ch] = s;
+    if (threadIdx.x == 0) {
+        if (splits == 1) db[ch] = s;
+        else bias_partial[z * p.c + ch] = s;
+    }
+}
+
+// db [c] = sum over z < splits of bias_partial[z][c], in z order. Grid-stride over c.
+extern "C" __global__ void bias_backward_reduce(const BiasParams p, const float* __restrict__ dy,
+                                                float* __restrict__ db) {
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < p.c; ch += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int z = 0; z < bias_splits; z++) s += bias_partial[z * p.c + ch];
+        db[ch] = s;
+    }
 }
 
 // db [c] = sum over n of dy [n, c] (inner == 1, or any inner: it loops over it too). One thread per channel,

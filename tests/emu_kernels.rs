@@ -332,6 +332,24 @@ fn bias_forward_and_backward_match_cpu() {
     }
 }
 
+/// bias_backward over image slices: any number of slices (more than images too) gives the same db.
+#[test]
+fn bias_backward_splits_match_cpu() {
+    let mut r = rng("bias_backward_splits");
+    let cpu = CpuBackend::new();
+    let p = BiasParams::new(5, 3, 40);
+    let dy = randn(&mut r, p.len());
+    let mut want = vec![0.0; 3];
+    cpu.bias_backward(&p, &dy, &mut want).unwrap();
+    for splits in [1, 2, 7] {
+        let plan = launch::bias_backward_with_splits(&p, splits);
+        assert_eq!(plan.len(), if splits > 1 { 2 } else { 1 });
+        let (mut gdy, mut gdb) = (G::f32(&dy), G::poisoned(3));
+        run("bias_backward", &plan, &p, &mut [&mut gdy, &mut gdb]);
+        assert_close(&format!("bias_backward splits {splits}"), &gdb.to_f32(), &want);
+    }
+}
+
 #[test]
 fn relu_forward_and_backward_match_cpu() {
     let mut r = rng("relu");
@@ -505,6 +523,7 @@ fn plans_name_existing_kernels() {
         launch::bias_forward(&BiasParams::new(64, 128, 1)),
         launch::bias_backward(&BiasParams::new(64, 128, 1)),
         launch::bias_backward(&BiasParams::new(64, 128, 32)),
+        launch::bias_backward(&BiasParams::new(512, 32, 4096)),
         launch::relu_forward(&EltwiseParams::new(1000)),
         launch::relu_backward(&EltwiseParams::new(1000)),
         launch::softmax_xent(&l),

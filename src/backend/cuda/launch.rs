@@ -30,6 +30,10 @@ const TILE_THREADS: u32 = 256;
 const GEMM_BM: usize = 64;
 /// Split-K scratch capacity in floats (GEMM_SPLIT_CAP / CONV_SPLIT_CAP in the .cu files).
 pub const SPLIT_CAP: usize = 1 << 22;
+/// Scratch of bias_backward's split reduction in floats (BIAS_SPLIT_CAP in elementwise.cu), and the least
+/// number of elements one of its blocks sums.
+pub const BIAS_SPLIT_CAP: usize = 1 << 16;
+const BIAS_MIN_SLICE: usize = 16384;
 /// Split-K aims at this many blocks (4 waves of one block per SM on a 132-SM H100) ...
 const SPLIT_TARGET_BLOCKS: usize = 528;
 /// ... gives each slice at least this much of the reduction, and uses at most this many slices.
@@ -148,14 +152,26 @@ pub fn gemm_with_splits(p: &GemmParams, splits: usize) -> Vec<Launch> {
 pub fn bias_forward(p: &BiasParams) -> Vec<Launch> {
     grid_1d("bias_forward", p.len())
 }
-/// Convolutions (inner > 1): one block per channel reduces it. Linear layers (inner == 1): one thread per
-/// channel walks the rows (coalesced across channels).
+/// Convolutions (inner > 1): blocks (channel, image slice) reduce, and when there are few channels the images
+/// are split into slices (see bias_backward_with_splits). Linear layers (inner == 1): one thread per channel
+/// walks the rows (coalesced across channels).
 pub fn bias_backward(p: &BiasParams) -> Vec<Launch> {
+    let (c, n, inner) = (u(p.c).max(1), u(p.n), u(p.inner));
+    // Enough blocks to fill the GPU, each summing at least BIAS_MIN_SLICE elements.
+    let splits = SPLIT_TARGET_BLOCKS.div_ceil(c).min((n * inner) / BIAS_MIN_SLICE).min(n).min(BIAS_SPLIT_CAP / c);
+    bias_backward_with_splits(p, splits.max(1))
+}
+/// bias_backward with the images of each channel split into `splits` slices (> 1: bias_backward_reduce
+/// follows; the caller keeps c * splits <= BIAS_SPLIT_CAP and splits <= 65535). Public for the tests.
+pub fn bias_backward_with_splits(p: &BiasParams, splits: usize) -> Vec<Launch> {
     if p.inner <= 1 {
-        launch("bias_backward_rows", (u(p.c).div_ceil(128).max(1) as u32, 1, 1), 128)
-    } else {
-        launch("bias_backward", (u(p.c).max(1) as u32, 1, 1), BLOCK_1D)
+        return launch("bias_backward_rows", (u(p.c).div_ceil(128).max(1) as u32, 1, 1), 128);
     }
+    let mut plan = launch("bias_backward", (u(p.c).max(1) as u32, splits.max(1) as u32, 1), BLOCK_1D);
+    if splits > 1 {
+        plan.extend(grid_1d("bias_backward_reduce", u(p.c)));
+    }
+    plan
 }
 pub fn relu_forward(p: &EltwiseParams) -> Vec<Launch> {
     grid_1d("relu_forward", u(p.len))

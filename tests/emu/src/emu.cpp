@@ -201,6 +201,7 @@ uint32_t emu_shfl(uint32_t v, int arg, int mode, int width) {
     X(bias_forward, BiasParams, const float*, float*)                                     \
     X(bias_backward, BiasParams, const float*, float*)                                    \
     X(bias_backward_rows, BiasParams, const float*, float*)                               \
+    X(bias_backward_reduce, BiasParams, const float*, float*) \
     X(relu_forward, EltwiseParams, float*)                                                \
     X(relu_backward, EltwiseParams, const float*, float*)                                 \
     X(fill, FillParams, float*)                                                           \
