@@ -105,7 +105,8 @@ impl Study {
         let prefix = format!(".staging-{id}-");
         for e in std::fs::read_dir(&runs).with_context(|| format!("{}: cannot list", runs.display()))? {
             let e = e?;
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
+            // Ours (`.staging-<id>-..`) and the trainer's own staging inside it (`..staging-<id>-...partial-..`).
+            if e.file_name().to_string_lossy().trim_start_matches('.').starts_with(&prefix[1..]) {
                 self.keep_partial(&e.path(), id, 0)?;
             }
         }
