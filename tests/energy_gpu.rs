@@ -19,13 +19,20 @@ fn nvml_meter_on_a_real_gpu() {
     let idle = m.idle_power_w().expect("idle power measured");
     assert!(idle > 5.0 && idle < 1500.0, "idle {idle} W");
     let mut sum = 0.0;
-    for dt_ms in [5u64, 20, 50, 200, 5, 5, 5, 300] {
+    for dt_ms in [5u64, 20, 50, 200, 5, 5, 5, 300, 500] {
         let a = m.now_s();
+        let t = std::time::Instant::now();
         m.begin_step(a);
+        let begin_cost = t.elapsed();
         std::thread::sleep(std::time::Duration::from_millis(dt_ms));
         let b = m.now_s();
+        let t = std::time::Instant::now();
         let s = m.end_step(b, &[]);
-        println!("{dt_ms:>4} ms: {:?} J +- {:?} ({})", s.energy_j, s.uncertainty_j, s.method);
+        let end_cost = t.elapsed();
+        println!(
+            "{dt_ms:>4} ms: {:?} J +- {:?} ({}); begin_step {begin_cost:?}, end_step {end_cost:?}",
+            s.energy_j, s.uncertainty_j, s.method
+        );
         if let Some(e) = s.energy_j {
             assert!(e >= 0.0 && e < 1500.0 * (b - a) + 50.0, "{e} J in {} s", b - a);
             sum += e;
