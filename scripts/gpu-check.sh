@@ -19,8 +19,13 @@ BIN="${BIN:-.devbin/powertrain}"
 S="$OUT/summary.txt"
 : > "$S"
 log() { echo "$*" | tee -a "$S"; }
+# The whole script must fit one device call: steps are skipped once DEADLINE seconds have passed, so that the
+# results are always packed and returned.
+DEADLINE="${DEADLINE:-400}"
 step() { # step NAME TIMEOUT CMD...: run with a time limit, output to $R/NAME.txt, status into the summary
   local name=$1 t=$2; shift 2
+  if [ "$SECONDS" -ge "$DEADLINE" ]; then log "$(printf '%-28s skipped (deadline %ss)' "$name" "$DEADLINE")"; return 99; fi
+  local left=$((DEADLINE + 30 - SECONDS)); [ "$t" -gt "$left" ] && t=$left
   local t0=$(date +%s.%N)
   timeout "$t" "$@" > "$R/$name.txt" 2>&1
   local rc=$?
@@ -48,14 +53,12 @@ tail -n 1 "$R/cmp_pamap2.txt" | tee -a "$S"
 step cmp_celeba 60 python3 scripts/compare_weights.py "$R/celeba_cuda.safetensors" $F/celeba_adam_final.safetensors --tol 1e-2
 tail -n 1 "$R/cmp_celeba.txt" | tee -a "$S"
 
-# Kernels: time, GFLOP/s, GB/s, fraction of the measured ceilings.
-step bench_kernels 240 "$BIN" bench kernels --device cuda --json
 
 # Whole training steps vs PyTorch eager (cuDNN), same GPU, same run.
 for m in pamap2 celeba; do
   for b in 64 512; do
     step "step_${m}_b${b}" 90 "$BIN" bench step --model $m --batch-size $b --device cuda --json
-    step "torch_${m}_b${b}" 120 python3 scripts/torch_baseline.py --model $m --batch-size $b --device cuda --tf32 both --iters 50 --json
+    step "torch_${m}_b${b}" 120 python3 scripts/torch_baseline.py --model $m --batch-size $b --device cuda --tf32 both --iters 30 --json
     log "  ours:  $(cat "$R/step_${m}_b${b}.txt" | grep -o '"median_ms":[0-9.]*' | head -1)"
     log "  torch: $(grep -o '"mode": *"[a-z0-9-]*"\|"median_ms": *[0-9.]*' "$R/torch_${m}_b${b}.txt" | tr '\n' ' ')"
   done
@@ -70,8 +73,10 @@ for mode in none nvml nvml-kernel; do
     --epochs 2 --seed 0 "${args[@]}" --out "$R/run_$mode"
   grep -h -o '"mean_step_s": *[0-9.e-]*\|"total_energy_j": *[0-9.e-]*\|"energy_source": *"[a-z-]*"' "$R/run_$mode/summary.json" 2>/dev/null | tr '\n' ' ' | sed "s/^/  $mode: /" | tee -a "$S"; echo | tee -a "$S"
 done
+# Kernels: time, GFLOP/s, GB/s, fraction of the measured ceilings.
+step bench_kernels 150 "$BIN" bench kernels --device cuda --json
 step sweep 200 "$BIN" sweep --model pamap2 --data "$R/pamap2" --device cuda --energy nvml --batch-sizes 32,128,512 \
-  --lrs 1e-3,1e-2 --epochs 6 --target-acc 0.8 --out "$R/sweep"
+  --lrs 1e-3,1e-2 --epochs 4 --target-acc 0.8 --out "$R/sweep"
 step report 60 "$BIN" report "$R/sweep"
 tail -n 20 "$R/sweep.txt" | tee -a "$S"
 rm -rf "$R/raw" "$R/pamap2"
