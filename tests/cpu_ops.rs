@@ -568,8 +568,8 @@ fn mismatched_lengths_and_bad_labels_are_errors() {
     let (px, mut py, mut idx) = (vec![0.0f32; 32], vec![0.0f32; 8], vec![0i32; 8]);
     assert!(cpu.maxpool2d_forward(&p, &px[..31], &mut py, &mut idx).is_err());
     assert!(cpu.maxpool2d_forward(&p, &px, &mut py, &mut vec![0; 7]).is_err());
-    assert!(cpu.avgpool2d_backward(&p, &py, &mut vec![0.0; 33]).is_err());
-    assert!(cpu.maxpool2d_backward(&p, &py, &vec![16; 8], &mut vec![0.0; 32]).is_err(), "idx outside the plane");
+    assert!(cpu.avgpool2d_backward(&p, &py, &mut [0.0; 33]).is_err());
+    assert!(cpu.maxpool2d_backward(&p, &py, &vec![16; 8], &mut [0.0; 32]).is_err(), "idx outside the plane");
 
     let g = GemmParams::new(2, 3, 4, false, false);
     assert!(cpu.gemm(&g, &[0.0; 8], &[0.0; 12], &mut [0.0; 5]).is_err());
@@ -588,7 +588,7 @@ fn mismatched_lengths_and_bad_labels_are_errors() {
     assert!(cpu.softmax_xent(&lp, &lg, &vec![0], &mut gr, &mut ls).is_err(), "too few labels");
     assert!(cpu.accuracy_classes(&lp, &lg, &vec![0, 7], &mut ls).is_err());
     assert!(cpu.bce_logits(&lp, &lg, &lg[..5], &mut gr, &mut ls).is_err());
-    assert!(cpu.accuracy_binary(&lp, &lg, &lg, &mut vec![0.0; 2]).is_err());
+    assert!(cpu.accuracy_binary(&lp, &lg, &lg, &mut [0.0; 2]).is_err());
 
     let sp = SgdParams { len: 4, lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
     assert!(cpu.sgd_step(&sp, &mut [0.0; 4], &[0.0; 4], &mut [0.0; 3]).is_err());

@@ -49,7 +49,8 @@ pub fn adam_step<T: Float>(p: &AdamParams, w: &mut [T], grad: &[T], m: &mut [T],
     let step = f(p.lr) / f(p.bias_correction1);
     let bc2_sqrt = f(p.bias_correction2).sqrt();
     let (one_b1, one_b2) = (T::ONE - b1, T::ONE - b2);
-    let kernel = |(((w, g), m), v): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
+    type Slices<'a, T> = (((&'a mut [T], &'a [T]), &'a mut [T]), &'a mut [T]);
+    let kernel = |(((w, g), m), v): Slices<'_, T>| {
         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let g = g + wd * *w;
             *m = b1 * *m + one_b1 * g;
