@@ -278,7 +278,7 @@ impl<'b, B: Backend> Model<'b, B> {
             logits: be.alloc(max_batch * k)?,
             dlogits: be.alloc(max_batch * k)?,
             loss: be.alloc(1)?,
-            correct: be.alloc(k.max(1))?,
+            correct: be.alloc(if arch.is_classification() { 1 } else { k })?,
             labels: be.alloc_i32(max_batch)?,
             targets: be.alloc(max_batch * k)?,
             layout,
