@@ -131,8 +131,8 @@ pub fn fill_nan(v: &mut [f32]) -> bool {
             if i > last + 1 {
                 let (a, b) = (v[last], v[i]);
                 let span = (i - last) as f32;
-                for j in last + 1..i {
-                    v[j] = a + (b - a) * (j - last) as f32 / span;
+                for (j, x) in v[last + 1..i].iter_mut().enumerate() {
+                    *x = a + (b - a) * (j + 1) as f32 / span;
                 }
             }
             last = i;
@@ -452,7 +452,7 @@ mod tests {
         let mut push = |a: u32, len: usize, v: f32| {
             for _ in 0..len {
                 rec.activity.push(a);
-                rec.data.extend(std::iter::repeat(v).take(CHANNELS));
+                rec.data.extend(std::iter::repeat_n(v, CHANNELS));
             }
         };
         push(24, 300, 1.0);

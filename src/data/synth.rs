@@ -3,6 +3,8 @@
 //! `list_attr_celeba.txt` and `list_eval_partition.txt`. The signals and faces are generated so that the
 //! labels are learnable (class-specific frequencies/amplitudes/postures; attribute-driven facial features).
 
+#![allow(clippy::needless_range_loop)] // index loops over small fixed arrays read clearer here
+
 use super::pamap2::{CHANNEL_COLS, CLASS_IDS, FIELDS, SUBJECTS};
 use anyhow::{Context, Result};
 use rand::Rng;
@@ -417,6 +419,7 @@ impl Canvas {
         }
     }
     /// Filled ellipse, centre (cx, cy), radii (rx, ry); `pred` can cut it (e.g. keep only y > cy).
+    #[allow(clippy::too_many_arguments)]
     fn ellipse_if(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, c: Rgb, alpha: f32, pred: impl Fn(f32, f32) -> bool) {
         let (x0, x1) = ((cx - rx).floor() as i64, (cx + rx).ceil() as i64);
         let (y0, y1) = ((cy - ry).floor() as i64, (cy + ry).ceil() as i64);
