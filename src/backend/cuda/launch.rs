@@ -2,6 +2,12 @@
 //! memory. Shared by the CUDA backend and by the CPU emulation tests (tests/emu_kernels.rs), so both launch the
 //! kernels the same way. Every launch of an op receives the op's full argument list (params by value, then the
 //! pointers in the trait's order). The tile sizes here must match the `#define`s of the kernel files.
+//!
+//! Two-launch plans: conv2d_backward_filter, gemm and bias_backward may split their reduction over blocks
+//! (`grid.z` / `grid.y` slices) into a static `__device__` scratch of their module, then a second launch
+//! (`*_reduce`) sums the slices in a fixed order: deterministic, no atomics, no workspace argument. The scratch
+//! is per module, so the launches of one plan must not interleave with another plan of the same module on a
+//! second stream (the CUDA backend uses one stream).
 
 /// One kernel launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
