@@ -749,7 +749,10 @@ mod tests {
             assert!((oy * 3..oy * 3 + 3).contains(&y) && (ox * 3..ox * 3 + 3).contains(&x), "{j}: {v}");
         }
         // Same seed, same data; another seed, other data.
-        assert_eq!(host_data(&Op::MaxPoolBackward(p), 5).f, h.f);
-        assert_ne!(host_data(&Op::MaxPoolBackward(p), 6).f, h.f);
+        // (f[0] is the input dy; f[1] is the NaN-poisoned output dx.)
+        let again = host_data(&Op::MaxPoolBackward(p), 5);
+        assert_eq!((&again.f[0], &again.i), (&h.f[0], &h.i));
+        assert!(again.f[1].iter().all(|v| v.is_nan()) && again.f[1].len() == p.x_len());
+        assert_ne!(host_data(&Op::MaxPoolBackward(p), 6).f[0], h.f[0]);
     }
 }
