@@ -14,7 +14,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, DeviceKind};
 use crate::cli::{BenchArgs, EvalArgs, InfoArgs, TrainArgs};
 use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
-use crate::energy::{KernelEnergy, Meter, MeterConfig};
+use crate::energy::{Meter, MeterConfig};
 use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Write};
@@ -249,15 +249,6 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
-/// Per-kernel totals over the run (kernels.csv).
-#[derive(Default, Clone)]
-struct KernelTotal {
-    launches: u64,
-    time_s: f64,
-    energy_j: f64,
-    energy_known: bool,
-}
-
 #[allow(clippy::too_many_arguments)]
 fn train_on<B: Backend>(
     be: &B,
@@ -334,7 +325,6 @@ fn train_on<B: Backend>(
     let mut step: u64 = 0;
     let mut cum_energy: Option<f64> = if source.is_measurement() || source == crate::energy::EnergySource::Estimate { Some(0.0) } else { None };
     let mut train_energy_total = 0.0;
-    let mut kernel_totals: std::collections::BTreeMap<String, KernelTotal> = Default::default();
     let mut summary = RunSummary {
         protocol: crate::PROTOCOL_VERSION,
         model: arch.name().into(),
@@ -351,7 +341,7 @@ fn train_on<B: Backend>(
         ..Default::default()
     };
     let mut step_times = Vec::new();
-    let mut predictor = Predictor::new(a.epochs, a.target_acc);
+    let mut predictor = crate::energy::predict::Predictor::new(1, a.epochs, a.target_acc);
     'epochs: for epoch in 1..=a.epochs {
         let ep_t0 = be.clock_s();
         let mut ep_energy: Option<f64> = cum_energy.map(|_| 0.0);
@@ -382,7 +372,9 @@ fn train_on<B: Backend>(
                 *c += e;
             }
             if a.per_kernel {
-                accumulate_kernels(&mut kernel_totals, &se.kernels);
+                for (name, flops) in model.kernel_flops(n) {
+                    meter.add_flops(name, flops);
+                }
             }
             if let Some(w) = steps_out.as_mut() {
                 let mut rec = serde_json::json!({
@@ -459,7 +451,11 @@ fn train_on<B: Backend>(
             w.flush()?;
         }
         if let Some(p) = predictor.observe_epoch(epoch, ep_energy.map(|e| e + eval_energy.unwrap_or(0.0)), ep_wall, val_acc) {
-            progress.println(format!("prediction after epoch {epoch}: {p}"));
+            let e = p.energy_j.map(|e| format!("{e:.1} J [{:.1}, {:.1}]", p.energy_lo_j.unwrap_or(e), p.energy_hi_j.unwrap_or(e))).unwrap_or_else(|| "n/a".into());
+            progress.println(format!(
+                "prediction after epoch {epoch}: {} epochs [{}, {}], energy {e}, time {:.1} s [{:.1}, {:.1}]",
+                p.predicted_epochs, p.epochs_lo, p.epochs_hi, p.wall_s, p.wall_lo_s, p.wall_hi_s
+            ));
         }
         // Target: every task (attribute) reaches it.
         if let (Some(t), Some(_)) = (a.target_acc, val_acc) {
@@ -479,22 +475,21 @@ fn train_on<B: Backend>(
     }
     progress.finish_and_clear();
     be.set_kernel_timing(false);
+    let kernels_csv = if a.per_kernel { Some(meter.kernels_csv()) } else { None };
     let run_energy = meter.finish();
     summary.steps = step;
     summary.wall_s = be.clock_s() - t_start;
     summary.mean_step_s = if step_times.is_empty() { 0.0 } else { step_times.iter().sum::<f64>() / step_times.len() as f64 };
-    summary.total_energy_j = cum_energy;
+    // The meter's total covers the first step to the last evaluation, host gaps between steps included; the
+    // epoch and target figures sum the metered steps and evaluations.
+    summary.total_energy_j = run_energy.total_j.or(cum_energy);
     summary.energy_per_epoch_j = cum_energy.map(|_| train_energy_total / summary.epochs.max(1) as f64);
     summary.idle_j = run_energy.idle_j;
     summary.active_j = run_energy.active_j;
     summary.idle_power_w = run_energy.idle_power_w;
     summary.energy_context = run_energy.context.clone();
-    summary.prediction = predictor.finish(cum_energy, summary.wall_s, summary.epochs_to_target);
-    if let (Some(ci), Some(e)) = (a.carbon_intensity, cum_energy) {
-        summary.carbon = carbon(e, ci, a.pue.unwrap_or(1.0));
-    } else if a.pue.is_some() {
-        bail!("--pue needs --carbon-intensity");
-    }
+    summary.prediction = predictor.compare(summary.total_energy_j, summary.wall_s, summary.epochs);
+    summary.carbon = crate::energy::records::carbon_block(summary.total_energy_j, a.carbon_intensity, a.pue)?;
 
     if let Some(p) = &a.save {
         let meta = std::collections::HashMap::from([
@@ -509,30 +504,12 @@ fn train_on<B: Backend>(
             w.flush()?;
         }
         crate::util::write_atomic(&dir.join("epochs.csv"), epochs_csv.as_bytes())?;
-        if a.per_kernel {
-            let mut csv = String::from("kernel,launches,gpu_time_s,energy_j,j_per_launch\n");
-            for (name, t) in &kernel_totals {
-                let e = if t.energy_known { format!("{}", t.energy_j) } else { String::new() };
-                let jpl = if t.energy_known && t.launches > 0 { format!("{}", t.energy_j / t.launches as f64) } else { String::new() };
-                csv.push_str(&format!("{name},{},{},{e},{jpl}\n", t.launches, t.time_s));
-            }
+        if let Some(csv) = kernels_csv {
             crate::util::write_atomic(&dir.join("kernels.csv"), csv.as_bytes())?;
         }
         crate::util::write_json(&dir.join("summary.json"), &summary)?;
     }
     Ok(summary)
-}
-
-fn accumulate_kernels(totals: &mut std::collections::BTreeMap<String, KernelTotal>, ks: &[KernelEnergy]) {
-    for k in ks {
-        let t = totals.entry(k.name.clone()).or_default();
-        t.launches += k.launches as u64;
-        t.time_s += k.time_s;
-        if let Some(e) = k.energy_j {
-            t.energy_j += e;
-            t.energy_known = true;
-        }
-    }
 }
 
 /// Mean loss, accuracy (mean over tasks) and per-task accuracy of `model` on `split`.
@@ -579,23 +556,6 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-// Temporary until src/energy provides them.
-struct Predictor;
-impl Predictor {
-    fn new(_epochs: usize, _target: Option<f64>) -> Self {
-        Predictor
-    }
-    fn observe_epoch(&mut self, _epoch: usize, _energy: Option<f64>, _wall: f64, _acc: Option<f64>) -> Option<String> {
-        None
-    }
-    fn finish(&self, _e: Option<f64>, _wall: f64, _ep: Option<usize>) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-fn carbon(e: f64, ci: f64, pue: f64) -> serde_json::Value {
-    serde_json::json!({"energy_j": e, "carbon_intensity_g_per_kwh": ci, "pue": pue, "co2e_g": e / 3.6e6 * pue * ci})
 }
 
 /// `powertrain info`: devices, drivers, energy sensors found (and why others are missing), kernels embedded.

@@ -463,6 +463,21 @@ impl<'b, B: Backend> Model<'b, B> {
         self.be.download(&self.params)
     }
 
+    /// FLOPs per kernel name of one training step at batch n (for J/GFLOP in kernels.csv).
+    pub fn kernel_flops(&self, n: usize) -> Vec<(&'static str, f64)> {
+        let lay = &self.layout;
+        let layers = lay.conv_layers(n);
+        let conv: f64 = layers.iter().map(|l| l.conv.flops()).sum();
+        let below_first: f64 = layers[1..].iter().map(|l| l.conv.flops()).sum();
+        let (hid, k) = (lay.arch.hidden(), lay.arch.outputs());
+        let fc = 2.0 * n as f64 * (lay.flat * hid + hid * k) as f64;
+        if self.freeze_encoder {
+            // Backward: dW2, dhidden, dW1 only.
+            return vec![("conv2d_forward", conv), ("gemm", fc + fc - 2.0 * n as f64 * (lay.flat * hid) as f64 + 2.0 * n as f64 * (lay.flat * hid) as f64)];
+        }
+        vec![("conv2d_forward", conv), ("conv2d_backward_filter", conv), ("conv2d_backward_data", below_first), ("gemm", 3.0 * fc)]
+    }
+
     /// FLOPs of one training step at batch n (forward + both backward passes of every conv/gemm).
     pub fn step_flops(&self, n: usize) -> f64 {
         let lay = &self.layout;
