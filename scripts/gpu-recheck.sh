@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# scripts/gpu-recheck.sh: a short follow-up to scripts/gpu-check.sh for the rest of a GPU session (about 3
+# minutes): kernel check, step benchmarks next to PyTorch, and longer trainings (thousands of steps, so that the
+# NVML counter's 100 ms updates are resolved) with metering off / per-step / per-kernel for closure and
+# overhead. Same carrying as gpu-check.sh ([".devbin"]); results in $OUT/results.tar.gz and $OUT/summary.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu-out}"; R="$OUT/r"; mkdir -p "$R"
+BIN="${BIN:-.devbin/powertrain}"; [ -x "$BIN" ] || BIN=target/release/powertrain
+S="$OUT/summary.txt"; : > "$S"
+DEADLINE="${DEADLINE:-170}"
+log() { echo "$*" | tee -a "$S"; }
+step() {
+  local name=$1 t=$2; shift 2
+  if [ "$SECONDS" -ge "$DEADLINE" ]; then log "$name skipped (deadline)"; return 99; fi
+  local left=$((DEADLINE + 20 - SECONDS)); [ "$t" -gt "$left" ] && t=$left
+  local t0=$SECONDS; timeout "$t" "$@" > "$R/$name.txt" 2>&1; local rc=$?
+  log "$(printf '%-24s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - t0))")"; return $rc
+}
+log "== gpu-recheck $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,driver_version,power.limit,pstate,temperature.gpu --format=csv,noheader | tee -a "$S"
+step check 60 "$BIN" check --device cuda; tail -n 1 "$R/check.txt" | tee -a "$S"
+for mb in celeba:64 celeba:512 pamap2:512 pamap2:64; do
+  m=${mb%:*}; b=${mb#*:}
+  step "step_${m}_b$b" 30 "$BIN" bench step --model $m --batch-size $b --device cuda --json
+  log "  ours $m b$b: $(grep -o '"median_ms":[0-9.]*' "$R/step_${m}_b$b.txt")"
+done
+step torch_celeba_b512 60 python3 scripts/torch_baseline.py --model celeba --batch-size 512 --device cuda --tf32 both --iters 30 --json
+log "  torch celeba b512: $(grep -o '"mode": *"[a-z0-9-]*"\|"median_ms": *[0-9.]*' "$R/torch_celeba_b512.txt" | tr '\n' ' ')"
+step synth 60 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
+step convert 60 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
+for mode in none nvml nvml-kernel; do
+  args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
+  step "train_$mode" 40 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
+    --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
+  python3 - "$R/run_$mode/summary.json" <<'PY' | tee -a "$S"
+import json, sys
+d = json.load(open(sys.argv[1])); c = d.get("energy_context") or {}
+print(f"  {sys.argv[1].split('/')[-2]}: steps {d['steps']} mean_step_ms {1e3*d['mean_step_s']:.4f} total_j {d['total_energy_j']} "
+      f"steps_j {c.get('steps_j')} residual_j {c.get('unattributed_residual_j')} wall_s {d['wall_s']:.2f} idle_w {d.get('idle_power_w')}")
+PY
+done
+rm -rf "$R/raw" "$R/pamap2"; tar czf "$OUT/results.tar.gz" -C "$OUT" r && rm -rf "$R"
+log "== done $(date -u +%FT%TZ)"
