@@ -74,6 +74,9 @@ const MOTION: [(f32, f32, f32); 12] = [
     (2.40, 3.00, 170.0), // rope jumping
 ];
 
+/// The class each class is blended with (indices into CLASS_IDS).
+const CONFUSER: [usize; 12] = [1, 2, 1, 6, 11, 3, 3, 8, 7, 10, 9, 4];
+
 /// Class-level signal model: per channel (27) offset, amplitude, phase; drawn once from the seed.
 struct ClassModel {
     offset: [[f32; 27]; 12],
@@ -153,9 +156,9 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
     let mut r = sub_rng(seed, id as u64, 1);
     let noise = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
     // Per-subject variation: tempo, strength, sensor placement offsets, temperature.
-    let tempo = r.random_range(0.9f32..1.1);
-    let strength = r.random_range(0.85f32..1.15);
-    let place: Vec<f32> = (0..27).map(|_| r.random_range(-0.6f32..0.6)).collect();
+    let tempo = r.random_range(0.85f32..1.15);
+    let strength = r.random_range(0.7f32..1.3);
+    let place: Vec<f32> = (0..27).map(|_| r.random_range(-1.5f32..1.5)).collect();
     let temp0 = [r.random_range(30.0f32..33.0), r.random_range(31.0f32..34.0), r.random_range(29.0f32..32.0)];
     let mut s = String::with_capacity(1 << 20);
     let mut t = r.random_range(5.0f64..10.0);
@@ -177,15 +180,25 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
             let tt = t as f32;
             for c in 0..27 {
                 let (o, amp, ph) = match k {
-                    Some(k) => (model.offset[k][c], model.amp[k][c] * strength, model.phase[k][c]),
+                    // Each class is pulled towards a similar one (sitting/standing, walking/Nordic walking,
+                    // stairs up/down, running/rope jumping, vacuuming/ironing) so that they overlap.
+                    Some(k) => {
+                        let j = CONFUSER[k];
+                        let mixw = 0.35;
+                        (
+                            (1.0 - mixw) * model.offset[k][c] + mixw * model.offset[j][c],
+                            ((1.0 - mixw) * model.amp[k][c] + mixw * model.amp[j][c]) * strength,
+                            model.phase[k][c],
+                        )
+                    }
                     // Transient: a weak mix of standing and walking.
                     None => (model.offset[2][c], 0.5 * model.amp[3][c], model.phase[3][c]),
                 };
                 let w = std::f32::consts::TAU * f * tt + ph;
                 let sigma = match c % 9 {
-                    0..=2 => 0.25 + 0.15 * amp,
-                    3..=5 => 0.03 + 0.1 * amp,
-                    _ => 0.8,
+                    0..=2 => 1.2 + 0.8 * amp,
+                    3..=5 => 0.2 + 0.5 * amp,
+                    _ => 3.0,
                 };
                 ch[c] = o + place[c] + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin()) + sigma * noise.sample(&mut r);
             }
