@@ -236,7 +236,28 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter(CONV
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m128(CONV_ARGS_BWD_FILTER) {
     conv_bwd_filter<128>(p, x, dy, dw);
 }
-// dw [c_out, c_in, kh, kw] = sum over the splits of conv_partial, in split order. Grid-stride, any grid.
+// dw [c_out, c_in, kh, kw] = sum over the splits of conv_partial. dw is tiny (864 floats for celeba conv1) and
+// the splits many (hundreds), so one thread per output summing every split serially would leave most SMs idle
+// behind long dependent chains: instead a block takes 32 consecutive outputs (one per lane, coalesced) and its
+// G = blockDim.x / 32 warps (G <= 32) each sum the splits z = g, g + G, ... in order; warp 0 then adds the G
+// partial sums in warp order (a fixed tree: deterministic). Grid-stride over groups of 32 outputs, any grid,
+// blockDim.x a multiple of 32.
 extern "C" __global__ void conv2d_backward_filter_reduce(CONV_ARGS_BWD_FILTER) {
-    splitk_reduce(conv_partial, conv_splits, (long long)p.c_out * p.c_in * p.kh * p.kw, 1.0f, 0.0f, dw);
+    __shared__ float part[32][33];
+    const long long len = (long long)p.c_out * p.c_in * p.kh * p.kw;
+    const int S = conv_splits, lane = threadIdx.x & 31, g = threadIdx.x >> 5, G = blockDim.x >> 5;
+    for (long long base = (long long)blockIdx.x * 32; base < len; base += (long long)gridDim.x * 32) {
+        const long long i = base + lane;  // the loop bound is uniform per block: every thread reaches the barriers
+        float s = 0.0f;
+        if (i < len)
+            for (int z = g; z < S; z += G) s += conv_partial[(long long)z * len + i];
+        part[g][lane] = s;
+        __syncthreads();
+        if (g == 0 && i < len) {
+            float t = 0.0f;
+            for (int q = 0; q < G; q++) t += part[q][lane];
+            dw[i] = t;
+        }
+        __syncthreads();
+    }
 }

@@ -184,7 +184,8 @@ fn conv2d_backward_filter_split_k_matches_cpu() {
     let (x, dy) = (randn(&mut r, p.x_len()), randn(&mut r, p.y_len()));
     let mut want = vec![0.0; p.w_len()];
     cpu.conv2d_backward_filter(&p, &x, &dy, &mut want).unwrap();
-    for splits in [1, 3, 9] {
+    // 37 slices: more than the reduce block's 8 warps, not a multiple of them, and 18 of them empty.
+    for splits in [1, 3, 9, 37] {
         let plan = launch::conv2d_backward_filter_with_splits(&p, splits);
         assert_eq!(plan.len(), if splits > 1 { 2 } else { 1 });
         let (mut gx, mut gdy, mut gdw) = (G::f32(&x), G::f32(&dy), G::poisoned(p.w_len()));
@@ -547,6 +548,11 @@ fn plans_name_existing_kernels() {
             let c = Conv2dParams::new(n, ci, h, w, co, kh, kw, ph, pw);
             let bwf = launch::conv2d_backward_filter(&c);
             assert!(c.w_len() * bwf[0].grid.2 as usize <= launch::SPLIT_CAP, "{c:?}: split scratch overflow");
+            if n == 512 {
+                // The big reductions fill every one of the 132 SMs of an H100, at least twice for celeba.
+                let blocks = bwf[0].grid.0 * bwf[0].grid.1 * bwf[0].grid.2;
+                assert!(blocks >= if h > 1 { 260 } else { 132 }, "{c:?}: backward-filter on {blocks} blocks");
+            }
             plans.extend([launch::conv2d_forward(&c), launch::conv2d_backward_data(&c), bwf]);
         }
         for (i, o) in [(4096, 128), (8192, 256), (128, 12), (256, 40)] {

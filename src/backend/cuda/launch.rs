@@ -113,7 +113,26 @@ pub fn conv2d_backward_data(p: &Conv2dParams) -> Vec<Launch> {
 /// GEMM M = c_out, N = c_in*kh*kw, K = n*h_out*w_out, split over K when the output is small (see split_k).
 pub fn conv2d_backward_filter(p: &Conv2dParams) -> Vec<Launch> {
     let (m, n, k) = (u(p.c_out), u(p.c_in) * u(p.kh) * u(p.kw), u(p.n) * u(p.h_out) * u(p.w_out));
-    conv2d_backward_filter_with_splits(p, split_k(m, n, k, conv_bm(m)))
+    conv2d_backward_filter_with_splits(p, conv_filter_splits(m, n, k, conv_bm(m)))
+}
+/// Blocks of the conv tile kernels resident per wave on a 132-SM H100 (2 per SM: __launch_bounds__(256, 2)).
+const CONV_WAVE_BLOCKS: usize = 264;
+/// K slices of backward-filter (M = c_out, N = c_in*kh*kw tiny, K = n*h_out*w_out huge). The generic split_k
+/// stops at SPLIT_MAX = 64 slices, which leaves celeba conv1 (one 32 x 128 tile) on 64 blocks of 132 SMs.
+/// Here: fill two full waves (2 x CONV_WAVE_BLOCKS blocks, rounded DOWN so that no tail wave is left), each
+/// slice at least SPLIT_MIN_K long; when the scratch cannot hold two waves, one full wave within the scratch.
+/// The reduce pass spreads the slices over warps, so hundreds of slices stay cheap to sum.
+pub fn conv_filter_splits(m: usize, n: usize, k: usize, bm: usize) -> usize {
+    let tiles = m.div_ceil(bm).max(1) * n.div_ceil(TILE_BN).max(1);
+    if tiles >= CONV_WAVE_BLOCKS {
+        return 1;
+    }
+    let by_cap = SPLIT_CAP / (m * n).max(1);
+    let mut splits = 2 * CONV_WAVE_BLOCKS / tiles;
+    if splits > by_cap {
+        splits = (CONV_WAVE_BLOCKS / tiles).min(by_cap);
+    }
+    splits.min(k / SPLIT_MIN_K).min(65535).max(1)
 }
 /// conv2d_backward_filter with a given number of K slices (>1: a second, reducing launch follows; the
 /// caller keeps c_out*c_in*kh*kw*splits <= SPLIT_CAP). Public for the tests, which try several.
@@ -126,7 +145,9 @@ pub fn conv2d_backward_filter_with_splits(p: &Conv2dParams, splits: usize) -> Ve
     };
     let mut plan = vec![tiled(func, m, n, conv_bm(m), splits)];
     if splits > 1 {
-        plan.extend(grid_1d("conv2d_backward_filter_reduce", p.w_len()));
+        // One block per 32 outputs, its 8 warps splitting the slices (see the kernel).
+        let blocks = p.w_len().div_ceil(32).clamp(1, MAX_BLOCKS_1D) as u32;
+        plan.extend(launch("conv2d_backward_filter_reduce", (blocks, 1, 1), BLOCK_1D));
     }
     plan
 }
