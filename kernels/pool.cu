@@ -40,9 +40,43 @@ extern "C" __global__ void maxpool2d_forward(const Pool2dParams p, const float* 
     }
 }
 
+// True when the windows tile the input exactly (window == stride, no dropped row or column): then every input
+// element lies in exactly one window (the protocol's 2x2 / 1x2 pools).
+__device__ __forceinline__ bool pool_tiles_exactly(const Pool2dParams& p) {
+    return p.kh == p.stride_h && p.kw == p.stride_w && p.h == p.h_out * p.kh && p.w == p.w_out * p.kw;
+}
+
+// maxpool2d_backward when pool_tiles_exactly: one thread per OUTPUT writes its whole window (dy[o] at idx[o],
+// 0 elsewhere), so dy and idx are read once, coalesced, and a warp's stores to each window row are contiguous.
+// Output row R = plane*h_out + oy starts input row R*kh (h == h_out*kh): one division per output. I is int when
+// every index fits (the common case: no 64-bit division), else long long.
+template <class I>
+__device__ __forceinline__ void maxpool_bwd_scatter(const Pool2dParams& p, const float* __restrict__ dy,
+                                                    const int* __restrict__ idx, float* __restrict__ dx) {
+    const I total = (I)p.n * p.c * p.h_out * p.w_out, stride = (I)gridDim.x * blockDim.x;
+    for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < total; o += stride) {
+        const I row = o / p.w_out;
+        const int ox = (int)(o - row * p.w_out), oy = (int)(row % p.h_out);
+        const float v = dy[o];
+        const int at = idx[o] - (oy * p.kh * p.w + ox * p.kw);  // idx relative to the window's top-left
+        float* d = dx + row * p.kh * p.w + ox * p.kw;
+        for (int ky = 0; ky < p.kh; ky++)
+            for (int kx = 0; kx < p.kw; kx++) d[ky * p.w + kx] = ky * p.w + kx == at ? v : 0.0f;
+    }
+}
+
 // dy, idx [n, c, h_out, w_out] -> dx [n, c, h, w] (overwritten): dx[i] = sum of dy over windows whose idx is i.
+// Exactly tiling windows scatter per output (maxpool_bwd_scatter; launch.rs then sizes the grid by outputs),
+// any other geometry gathers per input element.
 extern "C" __global__ void maxpool2d_backward(const Pool2dParams p, const float* __restrict__ dy,
                                               const int* __restrict__ idx, float* __restrict__ dx) {
+    if (pool_tiles_exactly(p)) {
+        if ((long long)p.n * p.c * p.h * p.w < (1LL << 31) - (1LL << 26))  // no int overflow in o += stride
+            maxpool_bwd_scatter<int>(p, dy, idx, dx);
+        else
+            maxpool_bwd_scatter<long long>(p, dy, idx, dx);
+        return;
+    }
     long long total = (long long)p.n * p.c * p.h * p.w;
     long long stride = (long long)gridDim.x * blockDim.x;
     for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {

@@ -205,6 +205,8 @@ fn pool_cases() -> Vec<Pool2dParams> {
     vec![
         Pool2dParams::new(2, 3, 5, 7, 2, 2), // odd sizes: last row/column dropped (floor mode)
         Pool2dParams::new(1, 4, 1, 9, 1, 2), // pamap2-like 1x2
+        Pool2dParams::new(2, 3, 6, 8, 2, 2), // celeba-like 2x2 tiling the input exactly: scatter path
+        Pool2dParams::new(1, 2, 1, 12, 1, 3), // 1x3 windows tiling a row exactly: scatter path
         overlap,
     ]
 }

@@ -154,8 +154,11 @@ pub fn conv2d_backward_filter_with_splits(p: &Conv2dParams, splits: usize) -> Ve
 pub fn maxpool2d_forward(p: &Pool2dParams) -> Vec<Launch> {
     grid_1d("maxpool2d_forward", p.y_len())
 }
+/// One thread per output when the windows tile the input exactly (the kernel then scatters each window), else
+/// one per input element (gather).
 pub fn maxpool2d_backward(p: &Pool2dParams) -> Vec<Launch> {
-    grid_1d("maxpool2d_backward", p.x_len())
+    let tiles_exactly = p.kh == p.stride_h && p.kw == p.stride_w && p.h == p.h_out * p.kh && p.w == p.w_out * p.kw;
+    grid_1d("maxpool2d_backward", if tiles_exactly { p.y_len() } else { p.x_len() })
 }
 pub fn avgpool2d_forward(p: &Pool2dParams) -> Vec<Launch> {
     grid_1d("avgpool2d_forward", p.y_len())
