@@ -88,7 +88,9 @@ fn pamap2_synth_convert_load_roundtrip() {
         })
         .count();
     let acc = correct as f64 / test.len() as f64;
-    assert!(acc > 0.6, "nearest-centroid accuracy on unseen subjects {acc}");
+    // Learnable (chance is 1/12) but not trivial: the magnetometers carry the heading of each bout, not the
+    // activity, and each class is blended with a similar one, so hyperparameters matter in the sweep.
+    assert!(acc > 0.25 && acc < 0.9, "nearest-centroid accuracy on unseen subjects {acc}");
     // Converting again into the same place is refused.
     assert!(err_of(pamap2::convert(&raw.join("PAMAP2_Dataset"), &out)).contains("already exists"));
 }

@@ -91,7 +91,7 @@ fn class_model(seed: u64) -> ClassModel {
         // Posture: a gravity direction per IMU (lying: chest and ankle horizontal; else mostly upright).
         let (_, intensity, _) = MOTION[k];
         for imu in 0..3 {
-            let mut g = [r.random_range(-0.4f32..0.4), r.random_range(-0.4f32..0.4), 1.0f32];
+            let mut g = [r.random_range(-0.2f32..0.2), r.random_range(-0.2f32..0.2), 1.0f32];
             if k == 0 && imu > 0 {
                 g = [1.0, r.random_range(-0.3..0.3), r.random_range(-0.2..0.2)];
             }
@@ -107,7 +107,10 @@ fn class_model(seed: u64) -> ClassModel {
                 m.amp[k][acc] = intensity * r.random_range(1.0f32..4.0) * if imu == 2 { 1.6 } else { 1.0 };
                 m.offset[k][gyro] = r.random_range(-0.05f32..0.05);
                 m.amp[k][gyro] = intensity * r.random_range(0.3f32..1.5);
-                m.offset[k][mag] = r.random_range(-50.0f32..50.0);
+                // The magnetometer's offset is the heading, not the activity: drawn per activity bout
+                // (see pamap2_subject_text); the draw is kept so the other channels keep their values.
+                let _ = r.random_range(-50.0f32..50.0);
+                m.offset[k][mag] = 0.0;
                 m.amp[k][mag] = 2.0 + intensity * r.random_range(1.0f32..8.0);
             }
         }
@@ -175,6 +178,8 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
         let k = CLASS_IDS.iter().position(|&c| c == a);
         let rows = (dur * 100.0).round() as usize;
         let (f, _, hr_target) = k.map(|k| MOTION[k]).unwrap_or((1.0, 0.3, 95.0));
+        // Heading of this bout: the magnetometers read the earth's field rotated by it, whatever the activity.
+        let heading: Vec<f32> = (0..27).map(|c| if c % 9 >= 6 { r.random_range(-40.0f32..40.0) } else { 0.0 }).collect();
         let f = f * tempo;
         for _ in 0..rows {
             let tt = t as f32;
@@ -184,7 +189,7 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
                     // stairs up/down, running/rope jumping, vacuuming/ironing) so that they overlap.
                     Some(k) => {
                         let j = CONFUSER[k];
-                        let mixw = 0.35;
+                        let mixw = 0.45;
                         (
                             (1.0 - mixw) * model.offset[k][c] + mixw * model.offset[j][c],
                             ((1.0 - mixw) * model.amp[k][c] + mixw * model.amp[j][c]) * strength,
@@ -200,7 +205,7 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
                     3..=5 => 0.2 + 0.5 * amp,
                     _ => 3.0,
                 };
-                ch[c] = o + place[c] + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin()) + sigma * noise.sample(&mut r);
+                ch[c] = o + heading[c] + place[c] + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin()) + sigma * noise.sample(&mut r);
             }
             hr += 0.02 * (hr_target - hr) + 0.3 * noise.sample(&mut r);
             for d in dropout.iter_mut() {
