@@ -244,7 +244,7 @@ fn quick_grid_is_small() {
     let g = powertrain::study::sweep::resolve(&a).unwrap();
     assert_eq!(g.batch_sizes, vec![32, 128]);
     assert_eq!(g.lrs, vec![1e-3, 1e-2]);
-    assert_eq!((g.epochs, g.target_acc), (2, 0.6));
+    assert_eq!((g.epochs, g.target_acc), (4, 0.6));
     let r = sweep_with(&a, &fake_train).unwrap();
     assert_eq!(r.rows.len(), 4);
 }
