@@ -151,10 +151,11 @@ __device__ __forceinline__ void conv_bwd_data(const Conv2dParams& p, const float
 
 // x [n, c_in, h, w], dy [n, c_out, h_out, w_out] -> dw [c_out, c_in, kh, kw] (overwritten when gridDim.z == 1,
 // else this block's K slice goes to conv_partial[blockIdx.z][c_out][c_in*kh*kw]).
-template <int BM>
+// BN: tile width, CONV_BN or (conv2d_backward_filter_m32 when N <= 32) 32, micro-tile TN = BN / 16.
+template <int BM, int BN = CONV_BN>
 __device__ __forceinline__ void conv_bwd_filter(const Conv2dParams& p, const float* __restrict__ x,
                                                 const float* __restrict__ dy, float* __restrict__ dw) {
-    constexpr int BN = CONV_BN, TM = BM / 16, TN = CONV_TN;
+    constexpr int TM = BM / 16, TN = BN / 16;
     __shared__ TileSmem<BM, BN> sm;
     const int khw = p.kh * p.kw, hwo = p.h_out * p.w_out;
     const int M = p.c_out, N = p.c_in * khw, K = p.n * hwo;
@@ -227,8 +228,13 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m128(C
 
 // Shapes as in conv_bwd_filter; grid (ceil(c_in*kh*kw / 128), ceil(c_out / BM), splits), block 256; when
 // splits > 1 (c_out*c_in*kh*kw*splits <= CONV_SPLIT_CAP) conv2d_backward_filter_reduce follows.
+// N = c_in*kh*kw <= 32 (celeba conv1: 3*3*3 = 27) takes a 32 x 32 tile: the 32 x 128 one would spend 79% of
+// its FMAs, shared-memory reads and B loads on columns past N. Same grid (ceil(N / 128) = 1 column of tiles).
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m32(CONV_ARGS_BWD_FILTER) {
-    conv_bwd_filter<32>(p, x, dy, dw);
+    if (p.c_in * p.kh * p.kw <= 32)
+        conv_bwd_filter<32, 32>(p, x, dy, dw);
+    else
+        conv_bwd_filter<32>(p, x, dy, dw);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter(CONV_ARGS_BWD_FILTER) {
     conv_bwd_filter<64>(p, x, dy, dw);

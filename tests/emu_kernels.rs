@@ -129,6 +129,8 @@ fn conv_cases() -> Vec<Conv2dParams> {
         Conv2dParams::new(2, 40, 2, 3, 33, 3, 3, 1, 1), // c_in 40 / c_out 33 (m64), K spans tiles
         Conv2dParams::new(1, 150, 3, 3, 2, 3, 3, 1, 1), // forward K = 1350 > CONV_KTAB: no k-table
         Conv2dParams::new(1, 2, 3, 3, 150, 3, 3, 1, 1), // backward-data K = 1350: no k-table
+        Conv2dParams::new(2, 32, 3, 4, 6, 1, 1, 0, 0), // backward-filter N = 32: the 32 x 32 tile, full width
+        Conv2dParams::new(1, 11, 3, 3, 7, 1, 3, 0, 1), // backward-filter N = 33, c_out 7: back to 32 x 128
     ]
 }
 
