@@ -152,15 +152,28 @@ __device__ __forceinline__ void conv_bwd_data(const Conv2dParams& p, const float
 // x [n, c_in, h, w], dy [n, c_out, h_out, w_out] -> dw [c_out, c_in, kh, kw] (overwritten when gridDim.z == 1,
 // else this block's K slice goes to conv_partial[blockIdx.z][c_out][c_in*kh*kw]).
 // BN: tile width, CONV_BN or (conv2d_backward_filter_m32 when N <= 32) 32, micro-tile TN = BN / 16.
-template <int BM, int BN = CONV_BN>
+// coff [CONV_KTAB] (col -> ci*h*w + ky*w + kx), cyx [CONV_KTAB] (col -> (ky << 16) | kx): the caller's shared
+// memory, filled here when TAB and N <= CONV_KTAB so that the B gather decodes its column with one shared load
+// instead of two integer divisions per element (else by division). The m128 variant passes TAB = false: at 128
+// registers the table's extra live values made it spill more.
+template <int BM, int BN = CONV_BN, bool TAB = true>
 __device__ __forceinline__ void conv_bwd_filter(const Conv2dParams& p, const float* __restrict__ x,
-                                                const float* __restrict__ dy, float* __restrict__ dw) {
+                                                const float* __restrict__ dy, float* __restrict__ dw, int* coff,
+                                                int* cyx) {
     constexpr int TM = BM / 16, TN = BN / 16;
     __shared__ TileSmem<BM, BN> sm;
     const int khw = p.kh * p.kw, hwo = p.h_out * p.w_out;
     const int M = p.c_out, N = p.c_in * khw, K = p.n * hwo;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) conv_splits = gridDim.z;
+    const bool tab = TAB && N <= CONV_KTAB;
+    if (tab)
+        for (int c = threadIdx.x; c < N; c += blockDim.x) {
+            int ci = c / khw, r = c - ci * khw, ky = r / p.kw, kx = r - ky * p.kw;
+            coff[c] = (ci * p.h + ky) * p.w + kx;
+            cyx[c] = (ky << 16) | kx;
+        }
+    if (TAB) __syncthreads();  // tile_mma's first barrier comes after its first fetch, which reads the table
     int k_begin, k_end;
     splitk_range(K, k_begin, k_end);
     auto la = [=](int co, int k) -> float {
@@ -171,10 +184,20 @@ __device__ __forceinline__ void conv_bwd_filter(const Conv2dParams& p, const flo
     auto lb = [=](int k, int col) -> float {
         if (k >= K || col >= N) return 0.0f;
         int img = k / hwo, pix = k - img * hwo, oy = pix / p.w_out, ox = pix - oy * p.w_out;
-        int ci = col / khw, r = col - ci * khw, ky = r / p.kw, kx = r - ky * p.kw;
-        int iy = oy * p.stride_h - p.pad_h + ky, ix = ox * p.stride_w - p.pad_w + kx;
-        if ((unsigned)iy >= (unsigned)p.h || (unsigned)ix >= (unsigned)p.w) return 0.0f;
-        return x[(((long long)img * p.c_in + ci) * p.h + iy) * p.w + ix];
+        int off, ky, kx;
+        if (tab) {
+            off = coff[col];
+            ky = cyx[col] >> 16;
+            kx = cyx[col] & 0xffff;
+        } else {
+            int ci = col / khw, r = col - ci * khw;
+            ky = r / p.kw;
+            kx = r - ky * p.kw;
+            off = (ci * p.h + ky) * p.w + kx;
+        }
+        int iy0 = oy * p.stride_h - p.pad_h, ix0 = ox * p.stride_w - p.pad_w;
+        if ((unsigned)(iy0 + ky) >= (unsigned)p.h || (unsigned)(ix0 + kx) >= (unsigned)p.w) return 0.0f;
+        return x[(long long)img * p.c_in * p.h * p.w + iy0 * p.w + ix0 + off];
     };
     float acc[TM][TN];
     tile_mma<BM, BN, TM, TN, true, true>(sm, m0, n0, k_begin, k_end, la, lb, acc);
@@ -230,17 +253,20 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m128(C
 // splits > 1 (c_out*c_in*kh*kw*splits <= CONV_SPLIT_CAP) conv2d_backward_filter_reduce follows.
 // N = c_in*kh*kw <= 32 (celeba conv1: 3*3*3 = 27) takes a 32 x 32 tile: the 32 x 128 one would spend 79% of
 // its FMAs, shared-memory reads and B loads on columns past N. Same grid (ceil(N / 128) = 1 column of tiles).
+#define CONV_BWD_FILTER_TABLES __shared__ int coff[CONV_KTAB], cyx[CONV_KTAB];
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m32(CONV_ARGS_BWD_FILTER) {
+    CONV_BWD_FILTER_TABLES
     if (p.c_in * p.kh * p.kw <= 32)
-        conv_bwd_filter<32, 32>(p, x, dy, dw);
+        conv_bwd_filter<32, 32>(p, x, dy, dw, coff, cyx);
     else
-        conv_bwd_filter<32>(p, x, dy, dw);
+        conv_bwd_filter<32>(p, x, dy, dw, coff, cyx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter(CONV_ARGS_BWD_FILTER) {
-    conv_bwd_filter<64>(p, x, dy, dw);
+    CONV_BWD_FILTER_TABLES
+    conv_bwd_filter<64>(p, x, dy, dw, coff, cyx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m128(CONV_ARGS_BWD_FILTER) {
-    conv_bwd_filter<128>(p, x, dy, dw);
+    conv_bwd_filter<128, CONV_BN, false>(p, x, dy, dw, nullptr, nullptr);
 }
 // dw [c_out, c_in, kh, kw] = sum over the splits of conv_partial. dw is tiny (864 floats for celeba conv1) and
 // the splits many (hundreds), so one thread per output summing every split serially would leave most SMs idle
