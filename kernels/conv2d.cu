@@ -10,6 +10,8 @@
 // BM/16 x 8) so that c_out / c_in of 32, 64 and 128 waste no rows; the plan picks one by M.
 // Forward and backward_data decode k -> (channel, ky, kx) from a table built in shared memory at block start
 // (no integer division per gathered element) when K <= CONV_KTAB, else by division.
+// backward_filter decodes its im2col COLUMN from a shared table instead (m32 / m64), and the m32 kernel takes a
+// 32 x 32 tile when N = c_in*kh*kw <= 32 (celeba conv1: 27).
 // backward_filter has a tiny output and a huge reduction, so it splits K over gridDim.z blocks: each writes its
 // partial tile to the module's static scratch `conv_partial` and conv2d_backward_filter_reduce sums the slices
 // in a fixed order (deterministic, no atomics, no workspace argument). With gridDim.z == 1 it writes dw directly.

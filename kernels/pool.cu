@@ -3,7 +3,8 @@
 // Launch plans: src/backend/cuda/launch.rs (maxpool2d_*, avgpool2d_*): one thread per output element
 // (forward) or per input element (backward), grid-stride. Backward kernels GATHER from the windows that cover
 // an input element instead of scattering with atomics: deterministic, overwrite all of dx, and correct for
-// overlapping windows (stride < window) too.
+// overlapping windows (stride < window) too. Exception: maxpool2d_backward with windows that tile the input
+// exactly (every input in exactly one window) runs one thread per output that writes its whole window.
 #include "common.cuh"
 
 // Output rows/cols whose window covers input coordinate i (size k, stride s, n_out outputs): [lo, hi].
