@@ -25,6 +25,7 @@ for mb in celeba:64 celeba:512 pamap2:512 pamap2:64; do
   step "step_${m}_b$b" 30 "$BIN" bench step --model $m --batch-size $b --device cuda --json
   log "  ours $m b$b: $(grep -o '"median_ms":[0-9.]*' "$R/step_${m}_b$b.txt")"
 done
+step kernels_celeba_b256 40 "$BIN" bench kernels --model celeba --batch-size 256 --device cuda --json
 step torch_celeba_b512 60 python3 scripts/torch_baseline.py --model celeba --batch-size 512 --device cuda --tf32 both --iters 30 --json
 log "  torch celeba b512: $(grep -o '"mode": *"[a-z0-9-]*"\|"median_ms": *[0-9.]*' "$R/torch_celeba_b512.txt" | tr '\n' ' ')"
 step synth 60 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
