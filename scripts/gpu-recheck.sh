@@ -19,6 +19,8 @@ step() {
 }
 log "== gpu-recheck $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,power.limit,pstate,temperature.gpu --format=csv,noheader | tee -a "$S"
+# ONLY_ENERGY=1: just the metered trainings (closure and overhead), e.g. to confirm a meter change.
+if [ -z "${ONLY_ENERGY:-}" ]; then
 step check 60 "$BIN" check --device cuda; tail -n 1 "$R/check.txt" | tee -a "$S"
 for mb in celeba:64 celeba:512 pamap2:512 pamap2:64; do
   m=${mb%:*}; b=${mb#*:}
@@ -28,6 +30,7 @@ done
 step kernels_celeba_b256 40 "$BIN" bench kernels --model celeba --batch-size 256 --device cuda --json
 step torch_celeba_b512 60 python3 scripts/torch_baseline.py --model celeba --batch-size 512 --device cuda --tf32 both --iters 30 --json
 log "  torch celeba b512: $(grep -o '"mode": *"[a-z0-9-]*"\|"median_ms": *[0-9.]*' "$R/torch_celeba_b512.txt" | tr '\n' ' ')"
+fi
 step synth 60 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
 step convert 60 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
 for mode in none nvml nvml-kernel; do

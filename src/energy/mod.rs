@@ -242,6 +242,9 @@ pub struct Meter {
     steps_without_energy: u64,
     busy_s: f64,
     read_errors: u64,
+    /// The sensor's poll interval, cached at the first step edge: asking the sensor on every edge would wait
+    /// for its lock, which the sampler holds during each (millisecond-long) NVML read.
+    edge_poll_s: Option<f64>,
     last_error: Option<String>,
     idle_power_w: Option<f64>,
     kernels: KernelTable,
@@ -365,6 +368,7 @@ impl Meter {
             steps_without_energy: 0,
             busy_s: 0.0,
             read_errors: 0,
+            edge_poll_s: None,
             last_error: None,
             idle_power_w: None,
             kernels: KernelTable::default(),
@@ -521,7 +525,9 @@ impl Meter {
             // The sampler's latest read stands for the counter at `now_s` when it is recent: the counter only
             // changes once per update period, so a read a few ms old holds the same value unless an update
             // fell in between (one update's energy moves to the next window; covered by the uncertainty).
-            let poll = self.sensor.as_ref().map(|s| lock(s).poll_interval_s()).unwrap_or(0.01);
+            let sensor = &self.sensor;
+            let poll =
+                *self.edge_poll_s.get_or_insert_with(|| sensor.as_ref().map(|s| lock(s).poll_interval_s()).unwrap_or(0.01));
             lock(&self.tl).last_read().filter(|&(t, _)| now_s - t <= (4.0 * poll).max(0.02) && t <= now_s + 1e-3)
         } else {
             None
