@@ -193,3 +193,17 @@ fn prediction_to_a_target_with_noise() {
     assert!(pr.energy_j.is_none(), "no energy source: no energy prediction");
     assert!((pr.wall_s - 40.0).abs() < 1e-9);
 }
+
+/// At the epoch limit with the target not yet reached, the prediction caps at the limit (this panicked in
+/// `clamp(now + 1, limit)` when now == limit).
+#[test]
+fn prediction_at_the_last_epoch_caps_at_the_limit() {
+    // The log fit of these accuracies crosses 0.6 before epoch 4, although epoch 4 itself is still under it.
+    let mut p = powertrain::energy::predict::Predictor::new(1, 4, Some(0.6));
+    let mut last = None;
+    for (e, acc) in [(1, 0.3), (2, 0.5), (3, 0.58), (4, 0.59)] {
+        last = p.observe_epoch(e, Some(10.0), 1.0, Some(acc));
+    }
+    let last = last.expect("a prediction after the warm-up");
+    assert_eq!(last.predicted_epochs, 4);
+}

@@ -146,7 +146,8 @@ impl Predictor {
                                 if !e.is_finite() || e > limit as f64 {
                                     limit
                                 } else {
-                                    (e.ceil() as usize).clamp(now + 1, limit)
+                                    // At the last epoch now + 1 > limit: the limit wins (no panic).
+                                    (e.ceil() as usize).max(now + 1).min(limit)
                                 }
                             };
                             let reach = b > 0.0 && ((t - a) / b).exp() <= limit as f64;
