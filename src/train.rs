@@ -17,11 +17,11 @@ use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
 use crate::energy::{Meter, MeterConfig};
 use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// `summary.json` of a run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -151,7 +151,8 @@ pub fn task_spec(model: &str, split: &Split, tasks: Option<&str>) -> Result<Task
                     (vec![names.iter().position(|n| n == "Smiling").unwrap_or(0)], vec!["Smiling".to_string()])
                 }
                 None => {
-                    let task_names = (0..*k).map(|j| names.get(j).cloned().unwrap_or_else(|| format!("y[{j}]"))).collect();
+                    let task_names =
+                        (0..*k).map(|j| names.get(j).cloned().unwrap_or_else(|| format!("y[{j}]"))).collect();
                     ((0..*k).collect(), task_names)
                 }
             };
@@ -183,7 +184,9 @@ fn check_row_shape(split: &Split, arch: Arch) -> Result<()> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Train as `a` says; returns the run's summary (also written to `--out`/summary.json).
@@ -217,7 +220,16 @@ pub fn run_train(a: &TrainArgs) -> Result<RunSummary> {
         None => None,
     };
     let kind = resolve_device(&a.device)?;
-    let summary = with_backend!(kind, |be| train_on(be, a, &ds, &spec, &layout, &init, optimizer, staging.as_ref().map(|s| s.path())))?;
+    let summary = with_backend!(kind, |be| train_on(
+        be,
+        a,
+        &ds,
+        &spec,
+        &layout,
+        &init,
+        optimizer,
+        staging.as_ref().map(|s| s.path())
+    ))?;
     if let Some(s) = staging {
         let dir = s.commit()?;
         eprintln!("run written to {}", dir.display());
@@ -243,7 +255,9 @@ fn print_summary(s: &RunSummary) {
     );
     if s.target_acc.is_some() {
         match (s.epochs_to_target, s.energy_to_target_j) {
-            (Some(ep), en) => println!("target {:.3} reached at epoch {ep}, energy to target {}", s.target_acc.unwrap_or(0.0), e(en)),
+            (Some(ep), en) => {
+                println!("target {:.3} reached at epoch {ep}, energy to target {}", s.target_acc.unwrap_or(0.0), e(en))
+            }
             _ => println!("target {:.3} not reached", s.target_acc.unwrap_or(0.0)),
         }
     }
@@ -299,7 +313,8 @@ fn train_on<B: Backend>(
         Some(dir) => {
             crate::util::write_json(&dir.join("config.json"), &config)?;
             Some(std::io::BufWriter::new(
-                std::fs::File::create(dir.join("steps.jsonl")).with_context(|| format!("cannot write in {}", dir.display()))?,
+                std::fs::File::create(dir.join("steps.jsonl"))
+                    .with_context(|| format!("cannot write in {}", dir.display()))?,
             ))
         }
         None => None,
@@ -323,7 +338,8 @@ fn train_on<B: Backend>(
 
     let t_start = be.clock_s();
     let mut step: u64 = 0;
-    let mut cum_energy: Option<f64> = if source.is_measurement() || source == crate::energy::EnergySource::Estimate { Some(0.0) } else { None };
+    let mut cum_energy: Option<f64> =
+        if source.is_measurement() || source == crate::energy::EnergySource::Estimate { Some(0.0) } else { None };
     let mut train_energy_total = 0.0;
     let mut summary = RunSummary {
         protocol: crate::PROTOCOL_VERSION,
@@ -347,7 +363,8 @@ fn train_on<B: Backend>(
         let mut ep_energy: Option<f64> = cum_energy.map(|_| 0.0);
         let mut loss_sum = 0.0;
         let mut ep_steps = 0u64;
-        let loader = Loader::new(ds.train.clone(), a.batch_size, !a.no_shuffle, a.seed, epoch as u64, spec.cols.clone())?;
+        let loader =
+            Loader::new(ds.train.clone(), a.batch_size, !a.no_shuffle, a.seed, epoch as u64, spec.cols.clone())?;
         for batch in loader {
             let b = batch?;
             if let Some(m) = a.max_steps {
@@ -450,8 +467,13 @@ fn train_on<B: Backend>(
         if let Some(w) = steps_out.as_mut() {
             w.flush()?;
         }
-        if let Some(p) = predictor.observe_epoch(epoch, ep_energy.map(|e| e + eval_energy.unwrap_or(0.0)), ep_wall, val_acc) {
-            let e = p.energy_j.map(|e| format!("{e:.1} J [{:.1}, {:.1}]", p.energy_lo_j.unwrap_or(e), p.energy_hi_j.unwrap_or(e))).unwrap_or_else(|| "n/a".into());
+        if let Some(p) =
+            predictor.observe_epoch(epoch, ep_energy.map(|e| e + eval_energy.unwrap_or(0.0)), ep_wall, val_acc)
+        {
+            let e = p
+                .energy_j
+                .map(|e| format!("{e:.1} J [{:.1}, {:.1}]", p.energy_lo_j.unwrap_or(e), p.energy_hi_j.unwrap_or(e)))
+                .unwrap_or_else(|| "n/a".into());
             progress.println(format!(
                 "prediction after epoch {epoch}: {} epochs [{}, {}], energy {e}, time {:.1} s [{:.1}, {:.1}]",
                 p.predicted_epochs, p.epochs_lo, p.epochs_hi, p.wall_s, p.wall_lo_s, p.wall_hi_s
@@ -479,7 +501,8 @@ fn train_on<B: Backend>(
     let run_energy = meter.finish();
     summary.steps = step;
     summary.wall_s = be.clock_s() - t_start;
-    summary.mean_step_s = if step_times.is_empty() { 0.0 } else { step_times.iter().sum::<f64>() / step_times.len() as f64 };
+    summary.mean_step_s =
+        if step_times.is_empty() { 0.0 } else { step_times.iter().sum::<f64>() / step_times.len() as f64 };
     // The meter's total covers the first step to the last evaluation, host gaps between steps included; the
     // epoch and target figures sum the metered steps and evaluations.
     summary.total_energy_j = run_energy.total_j.or(cum_energy);
@@ -513,7 +536,12 @@ fn train_on<B: Backend>(
 }
 
 /// Mean loss, accuracy (mean over tasks) and per-task accuracy of `model` on `split`.
-pub fn evaluate<B: Backend>(model: &mut Model<'_, B>, split: &Arc<Split>, cols: &[usize], batch: usize) -> Result<(f64, f64, Vec<f64>)> {
+pub fn evaluate<B: Backend>(
+    model: &mut Model<'_, B>,
+    split: &Arc<Split>,
+    cols: &[usize],
+    batch: usize,
+) -> Result<(f64, f64, Vec<f64>)> {
     let batch = batch.min(model.max_batch).max(1);
     model.reset_correct()?;
     let mut loss_sum = 0.0;
@@ -577,7 +605,12 @@ pub fn run_info(a: &InfoArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
-        println!("powertrain {} (protocol {}) on {}", env!("CARGO_PKG_VERSION"), crate::PROTOCOL_VERSION, info["host"].as_str().unwrap_or(""));
+        println!(
+            "powertrain {} (protocol {}) on {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::PROTOCOL_VERSION,
+            info["host"].as_str().unwrap_or("")
+        );
         println!("cpu:     {}", info["cpu"]["name"].as_str().unwrap_or(""));
         println!("cuda:    {}", serde_json::to_string(&info["cuda"])?);
         println!("energy:  {}", serde_json::to_string(&info["energy"])?);
@@ -618,7 +651,13 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
 }
 
 /// Time training steps of `arch` at `batch` on `be`; returns the JSON record `bench step` prints.
-pub fn bench_step_on<B: Backend>(be: &B, arch: Arch, batch: usize, opt: &Optimizer, iters: Option<usize>) -> Result<serde_json::Value> {
+pub fn bench_step_on<B: Backend>(
+    be: &B,
+    arch: Arch,
+    batch: usize,
+    opt: &Optimizer,
+    iters: Option<usize>,
+) -> Result<serde_json::Value> {
     use rand::Rng;
     let layout = Layout::new(arch);
     let init = layout.init(1);

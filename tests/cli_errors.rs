@@ -45,7 +45,10 @@ fn assert_error(args: &[&str], needles: &[&str]) {
 }
 
 fn train_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["train", "--model", "pamap2", "--data", data, "--device", "cpu", "--energy", "none", "--epochs", "1", "--out", out];
+    let mut v = vec![
+        "train", "--model", "pamap2", "--data", data, "--device", "cpu", "--energy", "none", "--epochs", "1", "--out",
+        out,
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -66,12 +69,21 @@ fn bad_inputs_fail_cleanly_and_leave_no_run_directory() {
 
     // Wrong shape for the model.
     let shape = d.join("wrong_shape.safetensors");
-    write_st(&shape, &[("x", Dtype::F32, vec![2, 3, 64, 64], f32s(&vec![0.5; 2 * 3 * 64 * 64])), ("y", Dtype::I64, vec![2], vec![0; 16])]);
+    write_st(
+        &shape,
+        &[
+            ("x", Dtype::F32, vec![2, 3, 64, 64], f32s(&vec![0.5; 2 * 3 * 64 * 64])),
+            ("y", Dtype::I64, vec![2], vec![0; 16]),
+        ],
+    );
     assert_error(&train_args(shape.to_str().unwrap(), out, &[]), &["wrong_shape.safetensors"]);
 
     // Wrong dtype of x.
     let dtype = d.join("wrong_dtype.safetensors");
-    write_st(&dtype, &[("x", Dtype::I32, vec![1, 27, 1, 256], vec![0; 27 * 256 * 4]), ("y", Dtype::I64, vec![1], vec![0; 8])]);
+    write_st(
+        &dtype,
+        &[("x", Dtype::I32, vec![1, 27, 1, 256], vec![0; 27 * 256 * 4]), ("y", Dtype::I64, vec![1], vec![0; 8])],
+    );
     assert_error(&train_args(dtype.to_str().unwrap(), out, &[]), &["wrong_dtype.safetensors"]);
 
     // NaN in x.
@@ -102,7 +114,12 @@ fn bad_inputs_fail_cleanly_and_leave_no_run_directory() {
     assert_error(&train_args(good_s, bad_out.to_str().unwrap(), &[]), &["file"]);
 
     assert!(!run_dir.exists(), "a failed run must not leave a run directory");
-    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains("RUN")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("RUN"))
+        .collect();
     assert!(leftovers.is_empty(), "staging leftovers: {leftovers:?}");
 
     // And the good file trains, writing a complete run directory.

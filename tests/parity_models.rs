@@ -34,7 +34,9 @@ fn parity(model: &str, opt_args: &[&str], final_name: &str, weight_tol: f64) {
     args.extend(["--init".to_string(), init.display().to_string()]);
     args.extend(opt_args.iter().map(|s| s.to_string()));
     args.extend(
-        ["--batch-size", "16", "--epochs", "1", "--no-shuffle", "--device", "cpu", "--energy", "none"].iter().map(|s| s.to_string()),
+        ["--batch-size", "16", "--epochs", "1", "--no-shuffle", "--device", "cpu", "--energy", "none"]
+            .iter()
+            .map(|s| s.to_string()),
     );
     args.extend(["--save".to_string(), save.display().to_string(), "--out".to_string(), run.display().to_string()]);
     let out = Command::new(env!("CARGO_BIN_EXE_powertrain")).args(&args).output().unwrap();
@@ -57,11 +59,15 @@ fn parity(model: &str, opt_args: &[&str], final_name: &str, weight_tol: f64) {
 
     // Per-step losses from steps.jsonl vs PyTorch's.
     let (_, meta) = SafeTensors::read_metadata(&expected_bytes).unwrap();
-    let losses: Vec<f64> =
-        serde_json::from_str(meta.metadata().as_ref().and_then(|m| m.get("losses")).expect("losses in fixture metadata")).unwrap();
+    let losses: Vec<f64> = serde_json::from_str(
+        meta.metadata().as_ref().and_then(|m| m.get("losses")).expect("losses in fixture metadata"),
+    )
+    .unwrap();
     let steps = std::fs::read_to_string(run.join("steps.jsonl")).unwrap();
-    let got_losses: Vec<f64> =
-        steps.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    let got_losses: Vec<f64> = steps
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
     assert_eq!(got_losses.len(), 4, "4 steps of batch 16 over 64 rows");
     assert_eq!(losses.len(), 4);
     for (i, (g, e)) in got_losses.iter().zip(&losses).enumerate() {
@@ -75,7 +81,12 @@ fn parity(model: &str, opt_args: &[&str], final_name: &str, weight_tol: f64) {
 
 #[test]
 fn pamap2_sgd_momentum_matches_pytorch() {
-    parity("pamap2", &["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], "pamap2_sgd_final.safetensors", 1e-3);
+    parity(
+        "pamap2",
+        &["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"],
+        "pamap2_sgd_final.safetensors",
+        1e-3,
+    );
 }
 
 /// Adam divides by sqrt(v): gradient entries that are zero up to rounding get updates of +-lr whose sign is

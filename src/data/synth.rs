@@ -179,7 +179,8 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
         let rows = (dur * 100.0).round() as usize;
         let (f, _, hr_target) = k.map(|k| MOTION[k]).unwrap_or((1.0, 0.3, 95.0));
         // Heading of this bout: the magnetometers read the earth's field rotated by it, whatever the activity.
-        let heading: Vec<f32> = (0..27).map(|c| if c % 9 >= 6 { r.random_range(-40.0f32..40.0) } else { 0.0 }).collect();
+        let heading: Vec<f32> =
+            (0..27).map(|c| if c % 9 >= 6 { r.random_range(-40.0f32..40.0) } else { 0.0 }).collect();
         let f = f * tempo;
         for _ in 0..rows {
             let tt = t as f32;
@@ -205,7 +206,11 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
                     3..=5 => 0.2 + 0.5 * amp,
                     _ => 3.0,
                 };
-                ch[c] = o + heading[c] + place[c] + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin()) + sigma * noise.sample(&mut r);
+                ch[c] = o
+                    + heading[c]
+                    + place[c]
+                    + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin())
+                    + sigma * noise.sample(&mut r);
             }
             hr += 0.02 * (hr_target - hr) + 0.3 * noise.sample(&mut r);
             for d in dropout.iter_mut() {

@@ -526,8 +526,9 @@ impl Meter {
             // changes once per update period, so a read a few ms old holds the same value unless an update
             // fell in between (one update's energy moves to the next window; covered by the uncertainty).
             let sensor = &self.sensor;
-            let poll =
-                *self.edge_poll_s.get_or_insert_with(|| sensor.as_ref().map(|s| lock(s).poll_interval_s()).unwrap_or(0.01));
+            let poll = *self
+                .edge_poll_s
+                .get_or_insert_with(|| sensor.as_ref().map(|s| lock(s).poll_interval_s()).unwrap_or(0.01));
             lock(&self.tl).last_read().filter(|&(t, _)| now_s - t <= (4.0 * poll).max(0.02) && t <= now_s + 1e-3)
         } else {
             None

@@ -16,13 +16,26 @@ pub fn load(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
     let mut out = vec![0f32; layout.total];
     for p in &layout.params {
         let t = st.tensor(&p.name).map_err(|_| {
-            anyhow::anyhow!("{}: tensor '{}' is missing (a {} checkpoint needs {})", path.display(), p.name, layout.arch.name(), names(layout))
+            anyhow::anyhow!(
+                "{}: tensor '{}' is missing (a {} checkpoint needs {})",
+                path.display(),
+                p.name,
+                layout.arch.name(),
+                names(layout)
+            )
         })?;
         if t.dtype() != Dtype::F32 {
             bail!("{}: tensor '{}' has dtype {:?}, expected F32", path.display(), p.name, t.dtype());
         }
         if t.shape() != p.shape.as_slice() {
-            bail!("{}: tensor '{}' has shape {:?}, the {} model needs {:?}", path.display(), p.name, t.shape(), layout.arch.name(), p.shape);
+            bail!(
+                "{}: tensor '{}' has shape {:?}, the {} model needs {:?}",
+                path.display(),
+                p.name,
+                t.shape(),
+                layout.arch.name(),
+                p.shape
+            );
         }
         let dst = &mut out[p.offset..p.offset + p.len()];
         for (d, c) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
@@ -32,9 +45,16 @@ pub fn load(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
             bail!("{}: tensor '{}' contains NaN or infinite values", path.display(), p.name);
         }
     }
-    let extra: Vec<String> = st.names().into_iter().filter(|n| layout.params.iter().all(|p| p.name != **n)).map(|n| n.to_string()).collect();
+    let extra: Vec<String> =
+        st.names().into_iter().filter(|n| layout.params.iter().all(|p| p.name != **n)).map(|n| n.to_string()).collect();
     if !extra.is_empty() {
-        bail!("{}: unexpected tensors {:?} for the {} model (expected {})", path.display(), extra, layout.arch.name(), names(layout));
+        bail!(
+            "{}: unexpected tensors {:?} for the {} model (expected {})",
+            path.display(),
+            extra,
+            layout.arch.name(),
+            names(layout)
+        );
     }
     Ok(out)
 }
@@ -46,7 +66,8 @@ fn names(layout: &Layout) -> String {
 /// Write the flat parameters as a safetensors file (atomically). `metadata` goes into the header.
 pub fn save(path: &Path, layout: &Layout, flat: &[f32], metadata: Option<HashMap<String, String>>) -> Result<()> {
     anyhow::ensure!(flat.len() == layout.total, "checkpoint: {} values for a model of {}", flat.len(), layout.total);
-    let bytes: Vec<Vec<u8>> = layout.params.iter().map(|p| bytemuck::cast_slice(&flat[p.offset..p.offset + p.len()]).to_vec()).collect();
+    let bytes: Vec<Vec<u8>> =
+        layout.params.iter().map(|p| bytemuck::cast_slice(&flat[p.offset..p.offset + p.len()]).to_vec()).collect();
     let views: Vec<(String, TensorView)> = layout
         .params
         .iter()

@@ -243,7 +243,12 @@ impl<'b, B: Backend> Model<'b, B> {
             bail!("--batch-size must be at least 1");
         }
         let layout = Layout::new(arch);
-        anyhow::ensure!(init.len() == layout.total, "initial parameters: {} values, the model needs {}", init.len(), layout.total);
+        anyhow::ensure!(
+            init.len() == layout.total,
+            "initial parameters: {} values, the model needs {}",
+            init.len(),
+            layout.total
+        );
         let layers = layout.conv_layers(max_batch);
         let [c, h, w] = arch.input_shape();
         let k = arch.outputs();
@@ -299,7 +304,11 @@ impl<'b, B: Backend> Model<'b, B> {
             anyhow::ensure!(y_class.len() == n, "batch has {} labels for {n} rows", y_class.len());
             self.be.write_i32(&mut self.labels, y_class)?;
         } else {
-            anyhow::ensure!(y_bin.len() == n * self.layout.arch.outputs(), "batch targets: {} values for {n} rows", y_bin.len());
+            anyhow::ensure!(
+                y_bin.len() == n * self.layout.arch.outputs(),
+                "batch targets: {} values for {n} rows",
+                y_bin.len()
+            );
             self.be.write(&mut self.targets, y_bin)?;
         }
         Ok(())
@@ -315,25 +324,57 @@ impl<'b, B: Backend> Model<'b, B> {
             let b = lay.get(&format!("conv{}.bias", i + 1));
             let ylen = l.conv.y_len();
             {
-                let input = if i == 0 { be.slice(&self.x, 0, l.conv.x_len()) } else { be.slice(&self.pooled[i - 1], 0, l.conv.x_len()) };
-                be.conv2d_forward(&l.conv, input, be.slice(&self.params, w.offset, w.len()), be.slice_mut(&mut self.act[i], 0, ylen))?;
+                let input = if i == 0 {
+                    be.slice(&self.x, 0, l.conv.x_len())
+                } else {
+                    be.slice(&self.pooled[i - 1], 0, l.conv.x_len())
+                };
+                be.conv2d_forward(
+                    &l.conv,
+                    input,
+                    be.slice(&self.params, w.offset, w.len()),
+                    be.slice_mut(&mut self.act[i], 0, ylen),
+                )?;
             }
             let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
             be.bias_forward(&bp, be.slice(&self.params, b.offset, b.len()), be.slice_mut(&mut self.act[i], 0, ylen))?;
             be.relu_forward(&EltwiseParams::new(ylen), be.slice_mut(&mut self.act[i], 0, ylen))?;
-            be.maxpool2d_forward(&l.pool, be.slice(&self.act[i], 0, ylen), be.slice_mut(&mut self.pooled[i], 0, l.pool.y_len()), &mut self.idx[i])?;
+            be.maxpool2d_forward(
+                &l.pool,
+                be.slice(&self.act[i], 0, ylen),
+                be.slice_mut(&mut self.pooled[i], 0, l.pool.y_len()),
+                &mut self.idx[i],
+            )?;
         }
         let flat = lay.flat;
         let hid = lay.arch.hidden();
         let k = lay.arch.outputs();
         let (w1, b1, w2, b2) = (lay.get("fc1.weight"), lay.get("fc1.bias"), lay.get("fc2.weight"), lay.get("fc2.bias"));
         // hidden [n, hid] = pooled3 [n, flat] x fc1.weight^T ([hid, flat] stored)
-        be.gemm(&GemmParams::new(n, hid, flat, false, true), be.slice(&self.pooled[2], 0, n * flat), be.slice(&self.params, w1.offset, w1.len()), be.slice_mut(&mut self.hidden, 0, n * hid))?;
-        be.bias_forward(&BiasParams::new(n, hid, 1), be.slice(&self.params, b1.offset, b1.len()), be.slice_mut(&mut self.hidden, 0, n * hid))?;
+        be.gemm(
+            &GemmParams::new(n, hid, flat, false, true),
+            be.slice(&self.pooled[2], 0, n * flat),
+            be.slice(&self.params, w1.offset, w1.len()),
+            be.slice_mut(&mut self.hidden, 0, n * hid),
+        )?;
+        be.bias_forward(
+            &BiasParams::new(n, hid, 1),
+            be.slice(&self.params, b1.offset, b1.len()),
+            be.slice_mut(&mut self.hidden, 0, n * hid),
+        )?;
         be.relu_forward(&EltwiseParams::new(n * hid), be.slice_mut(&mut self.hidden, 0, n * hid))?;
         // logits [n, k] = hidden x fc2.weight^T
-        be.gemm(&GemmParams::new(n, k, hid, false, true), be.slice(&self.hidden, 0, n * hid), be.slice(&self.params, w2.offset, w2.len()), be.slice_mut(&mut self.logits, 0, n * k))?;
-        be.bias_forward(&BiasParams::new(n, k, 1), be.slice(&self.params, b2.offset, b2.len()), be.slice_mut(&mut self.logits, 0, n * k))?;
+        be.gemm(
+            &GemmParams::new(n, k, hid, false, true),
+            be.slice(&self.hidden, 0, n * hid),
+            be.slice(&self.params, w2.offset, w2.len()),
+            be.slice_mut(&mut self.logits, 0, n * k),
+        )?;
+        be.bias_forward(
+            &BiasParams::new(n, k, 1),
+            be.slice(&self.params, b2.offset, b2.len()),
+            be.slice_mut(&mut self.logits, 0, n * k),
+        )?;
         Ok(())
     }
 
@@ -343,9 +384,21 @@ impl<'b, B: Backend> Model<'b, B> {
         let k = self.layout.arch.outputs();
         let lp = LossParams::new(n, k);
         if self.layout.arch.is_classification() {
-            be.softmax_xent(&lp, be.slice(&self.logits, 0, n * k), &self.labels, be.slice_mut(&mut self.dlogits, 0, n * k), be.view_mut(&mut self.loss))
+            be.softmax_xent(
+                &lp,
+                be.slice(&self.logits, 0, n * k),
+                &self.labels,
+                be.slice_mut(&mut self.dlogits, 0, n * k),
+                be.view_mut(&mut self.loss),
+            )
         } else {
-            be.bce_logits(&lp, be.slice(&self.logits, 0, n * k), be.slice(&self.targets, 0, n * k), be.slice_mut(&mut self.dlogits, 0, n * k), be.view_mut(&mut self.loss))
+            be.bce_logits(
+                &lp,
+                be.slice(&self.logits, 0, n * k),
+                be.slice(&self.targets, 0, n * k),
+                be.slice_mut(&mut self.dlogits, 0, n * k),
+                be.view_mut(&mut self.loss),
+            )
         }
     }
 
@@ -358,34 +411,89 @@ impl<'b, B: Backend> Model<'b, B> {
         let k = lay.arch.outputs();
         let (w1, b1, w2, b2) = (lay.get("fc1.weight"), lay.get("fc1.bias"), lay.get("fc2.weight"), lay.get("fc2.bias"));
         // fc2: dW2 [k, hid] = dlogits^T [k, n] x hidden [n, hid]; db2 = sum over rows; dhidden = dlogits x W2.
-        be.gemm(&GemmParams::new(k, hid, n, true, false), be.slice(&self.dlogits, 0, n * k), be.slice(&self.hidden, 0, n * hid), be.slice_mut(&mut self.grads, w2.offset, w2.len()))?;
-        be.bias_backward(&BiasParams::new(n, k, 1), be.slice(&self.dlogits, 0, n * k), be.slice_mut(&mut self.grads, b2.offset, b2.len()))?;
-        be.gemm(&GemmParams::new(n, hid, k, false, false), be.slice(&self.dlogits, 0, n * k), be.slice(&self.params, w2.offset, w2.len()), be.slice_mut(&mut self.dhidden, 0, n * hid))?;
-        be.relu_backward(&EltwiseParams::new(n * hid), be.slice(&self.hidden, 0, n * hid), be.slice_mut(&mut self.dhidden, 0, n * hid))?;
+        be.gemm(
+            &GemmParams::new(k, hid, n, true, false),
+            be.slice(&self.dlogits, 0, n * k),
+            be.slice(&self.hidden, 0, n * hid),
+            be.slice_mut(&mut self.grads, w2.offset, w2.len()),
+        )?;
+        be.bias_backward(
+            &BiasParams::new(n, k, 1),
+            be.slice(&self.dlogits, 0, n * k),
+            be.slice_mut(&mut self.grads, b2.offset, b2.len()),
+        )?;
+        be.gemm(
+            &GemmParams::new(n, hid, k, false, false),
+            be.slice(&self.dlogits, 0, n * k),
+            be.slice(&self.params, w2.offset, w2.len()),
+            be.slice_mut(&mut self.dhidden, 0, n * hid),
+        )?;
+        be.relu_backward(
+            &EltwiseParams::new(n * hid),
+            be.slice(&self.hidden, 0, n * hid),
+            be.slice_mut(&mut self.dhidden, 0, n * hid),
+        )?;
         // fc1: dW1 [hid, flat] = dhidden^T x pooled3; db1; dpooled3 [n, flat] = dhidden x W1.
-        be.gemm(&GemmParams::new(hid, flat, n, true, false), be.slice(&self.dhidden, 0, n * hid), be.slice(&self.pooled[2], 0, n * flat), be.slice_mut(&mut self.grads, w1.offset, w1.len()))?;
-        be.bias_backward(&BiasParams::new(n, hid, 1), be.slice(&self.dhidden, 0, n * hid), be.slice_mut(&mut self.grads, b1.offset, b1.len()))?;
+        be.gemm(
+            &GemmParams::new(hid, flat, n, true, false),
+            be.slice(&self.dhidden, 0, n * hid),
+            be.slice(&self.pooled[2], 0, n * flat),
+            be.slice_mut(&mut self.grads, w1.offset, w1.len()),
+        )?;
+        be.bias_backward(
+            &BiasParams::new(n, hid, 1),
+            be.slice(&self.dhidden, 0, n * hid),
+            be.slice_mut(&mut self.grads, b1.offset, b1.len()),
+        )?;
         if self.freeze_encoder {
             return Ok(());
         }
-        be.gemm(&GemmParams::new(n, flat, hid, false, false), be.slice(&self.dhidden, 0, n * hid), be.slice(&self.params, w1.offset, w1.len()), be.slice_mut(&mut self.dpooled[2], 0, n * flat))?;
+        be.gemm(
+            &GemmParams::new(n, flat, hid, false, false),
+            be.slice(&self.dhidden, 0, n * hid),
+            be.slice(&self.params, w1.offset, w1.len()),
+            be.slice_mut(&mut self.dpooled[2], 0, n * flat),
+        )?;
         let layers = lay.conv_layers(n);
         for i in (0..3).rev() {
             let l = &layers[i];
             let w = lay.get(&format!("conv{}.weight", i + 1));
             let b = lay.get(&format!("conv{}.bias", i + 1));
             let ylen = l.conv.y_len();
-            be.maxpool2d_backward(&l.pool, be.slice(&self.dpooled[i], 0, l.pool.y_len()), &self.idx[i], be.slice_mut(&mut self.dact[i], 0, ylen))?;
-            be.relu_backward(&EltwiseParams::new(ylen), be.slice(&self.act[i], 0, ylen), be.slice_mut(&mut self.dact[i], 0, ylen))?;
+            be.maxpool2d_backward(
+                &l.pool,
+                be.slice(&self.dpooled[i], 0, l.pool.y_len()),
+                &self.idx[i],
+                be.slice_mut(&mut self.dact[i], 0, ylen),
+            )?;
+            be.relu_backward(
+                &EltwiseParams::new(ylen),
+                be.slice(&self.act[i], 0, ylen),
+                be.slice_mut(&mut self.dact[i], 0, ylen),
+            )?;
             let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
             be.bias_backward(&bp, be.slice(&self.dact[i], 0, ylen), be.slice_mut(&mut self.grads, b.offset, b.len()))?;
             {
-                let input = if i == 0 { be.slice(&self.x, 0, l.conv.x_len()) } else { be.slice(&self.pooled[i - 1], 0, l.conv.x_len()) };
-                be.conv2d_backward_filter(&l.conv, input, be.slice(&self.dact[i], 0, ylen), be.slice_mut(&mut self.grads, w.offset, w.len()))?;
+                let input = if i == 0 {
+                    be.slice(&self.x, 0, l.conv.x_len())
+                } else {
+                    be.slice(&self.pooled[i - 1], 0, l.conv.x_len())
+                };
+                be.conv2d_backward_filter(
+                    &l.conv,
+                    input,
+                    be.slice(&self.dact[i], 0, ylen),
+                    be.slice_mut(&mut self.grads, w.offset, w.len()),
+                )?;
             }
             if i > 0 {
                 // The input's gradient is needed only below conv2 (conv1's input is the data).
-                be.conv2d_backward_data(&l.conv, be.slice(&self.dact[i], 0, ylen), be.slice(&self.params, w.offset, w.len()), be.slice_mut(&mut self.dpooled[i - 1], 0, l.conv.x_len()))?;
+                be.conv2d_backward_data(
+                    &l.conv,
+                    be.slice(&self.dact[i], 0, ylen),
+                    be.slice(&self.params, w.offset, w.len()),
+                    be.slice_mut(&mut self.dpooled[i - 1], 0, l.conv.x_len()),
+                )?;
             }
         }
         Ok(())
@@ -400,12 +508,23 @@ impl<'b, B: Backend> Model<'b, B> {
         match *opt {
             Optimizer::Sgd { lr, momentum, weight_decay } => {
                 let p = SgdParams { len: len as i32, lr, momentum, weight_decay };
-                be.sgd_step(&p, be.slice_mut(&mut self.params, off, len), be.slice(&self.grads, off, len), be.slice_mut(&mut self.opt_m, off, len))
+                be.sgd_step(
+                    &p,
+                    be.slice_mut(&mut self.params, off, len),
+                    be.slice(&self.grads, off, len),
+                    be.slice_mut(&mut self.opt_m, off, len),
+                )
             }
             Optimizer::Adam { lr, weight_decay } => {
                 let p = AdamParams::at_step(len, lr, weight_decay, self.opt_steps);
                 let (m, v) = (&mut self.opt_m, &mut self.opt_v);
-                be.adam_step(&p, be.slice_mut(&mut self.params, off, len), be.slice(&self.grads, off, len), be.slice_mut(m, off, len), be.slice_mut(v, off, len))
+                be.adam_step(
+                    &p,
+                    be.slice_mut(&mut self.params, off, len),
+                    be.slice(&self.grads, off, len),
+                    be.slice_mut(m, off, len),
+                    be.slice_mut(v, off, len),
+                )
             }
         }
     }
@@ -436,7 +555,12 @@ impl<'b, B: Backend> Model<'b, B> {
         if self.layout.arch.is_classification() {
             be.accuracy_classes(&lp, be.slice(&self.logits, 0, n * k), &self.labels, be.view_mut(&mut self.correct))?;
         } else {
-            be.accuracy_binary(&lp, be.slice(&self.logits, 0, n * k), be.slice(&self.targets, 0, n * k), be.view_mut(&mut self.correct))?;
+            be.accuracy_binary(
+                &lp,
+                be.slice(&self.logits, 0, n * k),
+                be.slice(&self.targets, 0, n * k),
+                be.view_mut(&mut self.correct),
+            )?;
         }
         Ok(self.be.download(&self.loss)?[0])
     }
@@ -473,9 +597,17 @@ impl<'b, B: Backend> Model<'b, B> {
         let fc = 2.0 * n as f64 * (lay.flat * hid + hid * k) as f64;
         if self.freeze_encoder {
             // Backward: dW2, dhidden, dW1 only.
-            return vec![("conv2d_forward", conv), ("gemm", fc + fc - 2.0 * n as f64 * (lay.flat * hid) as f64 + 2.0 * n as f64 * (lay.flat * hid) as f64)];
+            return vec![
+                ("conv2d_forward", conv),
+                ("gemm", fc + fc - 2.0 * n as f64 * (lay.flat * hid) as f64 + 2.0 * n as f64 * (lay.flat * hid) as f64),
+            ];
         }
-        vec![("conv2d_forward", conv), ("conv2d_backward_filter", conv), ("conv2d_backward_data", below_first), ("gemm", 3.0 * fc)]
+        vec![
+            ("conv2d_forward", conv),
+            ("conv2d_backward_filter", conv),
+            ("conv2d_backward_data", below_first),
+            ("gemm", 3.0 * fc),
+        ]
     }
 
     /// FLOPs of one training step at batch n (forward + both backward passes of every conv/gemm).
