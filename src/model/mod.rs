@@ -607,12 +607,9 @@ impl<'b, B: Backend> Model<'b, B> {
         ]
     }
 
-    /// FLOPs of one training step at batch n (forward + both backward passes of every conv/gemm).
+    /// FLOPs of one training step at batch n: the convolutions and GEMMs it really runs (conv1's backward-data
+    /// is never computed; a frozen encoder has no convolution backward at all).
     pub fn step_flops(&self, n: usize) -> f64 {
-        let lay = &self.layout;
-        let conv: f64 = lay.conv_layers(n).iter().map(|l| l.conv.flops()).sum();
-        let (hid, k) = (lay.arch.hidden(), lay.arch.outputs());
-        let fc = 2.0 * n as f64 * (lay.flat * hid + hid * k) as f64;
-        3.0 * (conv + fc)
+        self.kernel_flops(n).iter().map(|(_, f)| f).sum()
     }
 }
