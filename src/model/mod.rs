@@ -84,10 +84,6 @@ impl ParamSpec {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// fan_in of the layer this tensor belongs to (PyTorch's init bound is 1/sqrt(fan_in)).
-    fn fan_in(&self, weight_shape: &[usize]) -> usize {
-        weight_shape[1..].iter().product()
-    }
 }
 
 /// Shapes of one layer at a given batch size.
@@ -150,7 +146,8 @@ impl Layout {
         for (i, p) in self.params.iter().enumerate() {
             // The bias takes the fan-in of its weight (the tensor before it).
             let wshape = if p.name.ends_with(".bias") { &self.params[i - 1].shape } else { &p.shape };
-            let bound = 1.0 / (p.fan_in(wshape) as f64).sqrt();
+            let fan_in: usize = wshape[1..].iter().product();
+            let bound = 1.0 / (fan_in as f64).sqrt();
             for v in &mut out[p.offset..p.offset + p.len()] {
                 *v = rng.random_range(-bound..bound) as f32;
             }
@@ -195,12 +192,6 @@ impl Optimizer {
             other => bail!("unknown --optimizer '{other}': use sgd or adam"),
         }
     }
-}
-
-/// Batch targets already on the device.
-pub enum Targets<'a, B: Backend + 'a> {
-    Classes(&'a B::IBuf),
-    Binary(&'a B::Buf),
 }
 
 /// A model instance on a backend: flat parameters, gradients, optimiser state and activation buffers sized
@@ -568,13 +559,6 @@ impl<'b, B: Backend> Model<'b, B> {
     /// The accuracy counters ([1] or [k]).
     pub fn correct_counts(&self) -> Result<Vec<f32>> {
         self.be.download(&self.correct)
-    }
-
-    /// Logits of the last forward pass ([n, k]).
-    pub fn logits(&self, n: usize) -> Result<Vec<f32>> {
-        let mut v = self.be.download(&self.logits)?;
-        v.truncate(n * self.layout.arch.outputs());
-        Ok(v)
     }
 
     /// Gradients of the last backward pass (flat, layout order).
