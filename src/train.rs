@@ -399,6 +399,7 @@ fn train_on<B: Backend>(
                     "wall_s": t1 - t0, "t_s": t1 - t_start,
                     "energy_j": se.energy_j, "energy_source": source.as_str(),
                     "energy_method": se.method, "energy_uncertainty_j": se.uncertainty_j,
+                    "window_s": se.window_s, "gap_s": se.gap_s, "gap_energy_j": se.gap_energy_j,
                 });
                 if a.per_kernel {
                     rec["kernels"] = serde_json::to_value(&se.kernels)?;

@@ -18,8 +18,12 @@ use std::collections::{BTreeMap, VecDeque};
 /// Above this a power value is not physical for one device/package (a reset or a bad counter).
 pub const MAX_PLAUSIBLE_W: f64 = 20_000.0;
 
-/// Name of the per-kernel row holding the energy between kernels (idle, launch overhead, host work).
+/// Name of the per-kernel row holding the energy between kernels within a step (idle, launch overhead).
 pub const BETWEEN_KERNELS: &str = "(between kernels)";
+
+/// Name of the per-kernel row holding the energy of the host gap before a step (contiguous windows: loading
+/// the batch, writing records, evaluation bookkeeping).
+pub const BETWEEN_STEPS: &str = "(between steps)";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Seg {
@@ -328,23 +332,26 @@ impl Timeline {
 /// Split `step_j` joules of the window [a, b] among `kernels` by GPU time weighted by power.
 ///
 /// `power_j(t0, t1)` returns the timeline's energy over [t0, t1] (any consistent weight; uniform power when
-/// the timeline knows nothing). Kernel intervals are clipped to the window; the rest of the window goes to
-/// `BETWEEN_KERNELS`. Rows are aggregated per kernel name (first-launch order) and sum to `step_j` up to
-/// rounding. With `step_j` = None the rows carry times only.
+/// the timeline knows nothing). [a, work) is the host gap before the step's own work (contiguous windows):
+/// it goes to a `BETWEEN_STEPS` row when it is not empty. Kernel intervals are clipped to [work, b]; the rest
+/// of that goes to `BETWEEN_KERNELS`. Rows are aggregated per kernel name (first-launch order) and sum to
+/// `step_j` up to rounding.
 pub fn split_kernels(
     a: f64,
+    work: f64,
     b: f64,
     step_j: Option<f64>,
     kernels: &[KernelTiming],
     power_j: &dyn Fn(f64, f64) -> f64,
 ) -> Vec<KernelEnergy> {
+    let work = work.clamp(a, b.max(a));
     let mut rows: Vec<KernelEnergy> = Vec::new();
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut weights: Vec<f64> = Vec::new();
     let mut busy_s = 0.0;
     let mut busy_w = 0.0;
     for k in kernels {
-        let t0 = k.start_s.max(a);
+        let t0 = k.start_s.max(work);
         let t1 = (k.start_s + k.dur_s.max(0.0)).min(b);
         let d = (t1 - t0).max(0.0);
         let w = if d > 0.0 { power_j(t0, t1).max(0.0) } else { 0.0 };
@@ -359,13 +366,18 @@ pub fn split_kernels(
         busy_s += d;
         busy_w += w;
     }
-    let window_s = (b - a).max(0.0);
-    let window_w = power_j(a, b).max(0.0);
+    let window_s = (b - work).max(0.0);
+    let window_w = power_j(work, b).max(0.0);
     let gap_s = (window_s - busy_s).max(0.0);
     // Overlapping kernels (several streams) can make busy exceed the window: then no gap row weight.
     let gap_w = (window_w - busy_w).max(0.0);
     rows.push(KernelEnergy { name: BETWEEN_KERNELS.to_string(), launches: 0, time_s: gap_s, energy_j: None });
     weights.push(gap_w);
+    // (Back-to-back windows differ by rounding only: no row for that.)
+    if work - a > 1e-9 {
+        rows.push(KernelEnergy { name: BETWEEN_STEPS.to_string(), launches: 0, time_s: work - a, energy_j: None });
+        weights.push(power_j(a, work).max(0.0));
+    }
     if let Some(e) = step_j {
         let total_w: f64 = weights.iter().sum();
         let n_time: f64 = rows.iter().map(|r| r.time_s).sum();
@@ -381,8 +393,8 @@ pub fn split_kernels(
         }
         if total_w <= 0.0 && n_time <= 0.0 {
             // Nothing to weigh by: everything is "between kernels".
-            if let Some(last) = rows.last_mut() {
-                last.energy_j = Some(e);
+            if let Some(r) = rows.iter_mut().find(|r| r.name == BETWEEN_KERNELS) {
+                r.energy_j = Some(e);
             }
         }
     }
@@ -441,21 +453,22 @@ impl KernelTable {
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
         let mut s = String::from("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop\n");
         for (name, t) in v {
-            let (e, jpl, jpg) = if have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS) {
-                let jpl = if t.launches_with_energy > 0 {
-                    format!("{:.6e}", t.energy_j / t.launches_with_energy as f64)
+            let (e, jpl, jpg) =
+                if have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS || name == BETWEEN_STEPS) {
+                    let jpl = if t.launches_with_energy > 0 {
+                        format!("{:.6e}", t.energy_j / t.launches_with_energy as f64)
+                    } else {
+                        String::new()
+                    };
+                    let jpg = if t.flops > 0.0 && t.launches_with_energy == t.launches {
+                        format!("{:.6e}", t.energy_j / (t.flops * 1e-9))
+                    } else {
+                        String::new()
+                    };
+                    (format!("{:.6}", t.energy_j), jpl, jpg)
                 } else {
-                    String::new()
+                    (String::new(), String::new(), String::new())
                 };
-                let jpg = if t.flops > 0.0 && t.launches_with_energy == t.launches {
-                    format!("{:.6e}", t.energy_j / (t.flops * 1e-9))
-                } else {
-                    String::new()
-                };
-                (format!("{:.6}", t.energy_j), jpl, jpg)
-            } else {
-                (String::new(), String::new(), String::new())
-            };
             s.push_str(&format!("{},{},{:.6},{},{},{}\n", name, t.launches, t.gpu_time_s, e, jpl, jpg));
         }
         s

@@ -71,6 +71,8 @@ pub fn calibrate_per_launch(
     let mut method = String::new();
     for _ in 0..opts.windows.max(1) {
         std::thread::sleep(Duration::from_secs_f64(rng.random_range(0.0..=period)));
+        // Each window stands alone: the random-phase pause belongs to none of them.
+        meter.break_window();
         let a = meter.now_s();
         meter.begin_step(a);
         let mut n = 0u64;

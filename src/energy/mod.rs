@@ -29,7 +29,7 @@ pub mod rapl;
 pub mod records;
 pub mod sensors;
 
-pub use attribution::{KernelTable, KernelTotal, Timeline, BETWEEN_KERNELS};
+pub use attribution::{KernelTable, KernelTotal, Timeline, BETWEEN_KERNELS, BETWEEN_STEPS};
 pub use calibrate::{calibrate_per_launch, CalibrateOpts, Calibration};
 pub use predict::{Prediction, Predictor};
 pub use records::{carbon_block, probe_text};
@@ -96,10 +96,21 @@ pub struct KernelEnergy {
 }
 
 /// One step's energy.
+///
+/// Windows are contiguous by default (`MeterOptions::contiguous`): a step's window runs from the end of the
+/// previous metered window to the end of this step, so it also holds the host work before the step (loading
+/// its batch, writing the previous record, evaluation bookkeeping). That part is `gap_s` / `gap_energy_j`;
+/// windows then sum to the run's total.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StepEnergy {
     /// None when the source is `none`.
     pub energy_j: Option<f64>,
+    /// Length of the metered window (s): `gap_s` plus the step's own time.
+    pub window_s: f64,
+    /// Host time between the previous window's end and this step's start (s); 0 for a first window.
+    pub gap_s: f64,
+    /// The part of `energy_j` in that host gap (power-weighted time share).
+    pub gap_energy_j: Option<f64>,
     /// Half-width of the interval around energy_j (J), when known.
     pub uncertainty_j: Option<f64>,
     /// How the number was obtained ("counter-delta", "power-integral", "watts-x-time", ...).
@@ -139,6 +150,9 @@ pub struct MeterOptions {
     /// With the sampler running on a counter, take step-edge values from the sampler's latest read instead
     /// of reading the counter on the training thread (an NVML counter read took ~4 ms on an H100).
     pub nonblocking_edges: bool,
+    /// Start each window where the previous one ended (the host gap between steps belongs to the next step),
+    /// so that windows sum to the run's total. Off: windows cover only begin_step..end_step.
+    pub contiguous: bool,
 }
 
 impl Default for MeterOptions {
@@ -149,6 +163,7 @@ impl Default for MeterOptions {
             timeline_cap: 1 << 18,
             long_window_periods: 4.0,
             nonblocking_edges: true,
+            contiguous: true,
         }
     }
 }
@@ -212,7 +227,10 @@ impl Drop for Sampler {
 
 #[derive(Clone, Debug)]
 struct OpenStep {
+    /// Window start (the previous window's end when contiguous).
     a: f64,
+    /// Start of the step's own work (`begin_step`'s time).
+    work: f64,
     counter: Option<f64>,
     error: Option<String>,
 }
@@ -233,6 +251,10 @@ pub struct Meter {
     step: Option<OpenStep>,
     run_start_s: Option<f64>,
     last_end_s: f64,
+    /// End of the previous window and the counter value read there, for contiguous windows.
+    prev_end: Option<(f64, Option<f64>)>,
+    /// Sum of the host gaps folded into windows (s).
+    gap_s: f64,
     /// Last counter value read by the meter itself (step edges) and the run's counter sum.
     last_counter: Option<f64>,
     counter_run_j: f64,
@@ -360,6 +382,8 @@ impl Meter {
             step: None,
             run_start_s: None,
             last_end_s: 0.0,
+            prev_end: None,
+            gap_s: 0.0,
             last_counter: None,
             counter_run_j: 0.0,
             counter_reset: false,
@@ -501,7 +525,8 @@ impl Meter {
         self.idle_power_w
     }
 
-    /// `now_s` on the backend's clock (`Backend::clock_s`).
+    /// `now_s` on the backend's clock (`Backend::clock_s`). With contiguous windows (the default) the window
+    /// starts where the previous one ended, and no sensor is read here.
     pub fn begin_step(&mut self, now_s: f64) {
         if !self.clock_set && self.run_start_s.is_none() {
             // Align our clock with the caller's: origin = now - now_s.
@@ -509,11 +534,21 @@ impl Meter {
                 self.set_clock(origin);
             }
         }
+        if let Some((t, counter)) = self.prev_end.filter(|(t, _)| self.opts.contiguous && *t <= now_s) {
+            self.step = Some(OpenStep { a: t, work: now_s, counter, error: None });
+            return;
+        }
         let (counter, error) = self.edge_read(now_s);
         if self.run_start_s.is_none() {
             self.run_start_s = Some(now_s);
         }
-        self.step = Some(OpenStep { a: now_s, counter, error });
+        self.step = Some(OpenStep { a: now_s, work: now_s, counter, error });
+    }
+
+    /// Start the next window afresh at the next `begin_step` (the time until then belongs to no window), e.g.
+    /// after a pause the run should not be charged for.
+    pub fn break_window(&mut self) {
+        self.prev_end = None;
     }
 
     /// Read at a step edge; keeps the run's counter sum (positive deltas between the meter's own reads).
@@ -556,18 +591,33 @@ impl Meter {
 
     /// Called once the step's work has finished on the device.
     pub fn end_step(&mut self, now_s: f64, kernels: &[KernelTiming]) -> StepEnergy {
-        let open = self.step.take().unwrap_or(OpenStep { a: self.last_end_s, counter: None, error: None });
+        let open = self.step.take().unwrap_or(OpenStep {
+            a: self.last_end_s,
+            work: self.last_end_s,
+            counter: None,
+            error: None,
+        });
         let a = open.a;
         let b = now_s.max(a);
+        let work = open.work.clamp(a, b);
         let dt = b - a;
-        self.busy_s += dt;
+        self.busy_s += b - work;
+        self.gap_s += work - a;
         self.last_end_s = b;
         let (energy, unc, method) = match self.source {
-            EnergySource::None => (None, None, "none".to_string()),
+            EnergySource::None => {
+                self.prev_end = Some((b, None));
+                (None, None, "none".to_string())
+            }
             EnergySource::Estimate => {
+                self.prev_end = Some((b, None));
                 (Some(self.cfg.watts.unwrap_or(0.0) * dt), None, "watts-x-time (estimate)".to_string())
             }
-            _ => self.measured_window(&open, b),
+            _ => {
+                let (counter_b, err) = self.edge_read(b);
+                self.prev_end = if err.is_none() { Some((b, counter_b)) } else { None };
+                self.measured_window(&open, b, counter_b, err)
+            }
         };
         let energy = energy.filter(|e| e.is_finite() && *e >= 0.0);
         if energy.is_some() {
@@ -576,10 +626,11 @@ impl Meter {
         } else {
             self.steps_without_energy += 1;
         }
-        let rows = if self.cfg.per_kernel {
+        let (rows, gap_energy) = {
             let tl = lock(&self.tl);
             let p = tl.recent_power_w().unwrap_or(1.0);
             let measured = self.source.is_measurement();
+            // Power-weighted time: the timeline's energy where it is known, uniform power where it is not.
             let power_j = |t0: f64, t1: f64| {
                 if measured {
                     let i = tl.integrate(t0, t1);
@@ -588,19 +639,47 @@ impl Meter {
                     t1 - t0
                 }
             };
-            attribution::split_kernels(a, b, energy, kernels, &power_j)
-        } else {
-            Vec::new()
+            let gap_energy = energy.map(|e| {
+                let whole = power_j(a, b);
+                if work <= a {
+                    0.0
+                } else if whole > 0.0 {
+                    e * (power_j(a, work) / whole).clamp(0.0, 1.0)
+                } else if dt > 0.0 {
+                    e * (work - a) / dt
+                } else {
+                    0.0
+                }
+            });
+            let rows = if self.cfg.per_kernel {
+                attribution::split_kernels(a, work, b, energy, kernels, &power_j)
+            } else {
+                Vec::new()
+            };
+            (rows, gap_energy)
         };
         self.kernels.add_step(&rows);
-        StepEnergy { energy_j: energy, uncertainty_j: unc, method, kernels: rows }
+        StepEnergy {
+            energy_j: energy,
+            window_s: dt,
+            gap_s: work - a,
+            gap_energy_j: gap_energy,
+            uncertainty_j: unc,
+            method,
+            kernels: rows,
+        }
     }
 
     /// Energy of [open.a, b] from the sensor: (joules, half-width, method).
-    fn measured_window(&mut self, open: &OpenStep, b: f64) -> (Option<f64>, Option<f64>, String) {
+    fn measured_window(
+        &mut self,
+        open: &OpenStep,
+        b: f64,
+        counter: Option<f64>,
+        err: Option<String>,
+    ) -> (Option<f64>, Option<f64>, String) {
         let a = open.a;
         let dt = b - a;
-        let (counter, err) = self.edge_read(b);
         if let Some(e) = err {
             return (None, None, format!("sensor-error: {e}"));
         }
@@ -726,6 +805,17 @@ impl Meter {
         ctx["steps_with_energy"] = json!(self.steps_with_energy);
         ctx["steps_without_energy"] = json!(self.steps_without_energy);
         ctx["busy_s"] = json!(self.busy_s);
+        ctx["gap_s"] = json!(self.gap_s);
+        ctx["windows"] = json!(if self.opts.contiguous {
+            "contiguous: each window starts where the previous ended (host gaps included), so windows sum to the total"
+        } else {
+            "step work only: host time between steps is in the total but in no window"
+        });
+        // Closure: the windows' attributed energies over the run's total (1 = every joule attributed).
+        ctx["closure"] = json!(match total {
+            Some(t) if t > 0.0 => Some(self.steps_j / t),
+            _ => None,
+        });
         ctx["unattributed_residual_j"] = json!(residual);
         ctx["update_period_s"] = json!(tl.period_s());
         ctx["counter_quantum_j"] = json!(self.quantum_j);
