@@ -393,6 +393,28 @@ pub struct BenchArgs {
     #[argh(switch)]
     /// with kernels: repeat-and-divide energy per launch (calibration mode)
     pub energy: bool,
+    #[argh(option, default = "String::from(\"auto\")")]
+    /// with --energy: auto, nvml, rapl or estimate (default auto: nvml on cuda, rapl on cpu)
+    pub energy_source: String,
+    #[argh(option)]
+    /// with --energy estimate: the watts to assume while busy
+    pub watts: Option<f64>,
+    #[argh(option)]
+    /// with --energy: windows per kernel (default 3)
+    pub windows: Option<usize>,
+    #[argh(option)]
+    /// with --energy: seconds per window (default 1.0)
+    pub window_s: Option<f64>,
+    #[argh(option)]
+    /// only these kernels (comma-separated names, e.g. gemm,conv2d_forward)
+    pub kernel: Option<String>,
+    #[argh(option)]
+    /// with --energy: a run directory trained with --per-kernel; calibrate at its model and batch size and
+    /// compare with its kernels.csv
+    pub compare: Option<String>,
+    #[argh(option)]
+    /// write the JSON result to this file as well (atomically)
+    pub out: Option<String>,
     #[argh(switch)]
     /// print JSON
     pub json: bool,

@@ -34,7 +34,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     match a.what.as_str() {
         "kernels" => powertrain::backend::bench::run_bench_kernels(a),
-        "step" => powertrain::train::run_bench_step(a),
+        "step" => {
+            let kernel_only = [
+                (a.energy, "--energy"),
+                (a.kernel.is_some(), "--kernel"),
+                (a.compare.is_some(), "--compare"),
+                (a.windows.is_some() || a.window_s.is_some(), "--windows/--window-s"),
+                (a.watts.is_some() || a.energy_source != "auto", "--energy-source/--watts"),
+                (a.out.is_some(), "--out"),
+            ];
+            if let Some((_, flag)) = kernel_only.iter().find(|(set, _)| *set) {
+                anyhow::bail!(
+                    "bench step: {flag} belongs to 'bench kernels' (per-step energy comes from 'powertrain train')"
+                );
+            }
+            powertrain::train::run_bench_step(a)
+        }
         other => {
             anyhow::bail!("unknown benchmark '{other}': use 'powertrain bench kernels' or 'powertrain bench step'")
         }

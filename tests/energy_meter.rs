@@ -536,3 +536,30 @@ fn windows_limited_to_the_step_leave_the_gaps_out_of_the_steps() {
     let closure = run.context["closure"].as_f64().expect("closure");
     assert!((closure - 0.4).abs() < 0.02, "closure {closure}");
 }
+
+#[test]
+fn calibration_on_a_counter_divides_measured_window_energy() {
+    // A 10 ms counter at 80 W on the meter's real clock, read by the sampler: each window's counter delta
+    // over its launches. Launches of 2 ms: about 0.16 J each plus the loop's overhead.
+    let mut m = Meter::with_sensor(
+        cfg("nvml", false),
+        Box::new(ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) }),
+        MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() },
+    );
+    m.measure_idle(0.1).unwrap();
+    let opts = CalibrateOpts { window_s: 0.25, windows: 3, seed: 7 };
+    let cal = calibrate_per_launch(&mut m, &opts, || {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        Ok(1)
+    })
+    .unwrap();
+    assert_eq!(cal.source, "nvml-counter");
+    assert!(cal.method.contains("counter"), "{}", cal.method);
+    let expect = 80.0 * cal.seconds / cal.launches as f64;
+    // Window edges come from the sampler's reads (a few 10 ms updates): within 10 %.
+    assert!((cal.j_per_launch - expect).abs() <= 0.1 * expect, "{} vs {expect}", cal.j_per_launch);
+    assert!(cal.ci95_j > 0.0 && cal.ci95_j < expect, "interval {}", cal.ci95_j);
+    // All power is idle power here: the dynamic part is small.
+    let dynamic = cal.dynamic_j_per_launch.expect("dynamic with an idle baseline");
+    assert!(dynamic <= 0.15 * expect, "dynamic {dynamic} of {expect}");
+}

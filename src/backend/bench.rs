@@ -6,13 +6,22 @@
 //! the GPU, the wall clock on the CPU). Reported: ms, GFLOP/s (conv and gemm), GB/s (every buffer read or
 //! written once), and on CUDA the fraction of the device's measured ceilings: a large device-to-device copy
 //! (GB/s, read + write) and a large FP32 GEMM through our own gemm kernel (GFLOP/s).
+//!
+//! With `--energy` (calibration mode): after timing, each case is run back to back over `--windows` windows of
+//! `--window-s` seconds, each started at a random phase of the sensor's update period, and the window's energy
+//! (NVML counter on the GPU, RAPL on the CPU, or a labelled estimate) divided by the launches in it gives joules
+//! per launch with a 95 % interval (`energy::calibrate_per_launch`). With `--compare RUN_DIR` (a run trained
+//! with `--per-kernel`) the calibration runs at that run's model and batch size, and the kernels a training
+//! step launches are set beside the run's in-training attribution (kernels.csv).
 
 use super::cpu::CpuBackend;
 use super::cuda::check::{compare, host_data, model_cases, prepare, Case, Op};
 use super::cuda::CudaBackend;
 use super::*;
 use crate::cli::BenchArgs;
-use anyhow::{bail, Result};
+use crate::energy::{calibrate_per_launch, CalibrateOpts, Calibration, Meter, MeterConfig};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 
 /// CPU work (flops, or bytes for the other ops) above which the check against the CPU backend runs at a smaller
 /// batch of the same layer (the GPU is still timed at the requested batch).
@@ -39,6 +48,8 @@ pub struct BenchRow {
     pub frac_peak_flops: Option<f64>,
     /// GB/s over the copy ceiling (CUDA only).
     pub frac_peak_bw: Option<f64>,
+    /// With --energy: joules per launch (repeat-and-divide).
+    pub energy: Option<Calibration>,
     pub note: String,
 }
 
@@ -52,24 +63,65 @@ pub struct Ceilings {
 
 /// `powertrain bench kernels`.
 pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
-    if a.energy {
-        eprintln!("bench kernels: --energy (repeat-and-divide energy per launch) is not available yet; timing only");
+    if !a.energy {
+        let given = [
+            (a.compare.is_some(), "--compare"),
+            (a.windows.is_some() || a.window_s.is_some(), "--windows/--window-s"),
+            (a.watts.is_some() || a.energy_source != "auto", "--energy-source/--watts"),
+        ];
+        if let Some((_, flag)) = given.iter().find(|(set, _)| *set) {
+            bail!("bench kernels: {flag} needs --energy (calibration mode)");
+        }
     }
-    let models: Vec<&str> = match a.model.as_deref() {
+    let run = match &a.compare {
+        Some(dir) => Some(CompareRun::load(Path::new(dir))?),
+        None => None,
+    };
+    let model_arg = match (&run, a.model.as_deref()) {
+        (Some(r), Some(m)) if m != r.model => {
+            bail!("bench kernels --compare {}: that run trained {}, not --model {m}", r.dir.display(), r.model)
+        }
+        (Some(r), _) => Some(r.model.clone()),
+        (None, m) => m.map(str::to_string),
+    };
+    let models: Vec<&str> = match model_arg.as_deref() {
         None => vec!["pamap2", "celeba"],
-        Some(m @ ("pamap2" | "celeba")) => vec![m],
+        Some("pamap2") => vec!["pamap2"],
+        Some("celeba") => vec!["celeba"],
         Some(other) => bail!("bench kernels --model {other}: use pamap2 or celeba (or leave it out for both)"),
     };
-    let batches: Vec<usize> = match a.batch_size {
-        Some(0) => bail!("bench kernels --batch-size 0: give a positive batch size"),
-        Some(b) => vec![b],
-        None => vec![16, 64, 256, 1024],
+    let batches: Vec<usize> = match (a.batch_size, &run) {
+        (Some(0), _) => bail!("bench kernels --batch-size 0: give a positive batch size"),
+        (Some(b), Some(r)) if b != r.batch_size => bail!(
+            "bench kernels --compare {}: that run used batch size {}, not --batch-size {b}",
+            r.dir.display(),
+            r.batch_size
+        ),
+        (Some(b), _) => vec![b],
+        (None, Some(r)) => vec![r.batch_size],
+        // Calibration takes seconds per case: one batch size unless asked.
+        (None, None) if a.energy => vec![64],
+        (None, None) => vec![16, 64, 256, 1024],
     };
     let mut cases = Vec::new();
     for m in &models {
         for (i, &b) in batches.iter().enumerate() {
             cases.extend(model_cases(m, b, i == 0)?);
         }
+    }
+    if let Some(list) = &a.kernel {
+        let want: Vec<&str> = list.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+        if let Some(bad) = want.iter().find(|k| !KERNEL_NAMES.contains(k)) {
+            bail!("bench kernels --kernel {bad}: not a kernel; the kernels are {}", KERNEL_NAMES.join(", "));
+        }
+        cases.retain(|c| want.contains(&c.op.kernel()));
+    }
+    if let Some(r) = &run {
+        // Only what a training step of that run launches.
+        cases.retain(|c| r.step_runs(c));
+    }
+    if cases.is_empty() {
+        bail!("bench kernels: no case left to run (check --kernel)");
     }
     let device = match a.device.as_str() {
         "auto" => {
@@ -84,10 +136,14 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
         other => bail!("bench kernels --device {other}: use auto, cpu or cuda"),
     };
     let seed = 0x5eed;
+    let mut cal = match a.energy {
+        true => Some(Calibrator::open(a, device)?),
+        false => None,
+    };
     let (name, ceilings, rows) = match device {
         DeviceKind::Cpu => {
             let cpu = CpuBackend::new();
-            let rows = cases.iter().map(|c| bench_case(&cpu, None, c, a.iters, seed, None)).collect();
+            let rows = bench_all(&cpu, None, &cases, a, seed, None, cal.as_mut())?;
             (cpu.device_name(), None, rows)
         }
         DeviceKind::Cuda => {
@@ -104,28 +160,337 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
                     n = ceil.gemm_mnk
                 );
             }
-            let rows = cases.iter().map(|c| bench_case(&gpu, Some(&cpu), c, a.iters, seed, Some(ceil))).collect();
+            let rows = bench_all(&gpu, Some(&cpu), &cases, a, seed, Some(ceil), cal.as_mut())?;
             (gpu.device_name(), Some(ceil), rows)
         }
     };
     let rows: Vec<BenchRow> = rows;
+    let comparison = run.as_ref().map(|r| r.compare(&rows));
+    let doc = serde_json::json!({
+        "device": name,
+        "kind": device.name(),
+        "protocol": crate::PROTOCOL_VERSION,
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "ceilings": ceilings,
+        "energy": cal.as_ref().map(|c| c.context()),
+        "rows": rows,
+        "comparison": comparison,
+    });
+    if let Some(p) = &a.out {
+        crate::util::write_json(Path::new(p), &doc)?;
+    }
     if a.json {
-        let doc = serde_json::json!({
-            "device": name,
-            "kind": device.name(),
-            "protocol": crate::PROTOCOL_VERSION,
-            "ceilings": ceilings,
-            "rows": rows,
-        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        if let Some(c) = &cal {
+            println!("{}", c.header());
+        }
         print!("{}", table(&rows));
+        if let (Some(r), Some(c)) = (&run, &comparison) {
+            print!("{}", r.table(c));
+        }
     }
     let refused = rows.iter().filter(|r| r.status != "ok").count();
     if refused > 0 {
         eprintln!("bench kernels: {refused} case(s) refused or failed; see the status column");
     }
     Ok(())
+}
+
+/// Check, time and (with a calibrator) measure the energy of every case.
+fn bench_all<B: Backend>(
+    b: &B,
+    reference: Option<&CpuBackend>,
+    cases: &[Case],
+    a: &BenchArgs,
+    seed: u64,
+    ceil: Option<Ceilings>,
+    mut cal: Option<&mut Calibrator>,
+) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::with_capacity(cases.len());
+    for (i, c) in cases.iter().enumerate() {
+        let mut row = bench_case(b, reference, c, a.iters, seed, ceil);
+        if let (Some(cal), Some(ms)) = (cal.as_deref_mut(), row.median_ms) {
+            if !a.json {
+                eprintln!("[{}/{}] energy of {} {} ...", i + 1, cases.len(), c.label, c.op.kernel());
+            }
+            match cal.measure(b, c, ms / 1e3, seed) {
+                Ok(e) => row.energy = Some(e),
+                Err(e) => {
+                    // A sensor that stops mid-run ends the calibration: no made-up numbers for the rest.
+                    return Err(e.context(format!("bench kernels --energy: {} {}", c.label, c.op.kernel())));
+                }
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The meter and the repeat-and-divide options of `bench kernels --energy`.
+pub struct Calibrator {
+    meter: Meter,
+    opts: CalibrateOpts,
+}
+
+impl Calibrator {
+    pub fn open(a: &BenchArgs, device: DeviceKind) -> Result<Calibrator> {
+        let windows = a.windows.unwrap_or(3);
+        let window_s = a.window_s.unwrap_or(1.0);
+        if windows < 2 {
+            bail!("bench kernels --windows {windows}: give at least 2 windows (an interval needs two)");
+        }
+        if !(window_s.is_finite() && window_s > 0.0) {
+            bail!("bench kernels --window-s {window_s}: give a positive number of seconds");
+        }
+        if a.watts.is_some() && a.energy_source != "estimate" {
+            bail!("bench kernels --watts is for --energy-source estimate");
+        }
+        let source = a.energy_source.as_str();
+        if !matches!(source, "auto" | "nvml" | "rapl" | "estimate") {
+            bail!("bench kernels --energy-source {source}: use auto, nvml, rapl or estimate");
+        }
+        let mut meter = Meter::open(MeterConfig {
+            source: source.into(),
+            watts: a.watts,
+            per_kernel: false,
+            device,
+            gpu_ordinal: 0,
+        })?;
+        if meter.source() == crate::energy::EnergySource::None {
+            let why = meter.context()["auto_fallback"].as_str().unwrap_or("no energy sensor found").to_string();
+            bail!(
+                "bench kernels --energy: {why}. Run `powertrain info` to see the sensors, or use \
+                 --energy-source estimate --watts W for a labelled estimate"
+            );
+        }
+        if meter.source().is_measurement() {
+            meter.measure_idle(1.0)?;
+        }
+        if window_s < 1.0 && meter.source().is_measurement() {
+            eprintln!(
+                "note: --window-s {window_s}: windows under 1 s hold few counter updates (about 100 ms apart on recent \
+                 GPUs); the interval says how much that costs"
+            );
+        }
+        let seed = 0xca11b;
+        Ok(Calibrator { meter, opts: CalibrateOpts { window_s, windows, seed } })
+    }
+
+    /// Joules per launch of `case`, whose median launch takes `launch_s` seconds.
+    fn measure<B: Backend>(&mut self, b: &B, case: &Case, launch_s: f64, seed: u64) -> Result<Calibration> {
+        let h = host_data(&case.op, seed);
+        let mut p = prepare(b, &h)?;
+        // Batches of about 20 ms between clock checks, so that window ends overshoot by little.
+        let per_batch = ((0.02 / launch_s.max(1e-7)).ceil() as u64).clamp(1, 100_000);
+        self.opts.seed = self.opts.seed.wrapping_add(1);
+        let opts = self.opts.clone();
+        calibrate_per_launch(&mut self.meter, &opts, || {
+            for _ in 0..per_batch {
+                case.op.run(b, &mut p.f, &mut p.i)?;
+            }
+            b.synchronize()?;
+            Ok(per_batch)
+        })
+    }
+
+    /// The sensor context for the JSON output.
+    pub fn context(&self) -> serde_json::Value {
+        let mut c = self.meter.context().clone();
+        c["source"] = serde_json::json!(self.meter.source().as_str());
+        c["windows"] = serde_json::json!(self.opts.windows);
+        c["window_s"] = serde_json::json!(self.opts.window_s);
+        c["idle_power_w"] = serde_json::json!(self.meter.idle_power_w());
+        c["method"] = serde_json::json!(
+            "repeat-and-divide: each case back to back for windows of window_s seconds, each after a random pause \
+             within the sensor's update period; J/launch = window energy / launches; interval: Student t over the \
+             windows plus the sensor's per-window uncertainty"
+        );
+        c
+    }
+
+    fn meter_watts(&self) -> String {
+        self.meter.context()["estimate"]["watts"].as_f64().map(|w| format!("{w}")).unwrap_or_else(|| "?".into())
+    }
+
+    /// One line above the table.
+    pub fn header(&self) -> String {
+        let src = self.meter.source();
+        let idle = self.meter.idle_power_w().map(|w| format!(", idle {w:.1} W")).unwrap_or_default();
+        let what = if src.is_measurement() {
+            format!("measured with {}", src.as_str())
+        } else {
+            format!("ESTIMATE: --watts {} x wall time, not a measurement", self.meter_watts())
+        };
+        format!(
+            "energy per launch {what}{idle}; {} windows of {:.2} s per case, random phase",
+            self.opts.windows, self.opts.window_s
+        )
+    }
+}
+
+/// A run directory trained with `--per-kernel`, for `bench kernels --energy --compare`.
+pub struct CompareRun {
+    pub dir: PathBuf,
+    pub model: String,
+    pub batch_size: usize,
+    pub optimizer: String,
+    pub freeze_encoder: bool,
+    pub energy_source: String,
+    /// kernel name -> (launches, J per launch), from kernels.csv.
+    pub kernels: std::collections::BTreeMap<String, (u64, Option<f64>)>,
+}
+
+/// One kernel of the comparison.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CompareRow {
+    pub kernel: String,
+    /// Cases (layers) of this kernel that one training step launches.
+    pub cases: usize,
+    /// Calibrated J per launch, averaged over those cases (each launches once per step).
+    pub calibrated_j: Option<f64>,
+    pub calibrated_ci95_j: Option<f64>,
+    /// The run's in-training attribution (kernels.csv J per launch).
+    pub attributed_j: Option<f64>,
+    /// attributed / calibrated.
+    pub ratio: Option<f64>,
+}
+
+impl CompareRun {
+    pub fn load(dir: &Path) -> Result<CompareRun> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+            format!(
+                "bench kernels --compare: cannot read {} (give a run directory written by `powertrain train --out`)",
+                cfg_path.display()
+            )
+        })?;
+        let cfg: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("bench kernels --compare: {} is not valid JSON", cfg_path.display()))?;
+        let field = |k: &str| {
+            cfg.get(k)
+                .filter(|v| !v.is_null())
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("bench kernels --compare: {} has no `{k}`", cfg_path.display()))
+        };
+        let model = field("model")?.as_str().unwrap_or_default().to_string();
+        let batch_size = field("batch_size")?.as_u64().unwrap_or(0) as usize;
+        let optimizer = cfg["optimizer"].as_str().unwrap_or("adam").to_string();
+        let freeze_encoder = cfg["freeze_encoder"].as_bool().unwrap_or(false);
+        let energy_source = cfg["energy_source"].as_str().unwrap_or("none").to_string();
+        let csv_path = dir.join("kernels.csv");
+        let csv = std::fs::read_to_string(&csv_path).with_context(|| {
+            format!(
+                "bench kernels --compare: cannot read {}: train the run with --per-kernel (and an energy source) to get \
+                 its in-training attribution",
+                csv_path.display()
+            )
+        })?;
+        let mut lines = csv.lines();
+        if lines.next() != Some("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop") {
+            bail!("bench kernels --compare: {} does not have kernels.csv's header", csv_path.display());
+        }
+        let mut kernels = std::collections::BTreeMap::new();
+        for (i, line) in lines.enumerate() {
+            let cols: Vec<&str> = line.split(',').collect();
+            let bad =
+                || anyhow::anyhow!("bench kernels --compare: {} line {}: malformed row", csv_path.display(), i + 2);
+            if cols.len() != 6 {
+                return Err(bad());
+            }
+            let launches: u64 = cols[1].parse().map_err(|_| bad())?;
+            let jpl = if cols[4].is_empty() { None } else { Some(cols[4].parse::<f64>().map_err(|_| bad())?) };
+            kernels.insert(cols[0].to_string(), (launches, jpl));
+        }
+        if energy_source == "none" {
+            bail!("bench kernels --compare: {} was trained with --energy none: nothing to compare", dir.display());
+        }
+        Ok(CompareRun { dir: dir.to_path_buf(), model, batch_size, optimizer, freeze_encoder, energy_source, kernels })
+    }
+
+    /// True when a training step of this run launches `case` (conv1's backward-data is never computed, the
+    /// models pool with max, accuracy runs only in evaluation, the optimiser is the run's, a frozen encoder
+    /// runs no convolution backward).
+    pub fn step_runs(&self, case: &Case) -> bool {
+        let layer = case.label.split_once(' ').map(|x| x.1).unwrap_or("");
+        let is_conv_layer = layer.starts_with("conv") || layer.starts_with("pool");
+        match case.op {
+            Op::AvgPoolForward(_) | Op::AvgPoolBackward(_) | Op::AccuracyBinary(_) | Op::AccuracyClasses(_) => false,
+            Op::Fill(_) => false,
+            Op::Sgd(_) => self.optimizer == "sgd",
+            Op::Adam(_) => self.optimizer == "adam",
+            Op::Conv2dBackwardData(_) if layer == "conv1" => false,
+            Op::Conv2dBackwardData(_) | Op::Conv2dBackwardFilter(_) | Op::MaxPoolBackward(_) if self.freeze_encoder => {
+                false
+            }
+            Op::BiasBackward(_) | Op::ReluBackward(_) if self.freeze_encoder && is_conv_layer => false,
+            _ => true,
+        }
+    }
+
+    pub fn compare(&self, rows: &[BenchRow]) -> Vec<CompareRow> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for r in rows {
+            if !names.contains(&r.kernel) {
+                names.push(r.kernel);
+            }
+        }
+        names
+            .into_iter()
+            .map(|k| {
+                let cal: Vec<&Calibration> =
+                    rows.iter().filter(|r| r.kernel == k).filter_map(|r| r.energy.as_ref()).collect();
+                let n = cal.len();
+                let calibrated = (n > 0).then(|| cal.iter().map(|c| c.j_per_launch).sum::<f64>() / n as f64);
+                // Independent cases: the mean's half-width is the root-sum-square over n.
+                let ci = (n > 0).then(|| cal.iter().map(|c| c.ci95_j * c.ci95_j).sum::<f64>().sqrt() / n as f64);
+                let attributed = self.kernels.get(k).and_then(|x| x.1);
+                let ratio = match (attributed, calibrated) {
+                    (Some(a), Some(c)) if c > 0.0 => Some(a / c),
+                    _ => None,
+                };
+                CompareRow {
+                    kernel: k.to_string(),
+                    cases: rows.iter().filter(|r| r.kernel == k).count(),
+                    calibrated_j: calibrated,
+                    calibrated_ci95_j: ci,
+                    attributed_j: attributed,
+                    ratio,
+                }
+            })
+            .collect()
+    }
+
+    pub fn table(&self, rows: &[CompareRow]) -> String {
+        let mut s = format!(
+            "\ncalibrated (this run of bench) vs in-training attribution ({}/kernels.csv, {}, {} batch {}):\n",
+            self.dir.display(),
+            self.energy_source,
+            self.model,
+            self.batch_size
+        );
+        s.push_str(&format!(
+            "{:<23} {:>5} {:>14} {:>12} {:>14} {:>8}\n",
+            "kernel", "cases", "calibrated J", "+-95%", "attributed J", "ratio"
+        ));
+        for r in rows {
+            s.push_str(&format!(
+                "{:<23} {:>5} {:>14} {:>12} {:>14} {:>8}\n",
+                r.kernel,
+                r.cases,
+                r.calibrated_j.map(|x| format!("{x:.4e}")).unwrap_or_else(|| "-".into()),
+                r.calibrated_ci95_j.map(|x| format!("{x:.2e}")).unwrap_or_else(|| "-".into()),
+                r.attributed_j.map(|x| format!("{x:.4e}")).unwrap_or_else(|| "-".into()),
+                r.ratio.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()),
+            ));
+        }
+        s.push_str(
+            "(calibrated: mean J per launch over the layer cases a training step launches, each run back to back; \
+             attributed: the run's share of each step's energy by power-weighted GPU time, evaluation launches \
+             included. Both include the device's static power.)\n",
+        );
+        s
+    }
 }
 
 /// The device's ceilings: a 1 GiB device-to-device copy and a 4096^3 FP32 GEMM through our gemm kernel.
@@ -200,6 +565,7 @@ fn bench_case<B: Backend>(
         gbps: None,
         frac_peak_flops: None,
         frac_peak_bw: None,
+        energy: None,
         note: String::new(),
     };
     if let Some(cpu) = reference {
@@ -271,16 +637,21 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
 }
 
-/// The rows as a fixed-width table.
+/// The rows as a fixed-width table (with J per launch and its interval when calibrated).
 pub fn table(rows: &[BenchRow]) -> String {
+    let energy = rows.iter().any(|r| r.energy.is_some());
     let mut s = format!(
-        "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}  status\n",
+        "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}",
         "model", "layer", "kernel", "batch", "shape", "ms", "GFLOP/s", "GB/s", "%flop", "%bw"
     );
+    if energy {
+        s.push_str(&format!(" {:>11} {:>9} {:>9}", "J/launch", "+-95%", "J/GFLOP"));
+    }
+    s.push_str("  status\n");
     for r in rows {
         let pct = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
-            "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}  {}{}\n",
+            "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}",
             r.model,
             r.layer,
             r.kernel,
@@ -291,6 +662,23 @@ pub fn table(rows: &[BenchRow]) -> String {
             opt(r.gbps, 1),
             pct(r.frac_peak_flops),
             pct(r.frac_peak_bw),
+        ));
+        if energy {
+            let e = r.energy.as_ref();
+            let sci = |v: Option<f64>| v.map(|x| format!("{x:.3e}")).unwrap_or_else(|| "-".into());
+            let jpg = match (e, r.gflops, r.median_ms) {
+                (Some(e), Some(g), Some(ms)) if g > 0.0 => Some(e.j_per_launch / (g * ms / 1e3)),
+                _ => None,
+            };
+            s.push_str(&format!(
+                " {:>11} {:>9} {:>9}",
+                sci(e.map(|e| e.j_per_launch)),
+                sci(e.map(|e| e.ci95_j)),
+                sci(jpg)
+            ));
+        }
+        s.push_str(&format!(
+            "  {}{}\n",
             r.status,
             if r.note.is_empty() { String::new() } else { format!(" ({})", r.note) }
         ));

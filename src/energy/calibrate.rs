@@ -24,7 +24,7 @@ impl Default for CalibrateOpts {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Calibration {
-    /// Mean joules per launch (total device energy during the windows / launches).
+    /// Joules per launch: the device energy of all windows over all their launches.
     pub j_per_launch: f64,
     /// Half-width of the ~95 % interval of `j_per_launch`.
     pub ci95_j: f64,
@@ -65,8 +65,9 @@ pub fn calibrate_per_launch(
     let period = meter.period_s().unwrap_or(0.1).clamp(0.0, 1.0);
     let idle = meter.idle_power_w();
     let mut per: Vec<f64> = Vec::new();
-    let mut dynamic: Vec<f64> = Vec::new();
     let mut unc_sum = 0.0;
+    let mut energy_sum = 0.0;
+    let mut dynamic_sum = 0.0;
     let (mut launches, mut seconds) = (0u64, 0.0);
     let mut method = String::new();
     for _ in 0..opts.windows.max(1) {
@@ -91,8 +92,9 @@ pub fn calibrate_per_launch(
             bail!("calibration: the batch closure ran no launches");
         }
         per.push(e / n as f64);
+        energy_sum += e;
         if let Some(p) = idle {
-            dynamic.push((e - p * (b - a)).max(0.0) / n as f64);
+            dynamic_sum += (e - p * (b - a)).max(0.0);
         }
         unc_sum += se.uncertainty_j.unwrap_or(0.0) / n as f64;
         launches += n;
@@ -100,13 +102,17 @@ pub fn calibrate_per_launch(
         method = se.method;
     }
     let k = per.len() as f64;
-    let mean = per.iter().sum::<f64>() / k;
-    let sd = if per.len() > 1 { (per.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt() } else { 0.0 };
+    // Ratio estimator: all the windows' energy over all their launches (a window that ran fewer launches,
+    // e.g. one slowed by other work, weighs less than in a plain mean of per-window values).
+    let mean = energy_sum / launches as f64;
+    let per_mean = per.iter().sum::<f64>() / k;
+    let sd =
+        if per.len() > 1 { (per.iter().map(|x| (x - per_mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt() } else { 0.0 };
     let ci = if per.len() > 1 { t975(per.len() - 1) * sd / k.sqrt() } else { f64::INFINITY } + unc_sum / k;
     Ok(Calibration {
         j_per_launch: mean,
         ci95_j: ci,
-        dynamic_j_per_launch: if dynamic.is_empty() { None } else { Some(dynamic.iter().sum::<f64>() / k) },
+        dynamic_j_per_launch: idle.map(|_| dynamic_sum / launches as f64),
         windows: per.len(),
         launches,
         seconds,

@@ -435,6 +435,11 @@ impl Meter {
         self.source
     }
 
+    /// The sensor context so far (GPU name, driver, update period, idle baseline, why auto fell back, ...).
+    pub fn context(&self) -> &serde_json::Value {
+        &self.context
+    }
+
     /// Set the clock origin to the backend's creation instant, so that the meter's clock equals
     /// `Backend::clock_s()`. Call it right after `open`, before `measure_idle`. Without it the first
     /// `begin_step(now_s)` aligns the clock to `now_s` (assuming `now_s` was read just before the call).
