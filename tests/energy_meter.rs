@@ -563,3 +563,71 @@ fn calibration_on_a_counter_divides_measured_window_energy() {
     let dynamic = cal.dynamic_j_per_launch.expect("dynamic with an idle baseline");
     assert!(dynamic <= 0.15 * expect, "dynamic {dynamic} of {expect}");
 }
+
+/// A counter with a cross-check power reading that reads `check_w` (like NVML's instant field next to the
+/// total-energy counter).
+struct CounterWithCheck {
+    inner: ScriptedCounter,
+    check_w: f64,
+    fail_check: bool,
+}
+
+impl Sensor for CounterWithCheck {
+    fn source(&self) -> EnergySource {
+        EnergySource::NvmlCounter
+    }
+    fn read(&mut self, now_s: f64) -> Result<Reading> {
+        self.inner.read(now_s)
+    }
+    fn quantum_j(&self) -> f64 {
+        self.inner.quantum_j()
+    }
+    fn nominal_period_s(&self) -> Option<f64> {
+        self.inner.nominal_period_s()
+    }
+    fn check_labels(&self) -> Vec<String> {
+        vec!["scripted instant power".into()]
+    }
+    fn check_interval_s(&self, _i: usize) -> f64 {
+        0.025
+    }
+    fn read_check(&mut self, _i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
+        if self.fail_check {
+            return Err(anyhow!("scripted: field not supported"));
+        }
+        Ok(vec![(Stamp::Now, self.check_w)])
+    }
+}
+
+#[test]
+fn counter_vs_integrated_power_gap_is_reported() {
+    let s = CounterWithCheck { inner: ScriptedCounter::new(0.1, 200.0), check_w: 190.0, fail_check: false };
+    let mut m = scripted_meter(Box::new(s), false);
+    let steps = run_steps(&mut m, 100, 0.05, Some(0.01), no_kernels);
+    sane(&steps);
+    let _ = m.poll(5.2);
+    let run = m.finish();
+    let pc = &run.context["power_check"];
+    let r = &pc["readings"][0];
+    assert_eq!(r["reading"], "scripted instant power");
+    assert!(r["covered_fraction"].as_f64().unwrap() > 0.99, "{r}");
+    // 190 W against a 200 W counter over 5 s: -5 %, within the counter's one-update edge (20 J of 1000 J).
+    let gap = r["gap_rel"].as_f64().unwrap();
+    assert!((gap + 0.05).abs() < 0.025, "gap {gap}");
+    let integral = r["integral_j"].as_f64().unwrap();
+    assert!((integral - 190.0 * 5.0).abs() < 190.0 * 0.05, "{integral}");
+    // The check never feeds the step energies: those follow the counter (200 W x 50 ms = 10 J).
+    let late: f64 = steps[20..].iter().map(|s| s.energy_j.unwrap()).sum::<f64>() / 80.0;
+    assert!((late - 10.0).abs() < 0.3, "{late}");
+
+    // A cross-check that fails is counted, not fatal, and gives no gap.
+    let s = CounterWithCheck { inner: ScriptedCounter::new(0.1, 200.0), check_w: 0.0, fail_check: true };
+    let mut m = scripted_meter(Box::new(s), false);
+    let steps = run_steps(&mut m, 20, 0.05, Some(0.01), no_kernels);
+    assert!(steps[5..].iter().all(|s| s.energy_j.is_some()));
+    let run = m.finish();
+    let pc = &run.context["power_check"];
+    assert!(pc["read_errors"].as_u64().unwrap() > 10);
+    assert!(pc["readings"][0]["gap_rel"].is_null());
+    assert!(run.total_j.is_some());
+}

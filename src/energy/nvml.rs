@@ -131,6 +131,10 @@ pub struct NvmlSensor {
     last_sample_us: u64,
     context: serde_json::Value,
     period_s: Option<f64>,
+    /// With the counter: power readings integrated beside it to report the counter-vs-power gap.
+    checks: Vec<PowerMode>,
+    /// Last buffered-sample timestamp returned to the cross-check (µs).
+    check_sample_us: u64,
 }
 
 /// Which NVML source the caller wants.
@@ -142,6 +146,35 @@ pub enum Want {
     Power,
 }
 
+/// The instant field is in mW; if it reads like watts next to power_usage (mW), use watts.
+fn instant_scale(dev: &Device<'static>, raw: f64) -> f64 {
+    match dev.power_usage() {
+        Ok(mw) if mw > 0 && (raw * 1000.0) / (mw as f64) > 0.3 && (raw * 1000.0) / (mw as f64) < 3.0 => 1.0,
+        _ => 1e-3,
+    }
+}
+
+/// New buffered power samples since `*last_us` (which is advanced), as (Unix time, watts).
+fn new_samples(dev: &Device<'static>, last_us: &mut u64) -> Result<Vec<(Stamp, f64)>> {
+    let last = if *last_us == 0 { None } else { Some(*last_us) };
+    let v = match dev.samples(Sampling::Power, last) {
+        Ok(v) => v,
+        // NVML answers NotFound when no sample is newer than `last` (seen on H100, driver 580).
+        Err(NvmlError::NotFound) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::with_capacity(v.len());
+    for s in v {
+        if s.timestamp <= *last_us {
+            continue;
+        }
+        *last_us = s.timestamp;
+        // Power samples are in mW.
+        out.push((Stamp::Unix(s.timestamp as f64 * 1e-6), value_f64(&s.value) * 1e-3));
+    }
+    Ok(out)
+}
+
 fn probe_power(dev: &Device<'static>) -> Result<PowerMode> {
     let mut why = Vec::new();
     match dev.samples(Sampling::Power, None) {
@@ -150,14 +183,7 @@ fn probe_power(dev: &Device<'static>) -> Result<PowerMode> {
         Err(e) => why.push(format!("power samples: {e}")),
     }
     match instant_raw(dev) {
-        Ok(raw) => {
-            // The field is in mW; if it reads like watts next to power_usage (mW), use watts.
-            let scale = match dev.power_usage() {
-                Ok(mw) if mw > 0 && (raw * 1000.0) / (mw as f64) > 0.3 && (raw * 1000.0) / (mw as f64) < 3.0 => 1.0,
-                _ => 1e-3,
-            };
-            return Ok(PowerMode::InstantField { scale });
-        }
+        Ok(raw) => return Ok(PowerMode::InstantField { scale: instant_scale(dev, raw) }),
         Err(e) => why.push(format!("instant power field: {e}")),
     }
     match dev.power_usage() {
@@ -190,12 +216,20 @@ impl NvmlSensor {
             }
             (Want::Power, _) => Some(probe_power(&dev)?),
         };
+        let mut checks = Vec::new();
         if let Some(p) = power {
             context["power_reading"] = json!(p.label());
         } else {
             context["counter"] = json!("nvmlDeviceGetTotalEnergyConsumption (mJ)");
+            // Cross-checks: the instant field (polled) and the driver's buffered samples, where they work.
+            if let Ok(raw) = instant_raw(&dev) {
+                checks.push(PowerMode::InstantField { scale: instant_scale(&dev, raw) });
+            }
+            if matches!(dev.samples(Sampling::Power, None), Ok(v) if !v.is_empty()) {
+                checks.push(PowerMode::Samples);
+            }
         }
-        Ok(NvmlSensor { dev, power, last_sample_us: 0, context, period_s: None })
+        Ok(NvmlSensor { dev, power, last_sample_us: 0, context, period_s: None, checks, check_sample_us: 0 })
     }
 
     pub fn power_mode(&self) -> Option<PowerMode> {
@@ -242,25 +276,7 @@ impl Sensor for NvmlSensor {
     fn read(&mut self, _now_s: f64) -> Result<Reading> {
         match self.power {
             None => Ok(Reading::Counter { energy_j: self.dev.total_energy_consumption()? as f64 * 1e-3 }),
-            Some(PowerMode::Samples) => {
-                let last = if self.last_sample_us == 0 { None } else { Some(self.last_sample_us) };
-                let v = match self.dev.samples(Sampling::Power, last) {
-                    Ok(v) => v,
-                    // NVML answers NotFound when no sample is newer than `last` (seen on H100, driver 580).
-                    Err(NvmlError::NotFound) => Vec::new(),
-                    Err(e) => return Err(e.into()),
-                };
-                let mut out = Vec::with_capacity(v.len());
-                for s in v {
-                    if s.timestamp <= self.last_sample_us {
-                        continue;
-                    }
-                    self.last_sample_us = s.timestamp;
-                    // Power samples are in mW.
-                    out.push((Stamp::Unix(s.timestamp as f64 * 1e-6), value_f64(&s.value) * 1e-3));
-                }
-                Ok(Reading::Power(out))
-            }
+            Some(PowerMode::Samples) => Ok(Reading::Power(new_samples(&self.dev, &mut self.last_sample_us)?)),
             Some(PowerMode::InstantField { scale }) => Ok(Reading::Power(vec![(Stamp::Now, self.instant_w(scale)?)])),
             Some(PowerMode::AveragedUsage) => {
                 Ok(Reading::Power(vec![(Stamp::Now, self.dev.power_usage()? as f64 * 1e-3)]))
@@ -290,6 +306,29 @@ impl Sensor for NvmlSensor {
     }
     fn context(&self) -> serde_json::Value {
         self.context.clone()
+    }
+    fn check_labels(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .map(|m| match m {
+                PowerMode::InstantField { .. } => format!("{}, polled every 25 ms", m.label()),
+                _ => m.label().to_string(),
+            })
+            .collect()
+    }
+    fn check_interval_s(&self, i: usize) -> f64 {
+        match self.checks.get(i) {
+            Some(PowerMode::InstantField { .. }) => 0.025,
+            _ => 0.1,
+        }
+    }
+    fn read_check(&mut self, i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
+        match self.checks.get(i).copied() {
+            Some(PowerMode::InstantField { scale }) => Ok(vec![(Stamp::Now, self.instant_w(scale)?)]),
+            Some(PowerMode::Samples) => new_samples(&self.dev, &mut self.check_sample_us),
+            Some(PowerMode::AveragedUsage) => Ok(vec![(Stamp::Now, self.dev.power_usage()? as f64 * 1e-3)]),
+            None => Ok(Vec::new()),
+        }
     }
     /// About 1.5 s of tight reads: the counter's update period (smallest and median gap between changes),
     /// the instant field's update period, and the spacing of buffered power samples.

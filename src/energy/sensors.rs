@@ -46,6 +46,20 @@ pub trait Sensor: Send {
     fn context(&self) -> serde_json::Value {
         serde_json::json!({})
     }
+    /// Independent power readings kept beside a counter to cross-check it (e.g. NVML's instant power field
+    /// and buffered power samples next to the total-energy counter): their labels, in `read_check` order.
+    /// Default: none.
+    fn check_labels(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Seconds between `read_check(i, ..)` calls for check reading `i`.
+    fn check_interval_s(&self, _i: usize) -> f64 {
+        0.1
+    }
+    /// Read cross-check power reading `i` (new samples since the last call, oldest first).
+    fn read_check(&mut self, _i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
+        Ok(Vec::new())
+    }
     /// Start-up self-characterisation (a second or two of tight reads on real hardware): returns what was
     /// measured (update period, window, ...) to merge into the context. Default: nothing.
     fn characterise(&mut self) -> serde_json::Value {
