@@ -477,12 +477,22 @@ fn load_module(ctx: &Arc<CudaContext>, m: &EmbeddedModule, cc: (i32, i32)) -> Re
 
 /// Map `take_kernel_timings`' events onto the host clock: `anchor` was recorded on an idle stream right after the
 /// host clock read `anchor_s`, so an event `e` happened at `anchor_s - elapsed(e, anchor)`.
+///
+/// The caller has synchronised on `anchor`, which was recorded after every pending event on the same (single)
+/// stream, so all of them are complete: the elapsed times are read with the raw driver call, without the two
+/// event synchronisations and three context checks cudarc's `elapsed_ms` adds per call (two calls per launch
+/// on the hot path of `--per-kernel`).
 fn to_host_times(
     pending: &[(&'static str, CudaEvent, CudaEvent)],
     anchor: &CudaEvent,
     anchor_s: f64,
 ) -> Result<Vec<KernelTiming>> {
-    let ms = |a: &CudaEvent, b: &CudaEvent| a.elapsed_ms(b).map_err(|e| anyhow!("cuEventElapsedTime: {e}"));
+    let ms = |a: &CudaEvent, b: &CudaEvent| {
+        // SAFETY: both events were created by cudarc in this backend's context, recorded on its stream, and
+        // are complete (see above); neither is destroyed while this runs (the caller owns them).
+        unsafe { cudarc::driver::result::event::elapsed(a.cu_event(), b.cu_event()) }
+            .map_err(|e| anyhow!("cuEventElapsedTime: {e}"))
+    };
     pending
         .iter()
         .map(|(name, s, e)| {
@@ -714,7 +724,13 @@ impl Backend for CudaBackend {
         // Wait for everything queued, so that the anchor event below is recorded on an idle stream and its GPU
         // time is (within microseconds) the host time read just before recording it.
         self.synchronize()?;
-        let anchor = self.new_timing_event()?;
+        let anchor = {
+            let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
+            match t.pool.pop() {
+                Some(e) => e,
+                None => self.new_timing_event()?,
+            }
+        };
         let anchor_s = self.clock_s();
         anchor.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
         anchor.synchronize().map_err(|e| anyhow!("cuEventSynchronize: {e}"))?;
