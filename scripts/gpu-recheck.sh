@@ -37,12 +37,10 @@ for mode in none nvml nvml-kernel; do
   args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
   step "train_$mode" 40 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
     --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
-  python3 - "$R/run_$mode/summary.json" <<'PY' | tee -a "$S"
-import json, sys
-d = json.load(open(sys.argv[1])); c = d.get("energy_context") or {}
-print(f"  {sys.argv[1].split('/')[-2]}: steps {d['steps']} mean_step_ms {1e3*d['mean_step_s']:.4f} total_j {d['total_energy_j']} "
-      f"steps_j {c.get('steps_j')} residual_j {c.get('unattributed_residual_j')} wall_s {d['wall_s']:.2f} idle_w {d.get('idle_power_w')}")
-PY
 done
+python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
+step calibrate 60 "$BIN" bench kernels --device cuda --energy --kernel gemm,conv2d_forward \
+  --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
+tail -n 6 "$R/calibrate.txt" | tee -a "$S"
 rm -rf "$R/raw" "$R/pamap2"; tar czf "$OUT/results.tar.gz" -C "$OUT" r && rm -rf "$R"
 log "== done $(date -u +%FT%TZ)"

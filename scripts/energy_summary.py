@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Summarise metered training runs for the energy issue's GPU checks.
+
+usage: energy_summary.py RUN_OFF RUN_STEP [RUN_KERNEL]
+  RUN_OFF:    the same training with --energy none (the timing reference)
+  RUN_STEP:   with --energy nvml (per-step metering)
+  RUN_KERNEL: with --energy nvml --per-kernel
+
+Prints, from each run's summary.json: mean step time and the metering overhead against RUN_OFF (goals: per-step
+<= 1 %, per-kernel <= 5 %), the counter's run total, the attributed windows' sum and their closure (goal: within
+1 %), the carried residual, and the counter-vs-integrated-power gaps (power_check).
+"""
+import json
+import sys
+
+
+def load(d):
+    with open(f"{d}/summary.json") as f:
+        return json.load(f)
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    off = load(sys.argv[1])
+    base = off["mean_step_s"]
+    print(f"off:        steps {off['steps']} mean_step_ms {1e3 * base:.4f}")
+    for label, d in zip(["per-step", "per-kernel"], sys.argv[2:]):
+        s = load(d)
+        c = s.get("energy_context") or {}
+        over = 100.0 * (s["mean_step_s"] / base - 1.0) if base > 0 else float("nan")
+        goal = 1.0 if label == "per-step" else 5.0
+        print(f"{label + ':':<11} steps {s['steps']} mean_step_ms {1e3 * s['mean_step_s']:.4f} overhead {over:+.2f} % "
+              f"(goal <= {goal:.0f} %: {'met' if over <= goal else 'MISSED'})")
+        total, steps_j, closure = s.get("total_energy_j"), c.get("steps_j"), c.get("closure")
+        cl = f"{100 * closure:.3f} %" if isinstance(closure, (int, float)) else "n/a"
+        ok = "met" if isinstance(closure, (int, float)) and abs(closure - 1.0) <= 0.01 else "MISSED"
+        print(f"  source {s.get('energy_source')} total_j {total} windows_j {steps_j} closure {cl} (goal within 1 %: {ok}) "
+              f"residual_j {c.get('unattributed_residual_j')} gap_s {c.get('gap_s')} busy_s {c.get('busy_s')} "
+              f"idle_w {s.get('idle_power_w')} update_period_s {c.get('update_period_s')}")
+        for r in (c.get("power_check") or {}).get("readings", []):
+            g = r.get("gap_rel")
+            gs = f"{100 * g:+.2f} %" if isinstance(g, (int, float)) else "n/a"
+            print(f"  counter vs {r['reading']}: integral_j {r.get('integral_j')} covered {r.get('covered_fraction')} "
+                  f"samples {r.get('samples')} gap {gs}")
+
+
+if __name__ == "__main__":
+    main()
