@@ -253,6 +253,9 @@ fn print_summary(s: &RunSummary) {
         s.energy_source,
         s.wall_s
     );
+    if let Some(line) = energy_detail(s) {
+        println!("{line}");
+    }
     if s.target_acc.is_some() {
         match (s.epochs_to_target, s.energy_to_target_j) {
             (Some(ep), en) => {
@@ -261,6 +264,28 @@ fn print_summary(s: &RunSummary) {
             _ => println!("target {:.3} not reached", s.target_acc.unwrap_or(0.0)),
         }
     }
+}
+
+/// For measured runs: idle/active split, how well the windows close on the total, and the counter's gap to
+/// integrated power.
+fn energy_detail(s: &RunSummary) -> Option<String> {
+    let c = &s.energy_context;
+    if !matches!(s.energy_source.as_str(), "nvml-counter" | "nvml-power" | "rapl") {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let (Some(p), Some(i), Some(a)) = (s.idle_power_w, s.idle_j, s.active_j) {
+        parts.push(format!("idle {p:.1} W -> {i:.1} J static + {a:.1} J active"));
+    }
+    if let Some(cl) = c["closure"].as_f64() {
+        parts.push(format!("steps and evaluations hold {:.2} % of the total", 100.0 * cl));
+    }
+    for r in c["power_check"]["readings"].as_array().into_iter().flatten() {
+        if let (Some(g), Some(name)) = (r["gap_rel"].as_f64(), r["reading"].as_str()) {
+            parts.push(format!("{name}: {:+.1} % vs the counter", 100.0 * g));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("energy: {}", parts.join("; ")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -698,4 +723,34 @@ pub fn bench_step_on<B: Backend>(
         "samples_per_s": batch as f64 / med, "gflops": model.step_flops(batch) / med / 1e9,
         "threads": rayon::current_num_threads(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_detail_reports_split_closure_and_power_gap_for_measured_runs_only() {
+        let mut s = RunSummary {
+            energy_source: "nvml-counter".into(),
+            idle_power_w: Some(70.0),
+            idle_j: Some(700.0),
+            active_j: Some(300.0),
+            energy_context: serde_json::json!({
+                "closure": 0.9987,
+                "power_check": { "readings": [
+                    { "reading": "field NVML_FI_DEV_POWER_INSTANT (186), polled every 25 ms", "gap_rel": -0.031 },
+                    { "reading": "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)", "gap_rel": null },
+                ]},
+            }),
+            ..Default::default()
+        };
+        let line = energy_detail(&s).unwrap();
+        assert!(line.contains("idle 70.0 W -> 700.0 J static + 300.0 J active"), "{line}");
+        assert!(line.contains("99.87 %"), "{line}");
+        assert!(line.contains("(186), polled every 25 ms: -3.1 % vs the counter"), "{line}");
+        assert!(!line.contains("Samples"), "no gap, no claim: {line}");
+        s.energy_source = "estimate".into();
+        assert!(energy_detail(&s).is_none(), "an estimate has nothing measured to detail");
+    }
 }

@@ -117,15 +117,18 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
     Ok(inp)
 }
 
-/// Steps of a run: (t_s, wall_s, energy_j) from steps.jsonl.
+/// Steps of a run: (t_s, seconds the energy covers, energy_j) from steps.jsonl. The energy covers the metered
+/// window (`window_s`: the step plus the host gap before it); runs written before windows were contiguous
+/// have only `wall_s`, which is then the window.
 pub fn steps(dir: &Path) -> Vec<(f64, f64, Option<f64>)> {
     let Ok(text) = std::fs::read_to_string(dir.join("steps.jsonl")) else { return vec![] };
     let mut t = 0.0;
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|v| {
-            let w = v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
-            t = v.get("t_s").and_then(|x| x.as_f64()).unwrap_or(t + w);
+            let step = v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
+            let w = v.get("window_s").and_then(|x| x.as_f64()).unwrap_or(step);
+            t = v.get("t_s").and_then(|x| x.as_f64()).unwrap_or(t + step);
             (t, w, v.get("energy_j").and_then(|x| x.as_f64()))
         })
         .collect()

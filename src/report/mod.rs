@@ -156,7 +156,7 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
     );
     if let Some(run) = focus_run(&inp.runs, metric) {
         if let Metric::Energy { .. } = metric {
-            let cap = format!("Power per step, run {} (energy_j / wall_s, W){t}", run.id);
+            let cap = format!("Power per step, run {} (energy_j / window_s, W){t}", run.id);
             let s = power_series(run);
             add("power_timeline.svg", cap.clone(), plots::lines(&cap, "time since start (s)", "power (W)", &s, false)?);
         }
@@ -357,7 +357,7 @@ fn focus_run(runs: &[Run], m: Metric) -> Option<&Run> {
         .or_else(|| runs.first())
 }
 
-/// Power per step (energy_j / wall_s), averaged over bins so that at most 2000 points are drawn.
+/// Power per step (energy_j / window_s), averaged over bins so that at most 2000 points are drawn.
 fn power_series(run: &Run) -> Vec<Series> {
     let st: Vec<(f64, f64, f64)> =
         load::steps(&run.dir).into_iter().filter_map(|(t, w, e)| Some((t, w, e?))).filter(|x| x.1 > 0.0).collect();
