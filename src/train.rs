@@ -739,7 +739,7 @@ mod tests {
             energy_context: serde_json::json!({
                 "closure": 0.9987,
                 "power_check": { "readings": [
-                    { "reading": "field NVML_FI_DEV_POWER_INSTANT (186), polled every 25 ms", "gap_rel": -0.031 },
+                    { "reading": "field NVML_FI_DEV_POWER_INSTANT (186), polled every 50 ms", "gap_rel": -0.031 },
                     { "reading": "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)", "gap_rel": null },
                 ]},
             }),
@@ -748,7 +748,7 @@ mod tests {
         let line = energy_detail(&s).unwrap();
         assert!(line.contains("idle 70.0 W -> 700.0 J static + 300.0 J active"), "{line}");
         assert!(line.contains("99.87 %"), "{line}");
-        assert!(line.contains("(186), polled every 25 ms: -3.1 % vs the counter"), "{line}");
+        assert!(line.contains("(186), polled every 50 ms: -3.1 % vs the counter"), "{line}");
         assert!(!line.contains("Samples"), "no gap, no claim: {line}");
         s.energy_source = "estimate".into();
         assert!(energy_detail(&s).is_none(), "an estimate has nothing measured to detail");

@@ -311,14 +311,14 @@ impl Sensor for NvmlSensor {
         self.checks
             .iter()
             .map(|m| match m {
-                PowerMode::InstantField { .. } => format!("{}, polled every 25 ms", m.label()),
+                PowerMode::InstantField { .. } => format!("{}, polled every 50 ms", m.label()),
                 _ => m.label().to_string(),
             })
             .collect()
     }
     fn check_interval_s(&self, i: usize) -> f64 {
         match self.checks.get(i) {
-            Some(PowerMode::InstantField { .. }) => 0.025,
+            Some(PowerMode::InstantField { .. }) => 0.05,
             _ => 0.1,
         }
     }
