@@ -8,7 +8,8 @@
 # Everything lands under $OUT (default ./gpu-out): results.tar.gz (all logs and JSON) and summary.txt.
 # Steps: info, check, CUDA parity runs of both models vs the PyTorch fixtures, bench kernels, bench step for
 # both models at batch 64 and 512 next to scripts/torch_baseline.py --device cuda (FP32 and TF32 defaults),
-# a short training with NVML energy (per-step and per-kernel), metering overhead, and a quick pamap2 sweep.
+# metered trainings (overhead, closure, power gap) and kernel energy calibration first, then the rest, and a quick
+# pamap2 sweep.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
@@ -40,6 +41,22 @@ step info 60 "$BIN" info --json
 step check 180 "$BIN" check --device cuda
 tail -n 5 "$R/check.txt" | tee -a "$S"
 
+# Energy on synthetic data: the same training (3360 steps of ~1 ms, long enough for the counter's ~100 ms updates)
+# with metering off, per-step and per-kernel: overhead side by side, closure of the windows on the counter's run
+# total, counter vs integrated instant power (scripts/energy_summary.py); then calibration of a few kernels
+# (bench kernels --energy) against the per-kernel run's in-training attribution.
+step synth 120 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
+step convert 120 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
+for mode in none nvml nvml-kernel; do
+  args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
+  step "train_$mode" 60 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
+    --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
+done
+python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
+step calibrate 90 "$BIN" bench kernels --device cuda --energy --kernel gemm,conv2d_forward,adam_step \
+  --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
+tail -n 8 "$R/calibrate.txt" | tee -a "$S"
+
 # Parity: the engine issue's 4-step runs of both models on the GPU vs PyTorch (rel. L2 < 1e-3).
 F=tests/fixtures
 step parity_pamap2_cuda 120 "$BIN" train --model pamap2 --data $F/pamap2_data.safetensors --init $F/pamap2_init.safetensors \
@@ -64,21 +81,6 @@ for m in pamap2 celeba; do
   done
 done
 
-# Energy on synthetic data: the same training (3360 steps of ~1 ms, long enough for the counter's ~100 ms updates)
-# with metering off, per-step and per-kernel: overhead side by side, closure of the windows on the counter's run
-# total, counter vs integrated instant power (scripts/energy_summary.py); then calibration of a few kernels
-# (bench kernels --energy) against the per-kernel run's in-training attribution.
-step synth 120 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
-step convert 120 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
-for mode in none nvml nvml-kernel; do
-  args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
-  step "train_$mode" 60 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
-    --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
-done
-python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
-step calibrate 90 "$BIN" bench kernels --device cuda --energy --kernel gemm,conv2d_forward,adam_step \
-  --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
-tail -n 8 "$R/calibrate.txt" | tee -a "$S"
 # Kernels: time, GFLOP/s, GB/s, fraction of the measured ceilings.
 step bench_kernels 150 "$BIN" bench kernels --device cuda --json
 step sweep 200 "$BIN" sweep --model pamap2 --data "$R/pamap2" --device cuda --energy nvml --batch-sizes 32,128,512 \
