@@ -140,6 +140,12 @@ fn compare_sets_calibration_beside_the_runs_attribution() {
     assert!(l.contains("config.json") && l.contains("powertrain train --out"), "{l}");
     let l = error_line(&[&CAL[..], &["--compare", run_dir.to_str().unwrap(), "--batch-size", "64"]].concat());
     assert!(l.contains("batch size 16"), "{l}");
+    // A CPU run is not compared with a GPU calibration.
+    let cfg_path = run_dir.join("config.json");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace("\"device\": \"cpu\"", "\"device\": \"cuda\"");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let l = error_line(&[&CAL[..], &["--compare", run_dir.to_str().unwrap()]].concat());
+    assert!(l.contains("trained on cuda") && l.contains("--device cuda"), "{l}");
 }
 
 #[test]

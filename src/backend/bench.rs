@@ -135,6 +135,17 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
         "cuda" => DeviceKind::Cuda,
         other => bail!("bench kernels --device {other}: use auto, cpu or cuda"),
     };
+    if let Some(r) = &run {
+        if r.device != device.name() {
+            bail!(
+                "bench kernels --compare {}: that run trained on {}, this calibration would run on {}: use --device {}",
+                r.dir.display(),
+                r.device,
+                device.name(),
+                r.device
+            );
+        }
+    }
     let seed = 0x5eed;
     let mut cal = match a.energy {
         true => Some(Calibrator::open(a, device)?),
@@ -337,6 +348,8 @@ pub struct CompareRun {
     pub optimizer: String,
     pub freeze_encoder: bool,
     pub energy_source: String,
+    /// "cpu" or "cuda".
+    pub device: String,
     /// kernel name -> (launches, J per launch), from kernels.csv.
     pub kernels: std::collections::BTreeMap<String, (u64, Option<f64>)>,
 }
@@ -378,6 +391,7 @@ impl CompareRun {
         let optimizer = cfg["optimizer"].as_str().unwrap_or("adam").to_string();
         let freeze_encoder = cfg["freeze_encoder"].as_bool().unwrap_or(false);
         let energy_source = cfg["energy_source"].as_str().unwrap_or("none").to_string();
+        let device = cfg["device"].as_str().unwrap_or("").to_string();
         let csv_path = dir.join("kernels.csv");
         let csv = std::fs::read_to_string(&csv_path).with_context(|| {
             format!(
@@ -405,7 +419,16 @@ impl CompareRun {
         if energy_source == "none" {
             bail!("bench kernels --compare: {} was trained with --energy none: nothing to compare", dir.display());
         }
-        Ok(CompareRun { dir: dir.to_path_buf(), model, batch_size, optimizer, freeze_encoder, energy_source, kernels })
+        Ok(CompareRun {
+            dir: dir.to_path_buf(),
+            model,
+            batch_size,
+            optimizer,
+            freeze_encoder,
+            energy_source,
+            device,
+            kernels,
+        })
     }
 
     /// True when a training step of this run launches `case` (conv1's backward-data is never computed, the

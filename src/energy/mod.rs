@@ -5,6 +5,14 @@
 //! `begin_step`/`end_step` around every step (after the step's work has finished on the device), and
 //! `finish` at the end. The meter observes; it never changes what is computed.
 //!
+//! Windows are contiguous (`MeterOptions::contiguous`, on by default): a step's window starts where the previous
+//! window ended, so the host time before a step (loading its batch, writing the previous record, evaluation
+//! bookkeeping) is in that step's energy, reported apart as `StepEnergy::gap_s` / `gap_energy_j` and as a
+//! `(between steps)` kernel row; windows then sum to the run's total (`closure` in the run context). On an
+//! H100 the earlier step-only windows held 84 % of the counter's run total. Beside a counter the sampler
+//! also integrates the sensor's cross-check power readings (`Sensor::check_labels`: NVML's instant field and
+//! buffered samples) over the run window and reports the gap (`power_check`).
+//!
 //! Clock: every time is seconds on the backend's clock (`Backend::clock_s`). Call `Meter::set_clock(origin)`
 //! with the backend's creation `Instant` right after `open`; without it the first `begin_step(now_s)` aligns
 //! the meter's clock to `now_s` (earlier timeline points are shifted).
