@@ -287,6 +287,15 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
         let cold = s.kernels.iter().find(|k| k.name == "relu_forward").unwrap().energy_j.unwrap();
         // Same GPU time, 4x the power.
         assert!((hot / cold - 4.0).abs() < 0.2, "hot {hot} cold {cold}");
+        // Each share carries an uncertainty: its part of the step's, plus how far the power weighting moved it
+        // from a plain time split (the hot kernel holds 73 % of the energy in 40 % of the time).
+        let su = s.uncertainty_j.unwrap();
+        for k in &s.kernels {
+            let (ke, ku) = (k.energy_j.unwrap(), k.uncertainty_j.expect("kernel uncertainty"));
+            assert!(ku.is_finite() && ku >= ke / e * su - 1e-12, "{k:?}");
+        }
+        let hot_u = s.kernels.iter().find(|k| k.name == "gemm").unwrap().uncertainty_j.unwrap();
+        assert!(hot_u >= (hot - 0.4 * e).abs(), "{hot_u} vs the time split's {}", 0.4 * e);
         step_sum += e;
     }
     let e0 = steps[0].energy_j.unwrap();
@@ -301,6 +310,9 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
     let csv = m.kernels_csv();
     let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
     let cols: Vec<&str> = gemm_line.split(',').collect();
+    assert!(csv.starts_with("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j\n"));
+    assert_eq!(cols.len(), 7);
+    assert!(cols[6].parse::<f64>().unwrap() > 0.0, "{gemm_line}");
     assert_eq!(cols[1], "50");
     let j: f64 = cols[3].parse().unwrap();
     let jpg: f64 = cols[5].parse().unwrap();

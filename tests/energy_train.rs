@@ -67,4 +67,7 @@ fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
     let csv = std::fs::read_to_string(out.join("kernels.csv")).unwrap();
     let row = csv.lines().find(|l| l.starts_with("(between steps),")).expect("between-steps row");
     assert!(row.split(',').nth(3).unwrap().parse::<f64>().unwrap() > 0.0, "{row}");
+    // An estimate has no measured uncertainty: the column is there and empty, never a made-up number.
+    assert!(csv.lines().skip(1).all(|l| l.split(',').nth(6) == Some("")), "{csv}");
+    assert!(steps[1]["kernels"][0].get("uncertainty_j").is_none());
 }

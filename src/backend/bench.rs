@@ -401,20 +401,29 @@ impl CompareRun {
             )
         })?;
         let mut lines = csv.lines();
-        if lines.next() != Some("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop") {
-            bail!("bench kernels --compare: {} does not have kernels.csv's header", csv_path.display());
-        }
+        // Columns by name (older runs have no energy_uncertainty_j column).
+        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+        let col = |n: &str| header.iter().position(|h| *h == n);
+        let (Some(c_name), Some(c_launches), Some(c_jpl)) = (col("name"), col("launches"), col("j_per_launch")) else {
+            bail!(
+                "bench kernels --compare: {} does not have kernels.csv's header (name,launches,...,j_per_launch,...)",
+                csv_path.display()
+            );
+        };
         let mut kernels = std::collections::BTreeMap::new();
         for (i, line) in lines.enumerate() {
             let cols: Vec<&str> = line.split(',').collect();
             let bad =
                 || anyhow::anyhow!("bench kernels --compare: {} line {}: malformed row", csv_path.display(), i + 2);
-            if cols.len() != 6 {
+            if cols.len() != header.len() {
                 return Err(bad());
             }
-            let launches: u64 = cols[1].parse().map_err(|_| bad())?;
-            let jpl = if cols[4].is_empty() { None } else { Some(cols[4].parse::<f64>().map_err(|_| bad())?) };
-            kernels.insert(cols[0].to_string(), (launches, jpl));
+            let launches: u64 = cols[c_launches].parse().map_err(|_| bad())?;
+            let jpl = match cols[c_jpl] {
+                "" => None,
+                v => Some(v.parse::<f64>().map_err(|_| bad())?),
+            };
+            kernels.insert(cols[c_name].to_string(), (launches, jpl));
         }
         if energy_source == "none" {
             bail!("bench kernels --compare: {} was trained with --energy none: nothing to compare", dir.display());

@@ -341,6 +341,7 @@ pub fn split_kernels(
     work: f64,
     b: f64,
     step_j: Option<f64>,
+    step_unc_j: Option<f64>,
     kernels: &[KernelTiming],
     power_j: &dyn Fn(f64, f64) -> f64,
 ) -> Vec<KernelEnergy> {
@@ -356,7 +357,13 @@ pub fn split_kernels(
         let d = (t1 - t0).max(0.0);
         let w = if d > 0.0 { power_j(t0, t1).max(0.0) } else { 0.0 };
         let i = *index.entry(k.name).or_insert_with(|| {
-            rows.push(KernelEnergy { name: k.name.to_string(), launches: 0, time_s: 0.0, energy_j: None });
+            rows.push(KernelEnergy {
+                name: k.name.to_string(),
+                launches: 0,
+                time_s: 0.0,
+                energy_j: None,
+                uncertainty_j: None,
+            });
             weights.push(0.0);
             rows.len() - 1
         });
@@ -371,30 +378,39 @@ pub fn split_kernels(
     let gap_s = (window_s - busy_s).max(0.0);
     // Overlapping kernels (several streams) can make busy exceed the window: then no gap row weight.
     let gap_w = (window_w - busy_w).max(0.0);
-    rows.push(KernelEnergy { name: BETWEEN_KERNELS.to_string(), launches: 0, time_s: gap_s, energy_j: None });
+    rows.push(KernelEnergy {
+        name: BETWEEN_KERNELS.to_string(),
+        launches: 0,
+        time_s: gap_s,
+        energy_j: None,
+        uncertainty_j: None,
+    });
     weights.push(gap_w);
     // (Back-to-back windows differ by rounding only: no row for that.)
     if work - a > 1e-9 {
-        rows.push(KernelEnergy { name: BETWEEN_STEPS.to_string(), launches: 0, time_s: work - a, energy_j: None });
+        rows.push(KernelEnergy {
+            name: BETWEEN_STEPS.to_string(),
+            launches: 0,
+            time_s: work - a,
+            energy_j: None,
+            uncertainty_j: None,
+        });
         weights.push(power_j(a, work).max(0.0));
     }
     if let Some(e) = step_j {
         let total_w: f64 = weights.iter().sum();
         let n_time: f64 = rows.iter().map(|r| r.time_s).sum();
         for (r, w) in rows.iter_mut().zip(&weights) {
-            let share = if total_w > 0.0 {
-                w / total_w
-            } else if n_time > 0.0 {
-                r.time_s / n_time
-            } else {
-                0.0
-            };
+            let by_time = if n_time > 0.0 { r.time_s / n_time } else { 0.0 };
+            let share = if total_w > 0.0 { w / total_w } else { by_time };
             r.energy_j = Some(e * share);
+            r.uncertainty_j = step_unc_j.map(|u| share * u + e * (share - by_time).abs());
         }
         if total_w <= 0.0 && n_time <= 0.0 {
             // Nothing to weigh by: everything is "between kernels".
             if let Some(r) = rows.iter_mut().find(|r| r.name == BETWEEN_KERNELS) {
                 r.energy_j = Some(e);
+                r.uncertainty_j = step_unc_j;
             }
         }
     }
@@ -415,6 +431,10 @@ pub struct KernelTotal {
     pub energy_j: f64,
     /// Launches counted in `energy_j` (steps without energy are excluded).
     pub launches_with_energy: u64,
+    /// Sum of the shares' half-widths (a linear sum: the split's errors are systematic, not independent).
+    pub uncertainty_j: f64,
+    /// Shares that carried an uncertainty (0: none did, e.g. an estimate; the column is left empty).
+    pub shares_with_uncertainty: u64,
     /// Floating-point operations supplied by the caller (`add_flops`).
     pub flops: f64,
 }
@@ -428,6 +448,10 @@ impl KernelTable {
             if let Some(e) = r.energy_j {
                 t.energy_j += e;
                 t.launches_with_energy += r.launches as u64;
+                if let Some(u) = r.uncertainty_j {
+                    t.uncertainty_j += u;
+                    t.shares_with_uncertainty += 1;
+                }
             }
         }
     }
@@ -446,13 +470,18 @@ impl KernelTable {
         self.rows.is_empty()
     }
 
-    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop (empty cells when unknown),
-    /// sorted by energy (then time), largest first.
+    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j (empty
+    /// cells when unknown), sorted by energy (then time), largest first.
     pub fn to_csv(&self, have_energy: bool) -> String {
         let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
-        let mut s = String::from("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop\n");
+        let mut s = String::from("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j\n");
         for (name, t) in v {
+            let unc = if have_energy && t.shares_with_uncertainty > 0 {
+                format!("{:.6}", t.uncertainty_j)
+            } else {
+                String::new()
+            };
             let (e, jpl, jpg) =
                 if have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS || name == BETWEEN_STEPS) {
                     let jpl = if t.launches_with_energy > 0 {
@@ -469,7 +498,7 @@ impl KernelTable {
                 } else {
                     (String::new(), String::new(), String::new())
                 };
-            s.push_str(&format!("{},{},{:.6},{},{},{}\n", name, t.launches, t.gpu_time_s, e, jpl, jpg));
+            s.push_str(&format!("{},{},{:.6},{},{},{},{}\n", name, t.launches, t.gpu_time_s, e, jpl, jpg, unc));
         }
         s
     }

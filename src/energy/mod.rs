@@ -101,6 +101,11 @@ pub struct KernelEnergy {
     pub launches: u32,
     pub time_s: f64,
     pub energy_j: Option<f64>,
+    /// Half-width around `energy_j` (J): the kernel's share of the step's uncertainty plus the difference
+    /// between the power-weighted split and a plain GPU-time split (how much the split depends on the power
+    /// timeline). None where the step has no uncertainty (estimates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_j: Option<f64>,
 }
 
 /// One step's energy.
@@ -721,7 +726,7 @@ impl Meter {
                 }
             });
             let rows = if self.cfg.per_kernel {
-                attribution::split_kernels(a, work, b, energy, kernels, &power_j)
+                attribution::split_kernels(a, work, b, energy, unc, kernels, &power_j)
             } else {
                 Vec::new()
             };
@@ -812,7 +817,7 @@ impl Meter {
         &self.kernels
     }
 
-    /// kernels.csv content (name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop).
+    /// kernels.csv content (name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j).
     pub fn kernels_csv(&self) -> String {
         self.kernels.to_csv(self.source != EnergySource::None)
     }
