@@ -236,3 +236,40 @@ fn plain_run_dirs_and_machines_are_grouped() {
     let e = write_report(&[d.path().join("nothing")], None).unwrap_err();
     assert!(format!("{e:#}").contains("not a study or run directory"));
 }
+
+#[test]
+fn energy_accounting_table_shows_split_closure_and_power_check() {
+    // A real CPU run (estimate), then its summary edited as a counter run would write it.
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pamap2_data.safetensors");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_powertrain"))
+        .args(["train", "--model", "pamap2", "--data", fx.to_str().unwrap(), "--device", "cpu", "--epochs", "1"])
+        .args(["--batch-size", "16", "--energy", "estimate", "--watts", "30", "--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = run.join("summary.json");
+    let mut s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    s["energy_source"] = "nvml-counter".into();
+    s["total_energy_j"] = 1000.0.into();
+    s["idle_power_w"] = 70.0.into();
+    s["idle_j"] = 700.0.into();
+    s["active_j"] = 300.0.into();
+    s["energy_context"]["closure"] = 0.9981.into();
+    s["energy_context"]["update_period_s"] = 0.1.into();
+    s["energy_context"]["power_check"] = serde_json::json!({ "readings": [
+        { "reading": "field NVML_FI_DEV_POWER_INSTANT (186), polled every 50 ms", "gap_rel": -0.042 },
+        { "reading": "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)", "gap_rel": 0.013 },
+    ]});
+    std::fs::write(&p, serde_json::to_string(&s).unwrap()).unwrap();
+    let r = write_report(&[run.clone()], Some(&d.path().join("rep"))).unwrap();
+    let md = std::fs::read_to_string(&r.md).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| run | nvml-counter |")).unwrap_or_else(|| panic!("{md}"));
+    for want in
+        ["| 1000.0 |", "| 70.0 |", "| 700.0 |", "| 300.0 |", "| 99.81 |", "instant -4.2 %, samples +1.3 %", "| 100 |"]
+    {
+        assert!(row.contains(want), "{want} missing in {row}");
+    }
+    assert!(std::fs::read_to_string(&r.html).unwrap().contains("Energy accounting"));
+}

@@ -117,6 +117,9 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
         }
     }
     blocks.push(Block::Md(runs_table(&inp, metric, &machines)));
+    if let Some(t) = energy_table(&inp.runs) {
+        blocks.push(Block::Md(t));
+    }
     if !inp.failed.is_empty() {
         let mut s = String::from("## Failed runs\n\n");
         for (id, e) in &inp.failed {
@@ -348,6 +351,71 @@ fn acc_series(runs: &[Run], m: Metric) -> Vec<Series> {
 
 /// The run whose power timeline and kernels are shown: the only run, else the cheapest to reach its
 /// target, else the first.
+/// How each metered run's energy is accounted for: source, total, idle (static) and active split, how much of
+/// the total the step and evaluation windows hold (closure), host time folded into them, the counter's gap to
+/// integrated power, the sensor's update period, and the first prediction's error. None without such runs.
+fn energy_table(runs: &[Run]) -> Option<String> {
+    let f = |v: Option<f64>, prec: usize| v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .filter(|r| r.summary.energy_source != "none")
+        .map(|r| {
+            let s = &r.summary;
+            let c = &s.energy_context;
+            let gaps: Vec<String> = c["power_check"]["readings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| {
+                    let g = x["gap_rel"].as_f64()?;
+                    let what = if x["reading"].as_str()?.contains("186") { "instant" } else { "samples" };
+                    Some(format!("{what} {:+.1} %", 100.0 * g))
+                })
+                .collect();
+            let label = if s.energy_source == "estimate" { " (not measured)" } else { "" };
+            vec![
+                r.id.clone(),
+                format!("{}{label}", s.energy_source),
+                f(s.total_energy_j, 1),
+                f(s.idle_power_w, 1),
+                f(s.idle_j, 1),
+                f(s.active_j, 1),
+                f(c["closure"].as_f64().map(|x| 100.0 * x), 2),
+                f(c["gap_s"].as_f64(), 2),
+                if gaps.is_empty() { "-".into() } else { gaps.join(", ") },
+                f(c["update_period_s"].as_f64().map(|x| 1e3 * x), 0),
+                f(s.prediction["energy_error_pct"].as_f64(), 1),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "## Energy accounting\n\nTotal = the sensor's run total (first step to last evaluation). Static = idle power \
+         measured before the run x run time; active = total - static. Windows = the share of the total that the step \
+         and evaluation windows hold (contiguous windows: 100 % up to the counter's last update); host gaps = host \
+         time folded into those windows. Power check = integrated power readings vs the counter over the same \
+         window. Prediction = the first prediction's energy error.\n\n{}\n",
+        crate::study::md_table(
+            &[
+                "run",
+                "source",
+                "total (J)",
+                "idle (W)",
+                "static (J)",
+                "active (J)",
+                "windows (%)",
+                "host gaps (s)",
+                "power check",
+                "update (ms)",
+                "prediction err (%)",
+            ],
+            &rows
+        )
+    ))
+}
+
 fn focus_run(runs: &[Run], m: Metric) -> Option<&Run> {
     runs.iter()
         .filter(|r| m.to_target(&r.summary).is_some())
