@@ -4,6 +4,8 @@
 # Build here first (the binary is carried; it needs only the driver's libcuda and libnvidia-ml there):
 #   LD_LIBRARY_PATH=<nvrtc wheel>/nvidia/cu13/lib POWERTRAIN_REQUIRE_NVRTC=1 cargo build --release
 #   mkdir -p .devbin && cp target/release/powertrain .devbin/
+#   cp "$(cargo test --release --test energy_gpu --no-run --message-format=json | python3 -c 'import json,sys; \
+#     print([j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")][-1])')" .devbin/energy_gpu
 # then run on the device with carry [".devbin"]:  bash scripts/gpu-check.sh
 # Everything lands under $OUT (default ./gpu-out): results.tar.gz (all logs and JSON) and summary.txt.
 # Steps: info, check, CUDA parity runs of both models vs the PyTorch fixtures, bench kernels, bench step for
@@ -40,6 +42,10 @@ nvidia-smi -q > "$R/nvidia-smi-q.txt" 2>&1
 step info 60 "$BIN" info --json
 step check 180 "$BIN" check --device cuda
 tail -n 5 "$R/check.txt" | tee -a "$S"
+
+# The meter's own GPU test (NVML counter, power path, idle, cross-checks), when its binary was carried.
+[ -x .devbin/energy_gpu ] && step energy_gpu_test 60 .devbin/energy_gpu --ignored --nocapture --test-threads 1 \
+  && grep -h "counter vs\|test result" "$R/energy_gpu_test.txt" | tee -a "$S"
 
 # Energy on synthetic data: the same training (3360 steps of ~1 ms, long enough for the counter's ~100 ms updates)
 # with metering off, per-step and per-kernel: overhead side by side, closure of the windows on the counter's run
