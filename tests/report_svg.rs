@@ -263,7 +263,7 @@ fn energy_accounting_table_shows_split_closure_and_power_check() {
         { "reading": "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)", "gap_rel": 0.013 },
     ]});
     std::fs::write(&p, serde_json::to_string(&s).unwrap()).unwrap();
-    let r = write_report(&[run.clone()], Some(&d.path().join("rep"))).unwrap();
+    let r = write_report(std::slice::from_ref(&run), Some(&d.path().join("rep"))).unwrap();
     let md = std::fs::read_to_string(&r.md).unwrap();
     let row = md.lines().find(|l| l.starts_with("| run | nvml-counter |")).unwrap_or_else(|| panic!("{md}"));
     for want in
