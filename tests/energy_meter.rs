@@ -603,6 +603,9 @@ impl Sensor for CounterWithCheck {
     fn check_interval_s(&self, _i: usize) -> f64 {
         0.025
     }
+    fn state(&mut self) -> serde_json::Value {
+        serde_json::json!({ "temperature_c": 71, "throttle_reasons": "SW_POWER_CAP" })
+    }
     fn read_check(&mut self, _i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
         if self.fail_check {
             return Err(anyhow!("scripted: field not supported"));
@@ -631,6 +634,8 @@ fn counter_vs_integrated_power_gap_is_reported() {
     // The check never feeds the step energies: those follow the counter (200 W x 50 ms = 10 J).
     let late: f64 = steps[20..].iter().map(|s| s.energy_j.unwrap()).sum::<f64>() / 80.0;
     assert!((late - 10.0).abs() < 0.3, "{late}");
+    // The device's state at the end is recorded for thermal drift.
+    assert_eq!(run.context["state_at_end"]["temperature_c"], 71);
 
     // A cross-check that fails is counted, not fatal, and gives no gap.
     let s = CounterWithCheck { inner: ScriptedCounter::new(0.1, 200.0), check_w: 0.0, fail_check: true };

@@ -836,6 +836,7 @@ impl Meter {
             std::thread::sleep(Duration::from_secs_f64(wait));
         }
         self.sampler = None;
+        let state_at_end = self.sensor.as_ref().map(|s| lock(s).state()).filter(|v| !v.is_null());
         let run_start = self.run_start_s.unwrap_or(self.last_end_s);
         let wall = (self.last_end_s - run_start).max(0.0);
         let mut tl = lock(&self.tl);
@@ -880,6 +881,10 @@ impl Meter {
         ctx["steps_without_energy"] = json!(self.steps_without_energy);
         ctx["busy_s"] = json!(self.busy_s);
         ctx["gap_s"] = json!(self.gap_s);
+        if let Some(st) = state_at_end {
+            // Clocks, temperature and throttle reasons at the end (the context's top level has them at start).
+            ctx["state_at_end"] = st;
+        }
         ctx["windows"] = json!(if self.opts.contiguous {
             "contiguous: each window starts where the previous ended (host gaps included), so windows sum to the total"
         } else {

@@ -307,6 +307,18 @@ impl Sensor for NvmlSensor {
     fn context(&self) -> serde_json::Value {
         self.context.clone()
     }
+    fn state(&mut self) -> serde_json::Value {
+        let dev = &self.dev;
+        let ok = |r: std::result::Result<serde_json::Value, NvmlError>| {
+            r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
+        };
+        json!({
+            "sm_clock_mhz": ok(dev.clock_info(Clock::SM).map(|v| json!(v))),
+            "mem_clock_mhz": ok(dev.clock_info(Clock::Memory).map(|v| json!(v))),
+            "temperature_c": ok(dev.temperature(TemperatureSensor::Gpu).map(|v| json!(v))),
+            "throttle_reasons": ok(dev.current_throttle_reasons().map(|v| json!(format!("{v:?}")))),
+        })
+    }
     fn check_labels(&self) -> Vec<String> {
         self.checks
             .iter()

@@ -60,6 +60,11 @@ pub trait Sensor: Send {
     fn read_check(&mut self, _i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
         Ok(Vec::new())
     }
+    /// The device's state now (clocks, temperature, throttle reasons), recorded at the end of a run next to
+    /// the context's values from the start, to show thermal drift. Default: nothing.
+    fn state(&mut self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// Start-up self-characterisation (a second or two of tight reads on real hardware): returns what was
     /// measured (update period, window, ...) to merge into the context. Default: nothing.
     fn characterise(&mut self) -> serde_json::Value {
