@@ -676,8 +676,12 @@ pub fn table(rows: &[BenchRow]) -> String {
         "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}",
         "model", "layer", "kernel", "batch", "shape", "ms", "GFLOP/s", "GB/s", "%flop", "%bw"
     );
+    let dynamic = rows.iter().any(|r| r.energy.as_ref().is_some_and(|e| e.dynamic_j_per_launch.is_some()));
     if energy {
         s.push_str(&format!(" {:>11} {:>9} {:>9}", "J/launch", "+-95%", "J/GFLOP"));
+        if dynamic {
+            s.push_str(&format!(" {:>11}", "above idle"));
+        }
     }
     s.push_str("  status\n");
     for r in rows {
@@ -708,6 +712,9 @@ pub fn table(rows: &[BenchRow]) -> String {
                 sci(e.map(|e| e.ci95_j)),
                 sci(jpg)
             ));
+            if dynamic {
+                s.push_str(&format!(" {:>11}", sci(e.and_then(|e| e.dynamic_j_per_launch))));
+            }
         }
         s.push_str(&format!(
             "  {}{}\n",
