@@ -147,18 +147,24 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
         }
     }
     let seed = 0x5eed;
-    let mut cal = match a.energy {
-        true => Some(Calibrator::open(a, device)?),
-        false => None,
+    // The calibrator opens after the backend, so that a missing GPU is reported as such, not as a missing sensor.
+    let mut cal: Option<Calibrator> = None;
+    let open_cal = |cal: &mut Option<Calibrator>| -> Result<()> {
+        if a.energy {
+            *cal = Some(Calibrator::open(a, device)?);
+        }
+        Ok(())
     };
     let (name, ceilings, rows) = match device {
         DeviceKind::Cpu => {
             let cpu = CpuBackend::new();
+            open_cal(&mut cal)?;
             let rows = bench_all(&cpu, None, &cases, a, seed, None, cal.as_mut())?;
             (cpu.device_name(), None, rows)
         }
         DeviceKind::Cuda => {
             let gpu = CudaBackend::new(0)?;
+            open_cal(&mut cal)?;
             let cpu = CpuBackend::new();
             let ceil = ceilings(&gpu)?;
             if !a.json {
