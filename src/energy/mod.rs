@@ -383,7 +383,7 @@ impl Meter {
         if source == EnergySource::Estimate {
             m.context["estimate"] = json!({
                 "watts": m.cfg.watts,
-                "note": "an estimate: --watts x busy (step) time; not a measurement",
+                "note": "an estimate: --watts x the metered windows' time (steps, evaluations and the host time before each); not a measurement",
             });
         }
         m
@@ -844,7 +844,7 @@ impl Meter {
         let residual = tl.residual_j;
         let (total, total_note) = match self.source {
             EnergySource::None => (None, "no energy source"),
-            EnergySource::Estimate => (Some(self.steps_j), "estimate: --watts x busy time"),
+            EnergySource::Estimate => (Some(self.steps_j), "estimate: --watts x the windows' time"),
             _ if self.is_counter => {
                 if self.counter_reset {
                     (None, "counter went backwards during the run: no total (see total_lower_bound_j)")

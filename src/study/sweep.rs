@@ -399,16 +399,19 @@ fn render(
     s
 }
 
-/// GPU busy time / wall time of a run from steps.jsonl: the sum of its per-kernel `time_s` over the sum of
-/// the steps' `wall_s`. None without kernel timings (runs without `--per-kernel`).
+/// GPU busy time / wall time of a run from steps.jsonl: the sum of its kernels' `time_s` (rows with launches;
+/// the `(between kernels)` and `(between steps)` rows are idle or host time) over the sum of the steps' metered
+/// windows (`window_s`, which holds the host time before each step; older runs: `wall_s`). None without kernel
+/// timings (runs without `--per-kernel`).
 pub fn gpu_busy_fraction(run_dir: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(run_dir.join("steps.jsonl")).ok()?;
     let (mut busy, mut wall, mut any) = (0.0, 0.0, false);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        wall += v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
+        let step = v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
+        wall += v.get("window_s").and_then(|x| x.as_f64()).unwrap_or(step);
         if let Some(ks) = v.get("kernels").and_then(|k| k.as_array()) {
-            for k in ks {
+            for k in ks.iter().filter(|k| k.get("launches").and_then(|x| x.as_u64()).unwrap_or(1) > 0) {
                 if let Some(t) = k.get("time_s").and_then(|x| x.as_f64()) {
                     busy += t;
                     any = true;

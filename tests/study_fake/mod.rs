@@ -96,7 +96,8 @@ pub fn fake_train(a: &TrainArgs) -> Result<RunSummary> {
                 "batch_size": a.batch_size, "wall_s": w, "t_s": cum_t, "energy_j": energy,
                 "energy_source": source, "energy_uncertainty_j": 0.0,
                 "kernels": [{"name": "conv2d_forward", "launches": 3, "time_s": w * busy * 0.75, "energy_j": e * 0.6},
-                            {"name": "gemm", "launches": 2, "time_s": w * busy * 0.25, "energy_j": e * 0.3}]});
+                            {"name": "gemm", "launches": 2, "time_s": w * busy * 0.25, "energy_j": e * 0.3},
+                            {"name": "(between kernels)", "launches": 0, "time_s": w * (1.0 - busy), "energy_j": e * 0.1}]});
             writeln!(steps, "{line}")?;
         }
         for t in &tasks {
