@@ -43,25 +43,8 @@ step info 60 "$BIN" info --json
 step check 180 "$BIN" check --device cuda
 tail -n 5 "$R/check.txt" | tee -a "$S"
 
-# The meter's own GPU test (NVML counter, power path, idle, cross-checks), when its binary was carried.
-[ -x .devbin/energy_gpu ] && step energy_gpu_test 60 .devbin/energy_gpu --ignored --nocapture --test-threads 1 \
-  && grep -h "counter vs\|test result" "$R/energy_gpu_test.txt" | tee -a "$S"
-
-# Energy on synthetic data: the same training (3360 steps of ~1 ms, long enough for the counter's ~100 ms updates)
-# with metering off, per-step and per-kernel: overhead side by side, closure of the windows on the counter's run
-# total, counter vs integrated instant power (scripts/energy_summary.py); then calibration of a few kernels
-# (bench kernels --energy) against the per-kernel run's in-training attribution.
-step synth 120 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
-step convert 120 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
-for mode in none nvml nvml-kernel; do
-  args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
-  step "train_$mode" 60 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
-    --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
-done
-python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
-step calibrate 90 "$BIN" bench kernels --device cuda --energy --kernel gemm,conv2d_forward,adam_step \
-  --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
-tail -n 8 "$R/calibrate.txt" | tee -a "$S"
+# Energy checks first (overhead, closure, power gap, calibration): see scripts/gpu-energy.sh.
+source scripts/gpu-energy.sh
 
 # Parity: the engine issue's 4-step runs of both models on the GPU vs PyTorch (rel. L2 < 1e-3).
 F=tests/fixtures

@@ -31,16 +31,6 @@ step kernels_celeba_b256 40 "$BIN" bench kernels --model celeba --batch-size 256
 step torch_celeba_b512 60 python3 scripts/torch_baseline.py --model celeba --batch-size 512 --device cuda --tf32 both --iters 30 --json
 log "  torch celeba b512: $(grep -o '"mode": *"[a-z0-9-]*"\|"median_ms": *[0-9.]*' "$R/torch_celeba_b512.txt" | tr '\n' ' ')"
 fi
-step synth 60 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
-step convert 60 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
-for mode in none nvml nvml-kernel; do
-  args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
-  step "train_$mode" 40 "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda --batch-size 64 --lr 1e-3 \
-    --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
-done
-python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
-step calibrate 60 "$BIN" bench kernels --device cuda --energy --kernel gemm,conv2d_forward \
-  --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
-tail -n 6 "$R/calibrate.txt" | tee -a "$S"
+ENERGY_TRAIN_TIMEOUT=40 CAL_KERNELS=gemm,conv2d_forward source scripts/gpu-energy.sh
 rm -rf "$R/raw" "$R/pamap2"; tar czf "$OUT/results.tar.gz" -C "$OUT" r && rm -rf "$R"
 log "== done $(date -u +%FT%TZ)"
