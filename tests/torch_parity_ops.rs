@@ -25,6 +25,15 @@ fn fixture_bytes() -> Result<Vec<u8>> {
     })
 }
 
+/// Run one parity test: the parsed fixture, the CPU backend and a checker whose failures are reported together.
+fn parity(test: impl FnOnce(&Fixture, &CpuBackend, &mut Checker) -> Result<()>) -> Result<()> {
+    let bytes = fixture_bytes()?;
+    let fx = Fixture::parse(&bytes)?;
+    let mut ck = Checker::default();
+    test(&fx, &CpuBackend::new(), &mut ck)?;
+    ck.finish()
+}
+
 /// Parsed fixture: tensors plus per-case metadata.
 struct Fixture<'a> {
     st: SafeTensors<'a>,
@@ -196,241 +205,224 @@ fn fixture_has_every_case_with_consistent_shapes() -> Result<()> {
 /// conv2d forward (no bias), + bias, backward data, backward filter, bias gradient: three shapes.
 #[test]
 fn conv2d_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    for case in ["conv2d_pamap2", "conv2d_celeba", "conv2d_stride2"] {
-        let meta = fx.params(case)?;
-        let (xs, ws) = (fx.shape(&format!("{case}.x"))?, fx.shape(&format!("{case}.w"))?);
-        ensure!(xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1], "{case}: bad x/w shapes {xs:?} {ws:?}");
-        let (ph, pw) = usize_pair(&meta, "pad")?;
-        let (sh, sw) = usize_pair(&meta, "stride")?;
-        let p = Conv2dParams::strided(xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], ph, pw, sh, sw);
-        let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
-        let (x, w, b, dy) = (t("x")?, t("w")?, t("b")?, t("dy")?);
+    parity(|fx, be, ck| {
+        for case in ["conv2d_pamap2", "conv2d_celeba", "conv2d_stride2"] {
+            let meta = fx.params(case)?;
+            let (xs, ws) = (fx.shape(&format!("{case}.x"))?, fx.shape(&format!("{case}.w"))?);
+            ensure!(xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1], "{case}: bad x/w shapes {xs:?} {ws:?}");
+            let (ph, pw) = usize_pair(&meta, "pad")?;
+            let (sh, sw) = usize_pair(&meta, "stride")?;
+            let p = Conv2dParams::strided(xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], ph, pw, sh, sw);
+            let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
+            let (x, w, b, dy) = (t("x")?, t("w")?, t("b")?, t("dy")?);
 
-        let mut y = vec![f32::NAN; p.y_len()];
-        if ck.run(&format!("{case} forward"), be.conv2d_forward(&p, &x, &w, &mut y)) {
-            ck.op(&format!("{case}.y"), &y, &t("y")?);
+            let mut y = vec![f32::NAN; p.y_len()];
+            if ck.run(&format!("{case} forward"), be.conv2d_forward(&p, &x, &w, &mut y)) {
+                ck.op(&format!("{case}.y"), &y, &t("y")?);
+            }
+            let bp = BiasParams::new(xs[0], ws[0], (p.h_out * p.w_out) as usize);
+            let mut yb = t("y")?; // bias on top of the reference y: tests bias_forward alone
+            if ck.run(&format!("{case} bias_forward"), be.bias_forward(&bp, &b, &mut yb)) {
+                ck.op(&format!("{case}.y_bias"), &yb, &t("y_bias")?);
+            }
+            let mut dx = vec![f32::NAN; p.x_len()];
+            if ck.run(&format!("{case} backward_data"), be.conv2d_backward_data(&p, &dy, &w, &mut dx)) {
+                ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
+            }
+            let mut dw = vec![f32::NAN; p.w_len()];
+            if ck.run(&format!("{case} backward_filter"), be.conv2d_backward_filter(&p, &x, &dy, &mut dw)) {
+                ck.op(&format!("{case}.dw"), &dw, &t("dw")?);
+            }
+            let mut db = vec![f32::NAN; ws[0]];
+            if ck.run(&format!("{case} bias_backward"), be.bias_backward(&bp, &dy, &mut db)) {
+                ck.op(&format!("{case}.db"), &db, &t("db")?);
+            }
         }
-        let bp = BiasParams::new(xs[0], ws[0], (p.h_out * p.w_out) as usize);
-        let mut yb = t("y")?; // bias on top of the reference y: tests bias_forward alone
-        if ck.run(&format!("{case} bias_forward"), be.bias_forward(&bp, &b, &mut yb)) {
-            ck.op(&format!("{case}.y_bias"), &yb, &t("y_bias")?);
-        }
-        let mut dx = vec![f32::NAN; p.x_len()];
-        if ck.run(&format!("{case} backward_data"), be.conv2d_backward_data(&p, &dy, &w, &mut dx)) {
-            ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
-        }
-        let mut dw = vec![f32::NAN; p.w_len()];
-        if ck.run(&format!("{case} backward_filter"), be.conv2d_backward_filter(&p, &x, &dy, &mut dw)) {
-            ck.op(&format!("{case}.dw"), &dw, &t("dw")?);
-        }
-        let mut db = vec![f32::NAN; ws[0]];
-        if ck.run(&format!("{case} bias_backward"), be.bias_backward(&bp, &dy, &mut db)) {
-            ck.op(&format!("{case}.db"), &db, &t("db")?);
-        }
-    }
-    ck.finish()
+        Ok(())
+    })
 }
 
 /// Max pooling 1x2 and 2x2 (odd sizes: floor mode): values, argmax indices (exact), and the scatter backward.
 #[test]
 fn maxpool_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    for case in ["maxpool_1x2", "maxpool_2x2"] {
-        let meta = fx.params(case)?;
-        let xs = fx.shape(&format!("{case}.x"))?;
-        let (kh, kw) = usize_pair(&meta, "kernel")?;
-        let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
-        let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
-        let mut y = vec![f32::NAN; p.y_len()];
-        let mut idx = vec![-1i32; p.y_len()];
-        if ck.run(&format!("{case} forward"), be.maxpool2d_forward(&p, &t("x")?, &mut y, &mut idx)) {
-            ck.op(&format!("{case}.y"), &y, &t("y")?);
-            let want = fx.i32s(&format!("{case}.idx"))?;
-            let bad = idx.iter().zip(&want).filter(|(a, b)| a != b).count();
-            if bad != 0 || idx.len() != want.len() {
-                ck.failures.push(format!("{case}.idx: {bad} of {} indices differ", want.len()));
+    parity(|fx, be, ck| {
+        for case in ["maxpool_1x2", "maxpool_2x2"] {
+            let meta = fx.params(case)?;
+            let xs = fx.shape(&format!("{case}.x"))?;
+            let (kh, kw) = usize_pair(&meta, "kernel")?;
+            let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
+            let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
+            let mut y = vec![f32::NAN; p.y_len()];
+            let mut idx = vec![-1i32; p.y_len()];
+            if ck.run(&format!("{case} forward"), be.maxpool2d_forward(&p, &t("x")?, &mut y, &mut idx)) {
+                ck.op(&format!("{case}.y"), &y, &t("y")?);
+                let want = fx.i32s(&format!("{case}.idx"))?;
+                let bad = idx.iter().zip(&want).filter(|(a, b)| a != b).count();
+                if bad != 0 || idx.len() != want.len() {
+                    ck.failures.push(format!("{case}.idx: {bad} of {} indices differ", want.len()));
+                }
+            }
+            // Backward through the reference indices, so a forward bug does not hide a backward one.
+            let want_idx = fx.i32s(&format!("{case}.idx"))?;
+            let mut dx = vec![f32::NAN; p.x_len()];
+            if ck.run(&format!("{case} backward"), be.maxpool2d_backward(&p, &t("dy")?, &want_idx, &mut dx)) {
+                ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
             }
         }
-        // Backward through the reference indices, so a forward bug does not hide a backward one.
-        let want_idx = fx.i32s(&format!("{case}.idx"))?;
-        let mut dx = vec![f32::NAN; p.x_len()];
-        if ck.run(&format!("{case} backward"), be.maxpool2d_backward(&p, &t("dy")?, &want_idx, &mut dx)) {
-            ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
-        }
-    }
-    ck.finish()
+        Ok(())
+    })
 }
 
 /// Average pooling 1x2 and 2x2 (odd sizes: floor mode), forward and backward.
 #[test]
 fn avgpool_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    for case in ["avgpool_1x2", "avgpool_2x2"] {
-        let meta = fx.params(case)?;
-        let xs = fx.shape(&format!("{case}.x"))?;
-        let (kh, kw) = usize_pair(&meta, "kernel")?;
-        let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
-        let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
-        let mut y = vec![f32::NAN; p.y_len()];
-        if ck.run(&format!("{case} forward"), be.avgpool2d_forward(&p, &t("x")?, &mut y)) {
-            ck.op(&format!("{case}.y"), &y, &t("y")?);
+    parity(|fx, be, ck| {
+        for case in ["avgpool_1x2", "avgpool_2x2"] {
+            let meta = fx.params(case)?;
+            let xs = fx.shape(&format!("{case}.x"))?;
+            let (kh, kw) = usize_pair(&meta, "kernel")?;
+            let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
+            let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
+            let mut y = vec![f32::NAN; p.y_len()];
+            if ck.run(&format!("{case} forward"), be.avgpool2d_forward(&p, &t("x")?, &mut y)) {
+                ck.op(&format!("{case}.y"), &y, &t("y")?);
+            }
+            let mut dx = vec![f32::NAN; p.x_len()];
+            if ck.run(&format!("{case} backward"), be.avgpool2d_backward(&p, &t("dy")?, &mut dx)) {
+                ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
+            }
         }
-        let mut dx = vec![f32::NAN; p.x_len()];
-        if ck.run(&format!("{case} backward"), be.avgpool2d_backward(&p, &t("dy")?, &mut dx)) {
-            ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
-        }
-    }
-    ck.finish()
+        Ok(())
+    })
 }
 
 /// Linear layer as the models build it from gemm + bias: y = x W^T + b, dx = dy W, dW = dy^T x, db = sum dy.
 #[test]
 fn linear_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let (xs, ws) = (fx.shape("linear.x")?, fx.shape("linear.w")?);
-    let (n, k_in, k_out) = (xs[0], xs[1], ws[0]);
-    let t = |s: &str| fx.f32s(&format!("linear.{s}"));
-    let (x, w, b, dy) = (t("x")?, t("w")?, t("b")?, t("dy")?);
+    parity(|fx, be, ck| {
+        let (xs, ws) = (fx.shape("linear.x")?, fx.shape("linear.w")?);
+        let (n, k_in, k_out) = (xs[0], xs[1], ws[0]);
+        let t = |s: &str| fx.f32s(&format!("linear.{s}"));
+        let (x, w, b, dy) = (t("x")?, t("w")?, t("b")?, t("dy")?);
 
-    // y [n, out] = x [n, in] * W^T (W stored [out, in]), then + b.
-    let mut y = vec![f32::NAN; n * k_out];
-    let fwd = be.gemm(&GemmParams::new(n, k_out, k_in, false, true), &x, &w, &mut y);
-    if ck.run("linear gemm forward", fwd)
-        && ck.run("linear bias_forward", be.bias_forward(&BiasParams::new(n, k_out, 1), &b, &mut y))
-    {
-        ck.op("linear.y", &y, &t("y")?);
-    }
-    // dx [n, in] = dy [n, out] * W [out, in].
-    let mut dx = vec![f32::NAN; n * k_in];
-    if ck.run("linear gemm dx", be.gemm(&GemmParams::new(n, k_in, k_out, false, false), &dy, &w, &mut dx)) {
-        ck.op("linear.dx", &dx, &t("dx")?);
-    }
-    // dW [out, in] = dy^T (dy stored [n, out]) * x [n, in].
-    let mut dw = vec![f32::NAN; k_out * k_in];
-    if ck.run("linear gemm dw", be.gemm(&GemmParams::new(k_out, k_in, n, true, false), &dy, &x, &mut dw)) {
-        ck.op("linear.dw", &dw, &t("dw")?);
-    }
-    let mut db = vec![f32::NAN; k_out];
-    if ck.run("linear bias_backward", be.bias_backward(&BiasParams::new(n, k_out, 1), &dy, &mut db)) {
-        ck.op("linear.db", &db, &t("db")?);
-    }
-    ck.finish()
+        // y [n, out] = x [n, in] * W^T (W stored [out, in]), then + b.
+        let mut y = vec![f32::NAN; n * k_out];
+        let fwd = be.gemm(&GemmParams::new(n, k_out, k_in, false, true), &x, &w, &mut y);
+        if ck.run("linear gemm forward", fwd)
+            && ck.run("linear bias_forward", be.bias_forward(&BiasParams::new(n, k_out, 1), &b, &mut y))
+        {
+            ck.op("linear.y", &y, &t("y")?);
+        }
+        // dx [n, in] = dy [n, out] * W [out, in].
+        let mut dx = vec![f32::NAN; n * k_in];
+        if ck.run("linear gemm dx", be.gemm(&GemmParams::new(n, k_in, k_out, false, false), &dy, &w, &mut dx)) {
+            ck.op("linear.dx", &dx, &t("dx")?);
+        }
+        // dW [out, in] = dy^T (dy stored [n, out]) * x [n, in].
+        let mut dw = vec![f32::NAN; k_out * k_in];
+        if ck.run("linear gemm dw", be.gemm(&GemmParams::new(k_out, k_in, n, true, false), &dy, &x, &mut dw)) {
+            ck.op("linear.dw", &dw, &t("dw")?);
+        }
+        let mut db = vec![f32::NAN; k_out];
+        if ck.run("linear bias_backward", be.bias_backward(&BiasParams::new(n, k_out, 1), &dy, &mut db)) {
+            ck.op("linear.db", &db, &t("db")?);
+        }
+        Ok(())
+    })
 }
 
 /// ReLU forward (in place) and backward (dy masked by y > 0, in place).
 #[test]
 fn relu_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let t = |s: &str| fx.f32s(&format!("relu.{s}"));
-    let p = EltwiseParams::new(t("x")?.len());
-    let mut y = t("x")?;
-    if ck.run("relu forward", be.relu_forward(&p, &mut y)) {
-        ck.op("relu.y", &y, &t("y")?);
-    }
-    let mut d = t("dy")?;
-    if ck.run("relu backward", be.relu_backward(&p, &t("y")?, &mut d)) {
-        ck.op("relu.dx", &d, &t("dx")?);
-    }
-    ck.finish()
+    parity(|fx, be, ck| {
+        let t = |s: &str| fx.f32s(&format!("relu.{s}"));
+        let p = EltwiseParams::new(t("x")?.len());
+        let mut y = t("x")?;
+        if ck.run("relu forward", be.relu_forward(&p, &mut y)) {
+            ck.op("relu.y", &y, &t("y")?);
+        }
+        let mut d = t("dy")?;
+        if ck.run("relu backward", be.relu_backward(&p, &t("y")?, &mut d)) {
+            ck.op("relu.dx", &d, &t("dx")?);
+        }
+        Ok(())
+    })
 }
 
 /// Mean softmax cross-entropy: loss and gradient of the mean loss w.r.t. the logits.
 #[test]
 fn cross_entropy_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let s = fx.shape("cross_entropy.logits")?;
-    let p = LossParams::new(s[0], s[1]);
-    let labels = fx.i32s("cross_entropy.labels")?;
-    let (mut grad, mut loss) = (vec![f32::NAN; s[0] * s[1]], vec![f32::NAN; 1]);
-    let r = be.softmax_xent(&p, &fx.f32s("cross_entropy.logits")?, &labels, &mut grad, &mut loss);
-    if ck.run("softmax_xent", r) {
-        ck.op("cross_entropy.loss", &loss, &fx.f32s("cross_entropy.loss")?);
-        ck.op("cross_entropy.grad", &grad, &fx.f32s("cross_entropy.grad")?);
-    }
-    ck.finish()
+    parity(|fx, be, ck| {
+        let s = fx.shape("cross_entropy.logits")?;
+        let p = LossParams::new(s[0], s[1]);
+        let labels = fx.i32s("cross_entropy.labels")?;
+        let (mut grad, mut loss) = (vec![f32::NAN; s[0] * s[1]], vec![f32::NAN; 1]);
+        let r = be.softmax_xent(&p, &fx.f32s("cross_entropy.logits")?, &labels, &mut grad, &mut loss);
+        if ck.run("softmax_xent", r) {
+            ck.op("cross_entropy.loss", &loss, &fx.f32s("cross_entropy.loss")?);
+            ck.op("cross_entropy.grad", &grad, &fx.f32s("cross_entropy.grad")?);
+        }
+        Ok(())
+    })
 }
 
 /// Mean BCE-with-logits over n*k: loss and gradient.
 #[test]
 fn bce_logits_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let s = fx.shape("bce_logits.logits")?;
-    let p = LossParams::new(s[0], s[1]);
-    let (mut grad, mut loss) = (vec![f32::NAN; s[0] * s[1]], vec![f32::NAN; 1]);
-    let r = be.bce_logits(&p, &fx.f32s("bce_logits.logits")?, &fx.f32s("bce_logits.targets")?, &mut grad, &mut loss);
-    if ck.run("bce_logits", r) {
-        ck.op("bce_logits.loss", &loss, &fx.f32s("bce_logits.loss")?);
-        ck.op("bce_logits.grad", &grad, &fx.f32s("bce_logits.grad")?);
-    }
-    ck.finish()
+    parity(|fx, be, ck| {
+        let s = fx.shape("bce_logits.logits")?;
+        let p = LossParams::new(s[0], s[1]);
+        let (mut grad, mut loss) = (vec![f32::NAN; s[0] * s[1]], vec![f32::NAN; 1]);
+        let r =
+            be.bce_logits(&p, &fx.f32s("bce_logits.logits")?, &fx.f32s("bce_logits.targets")?, &mut grad, &mut loss);
+        if ck.run("bce_logits", r) {
+            ck.op("bce_logits.loss", &loss, &fx.f32s("bce_logits.loss")?);
+            ck.op("bce_logits.grad", &grad, &fx.f32s("bce_logits.grad")?);
+        }
+        Ok(())
+    })
 }
 
 /// torch.optim.SGD(momentum 0.9, weight_decay 0.01, lr 0.05): weights after each of 3 steps.
 #[test]
 fn sgd_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let meta = fx.params("sgd")?;
-    let mut w = fx.f32s("sgd.w0")?;
-    let p = SgdParams {
-        len: w.len() as i32,
-        lr: f32_field(&meta, "lr")?,
-        momentum: f32_field(&meta, "momentum")?,
-        weight_decay: f32_field(&meta, "weight_decay")?,
-    };
-    let mut mom = vec![0.0f32; w.len()];
-    for t in 1..=3 {
-        let g = fx.f32s(&format!("sgd.grad{t}"))?;
-        if !ck.run(&format!("sgd step {t}"), be.sgd_step(&p, &mut w, &g, &mut mom)) {
-            break;
+    parity(|fx, be, ck| {
+        let meta = fx.params("sgd")?;
+        let mut w = fx.f32s("sgd.w0")?;
+        let p = SgdParams {
+            len: w.len() as i32,
+            lr: f32_field(&meta, "lr")?,
+            momentum: f32_field(&meta, "momentum")?,
+            weight_decay: f32_field(&meta, "weight_decay")?,
+        };
+        let mut mom = vec![0.0f32; w.len()];
+        for t in 1..=3 {
+            let g = fx.f32s(&format!("sgd.grad{t}"))?;
+            if !ck.run(&format!("sgd step {t}"), be.sgd_step(&p, &mut w, &g, &mut mom)) {
+                break;
+            }
+            ck.cmp(&format!("sgd.w{t}"), &w, &fx.f32s(&format!("sgd.w{t}"))?, rel_l2, TOL_OPTIM);
         }
-        ck.cmp(&format!("sgd.w{t}"), &w, &fx.f32s(&format!("sgd.w{t}"))?, rel_l2, TOL_OPTIM);
-    }
-    ck.finish()
+        Ok(())
+    })
 }
 
 /// torch.optim.Adam(lr 1e-3, weight_decay 0.01; betas 0.9/0.999, eps 1e-8): weights after each of 3 steps.
 #[test]
 fn adam_matches_torch() -> Result<()> {
-    let bytes = fixture_bytes()?;
-    let fx = Fixture::parse(&bytes)?;
-    let be = CpuBackend::new();
-    let mut ck = Checker::default();
-    let meta = fx.params("adam")?;
-    let (lr, wd) = (f32_field(&meta, "lr")?, f32_field(&meta, "weight_decay")?);
-    let mut w = fx.f32s("adam.w0")?;
-    let (mut m, mut v) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
-    for t in 1..=3u64 {
-        let p = AdamParams::at_step(w.len(), lr, wd, t);
-        let g = fx.f32s(&format!("adam.grad{t}"))?;
-        if !ck.run(&format!("adam step {t}"), be.adam_step(&p, &mut w, &g, &mut m, &mut v)) {
-            break;
+    parity(|fx, be, ck| {
+        let meta = fx.params("adam")?;
+        let (lr, wd) = (f32_field(&meta, "lr")?, f32_field(&meta, "weight_decay")?);
+        let mut w = fx.f32s("adam.w0")?;
+        let (mut m, mut v) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
+        for t in 1..=3u64 {
+            let p = AdamParams::at_step(w.len(), lr, wd, t);
+            let g = fx.f32s(&format!("adam.grad{t}"))?;
+            if !ck.run(&format!("adam step {t}"), be.adam_step(&p, &mut w, &g, &mut m, &mut v)) {
+                break;
+            }
+            ck.cmp(&format!("adam.w{t}"), &w, &fx.f32s(&format!("adam.w{t}"))?, rel_l2, TOL_OPTIM);
         }
-        ck.cmp(&format!("adam.w{t}"), &w, &fx.f32s(&format!("adam.w{t}"))?, rel_l2, TOL_OPTIM);
-    }
-    ck.finish()
+        Ok(())
+    })
 }
