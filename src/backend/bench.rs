@@ -148,23 +148,17 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
     }
     let seed = 0x5eed;
     // The calibrator opens after the backend, so that a missing GPU is reported as such, not as a missing sensor.
-    let mut cal: Option<Calibrator> = None;
-    let open_cal = |cal: &mut Option<Calibrator>| -> Result<()> {
-        if a.energy {
-            *cal = Some(Calibrator::open(a, device)?);
-        }
-        Ok(())
-    };
-    let (name, ceilings, rows) = match device {
+    let open_cal = || a.energy.then(|| Calibrator::open(a, device)).transpose();
+    let (name, ceilings, rows, cal) = match device {
         DeviceKind::Cpu => {
             let cpu = CpuBackend::new();
-            open_cal(&mut cal)?;
+            let mut cal = open_cal()?;
             let rows = bench_all(&cpu, None, &cases, a, seed, None, cal.as_mut())?;
-            (cpu.device_name(), None, rows)
+            (cpu.device_name(), None, rows, cal)
         }
         DeviceKind::Cuda => {
             let gpu = CudaBackend::new(0)?;
-            open_cal(&mut cal)?;
+            let mut cal = open_cal()?;
             let cpu = CpuBackend::new();
             let ceil = ceilings(&gpu)?;
             if !a.json {
@@ -178,7 +172,7 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
                 );
             }
             let rows = bench_all(&gpu, Some(&cpu), &cases, a, seed, Some(ceil), cal.as_mut())?;
-            (gpu.device_name(), Some(ceil), rows)
+            (gpu.device_name(), Some(ceil), rows, cal)
         }
     };
     let rows: Vec<BenchRow> = rows;

@@ -198,6 +198,14 @@ impl ClockMap {
     fn now_s(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
+    /// A sample's time on this clock; `read_at` is when the sensor was read (for `Stamp::Now`).
+    fn stamp_s(&self, stamp: Stamp, read_at: f64) -> f64 {
+        match stamp {
+            Stamp::Now => read_at,
+            Stamp::Unix(u) => u - self.unix_at_origin,
+            Stamp::Clock(c) => c,
+        }
+    }
 }
 
 type SharedSensor = Arc<Mutex<Box<dyn Sensor>>>;
@@ -212,12 +220,7 @@ fn feed(tl: &Mutex<Timeline>, clock: &ClockMap, t: f64, r: Reading) -> Option<f6
         }
         Reading::Power(v) => {
             for (stamp, w) in v {
-                let ts = match stamp {
-                    Stamp::Now => t,
-                    Stamp::Unix(u) => u - clock.unix_at_origin,
-                    Stamp::Clock(c) => c,
-                };
-                tl.observe_power(ts, w);
+                tl.observe_power(clock.stamp_s(stamp, t), w);
             }
             None
         }
@@ -248,12 +251,7 @@ fn poll_checks(sensor: &SharedSensor, checks: &SharedChecks, clock: &ClockMap, t
         match r {
             Ok(v) => {
                 for (stamp, w) in v {
-                    let ts = match stamp {
-                        Stamp::Now => t,
-                        Stamp::Unix(u) => u - clock.unix_at_origin,
-                        Stamp::Clock(x) => x,
-                    };
-                    c.tls[i].observe_power(ts, w);
+                    c.tls[i].observe_power(clock.stamp_s(stamp, t), w);
                 }
             }
             Err(_) => c.errors += 1,

@@ -105,21 +105,33 @@ fn resolve(nvml: &'static Nvml, ordinal: usize) -> Result<(Device<'static>, Opti
 }
 
 /// Device context for records: name, UUID, driver, power limit, clocks, temperature, throttle reasons, ...
+/// An NVML answer as JSON, or why it is unavailable.
+fn ok(r: std::result::Result<serde_json::Value, NvmlError>) -> serde_json::Value {
+    r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
+}
+
 pub fn device_context(nvml: &Nvml, dev: &Device<'static>) -> serde_json::Value {
-    let ok = |r: std::result::Result<serde_json::Value, nvml_wrapper::error::NvmlError>| {
-        r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
-    };
-    json!({
+    let mut c = json!({
         "gpu_name": ok(dev.name().map(|v| json!(v))),
         "gpu_uuid": ok(dev.uuid().map(|v| json!(v))),
         "driver_version": ok(nvml.sys_driver_version().map(|v| json!(v))),
         "nvml_version": ok(nvml.sys_nvml_version().map(|v| json!(v))),
         "power_limit_w": ok(dev.enforced_power_limit().map(|v| json!(v as f64 / 1000.0))),
+        "persistence_mode": ok(dev.is_in_persistent_mode().map(|v| json!(v))),
+    });
+    if let (Some(c), serde_json::Value::Object(s)) = (c.as_object_mut(), device_state(dev)) {
+        c.extend(s);
+    }
+    c
+}
+
+/// What changes during a run: clocks, temperature, throttle reasons.
+fn device_state(dev: &Device<'static>) -> serde_json::Value {
+    json!({
         "sm_clock_mhz": ok(dev.clock_info(Clock::SM).map(|v| json!(v))),
         "mem_clock_mhz": ok(dev.clock_info(Clock::Memory).map(|v| json!(v))),
         "temperature_c": ok(dev.temperature(TemperatureSensor::Gpu).map(|v| json!(v))),
         "throttle_reasons": ok(dev.current_throttle_reasons().map(|v| json!(format!("{v:?}")))),
-        "persistence_mode": ok(dev.is_in_persistent_mode().map(|v| json!(v))),
     })
 }
 
@@ -308,16 +320,7 @@ impl Sensor for NvmlSensor {
         self.context.clone()
     }
     fn state(&mut self) -> serde_json::Value {
-        let dev = &self.dev;
-        let ok = |r: std::result::Result<serde_json::Value, NvmlError>| {
-            r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
-        };
-        json!({
-            "sm_clock_mhz": ok(dev.clock_info(Clock::SM).map(|v| json!(v))),
-            "mem_clock_mhz": ok(dev.clock_info(Clock::Memory).map(|v| json!(v))),
-            "temperature_c": ok(dev.temperature(TemperatureSensor::Gpu).map(|v| json!(v))),
-            "throttle_reasons": ok(dev.current_throttle_reasons().map(|v| json!(format!("{v:?}")))),
-        })
+        device_state(&self.dev)
     }
     fn check_labels(&self) -> Vec<String> {
         self.checks

@@ -357,16 +357,21 @@ impl CudaBackend {
         Ok((f, LaunchConfig { grid_dim: l.grid, block_dim: l.block, shared_mem_bytes: l.shared_bytes }))
     }
 
+    /// A timing event from the pool of recorded-and-read ones, or a new one.
+    fn pooled_event(&self, t: &mut Timing) -> Result<CudaEvent> {
+        match t.pool.pop() {
+            Some(e) => Ok(e),
+            None => self.new_timing_event(),
+        }
+    }
+
     /// Start of an op: with timing on, record its start event (no synchronisation).
     fn op_begin(&self) -> Result<Option<CudaEvent>> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
         if !t.on {
             return Ok(None);
         }
-        let e = match t.pool.pop() {
-            Some(e) => e,
-            None => self.new_timing_event()?,
-        };
+        let e = self.pooled_event(&mut t)?;
         e.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
         Ok(Some(e))
     }
@@ -375,10 +380,7 @@ impl CudaBackend {
     fn op_end(&self, name: &'static str, start: Option<CudaEvent>) -> Result<()> {
         let Some(start) = start else { return Ok(()) };
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
-        let e = match t.pool.pop() {
-            Some(e) => e,
-            None => self.new_timing_event()?,
-        };
+        let e = self.pooled_event(&mut t)?;
         e.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
         t.pending.push((name, start, e));
         Ok(())
@@ -724,13 +726,7 @@ impl Backend for CudaBackend {
         // Wait for everything queued, so that the anchor event below is recorded on an idle stream and its GPU
         // time is (within microseconds) the host time read just before recording it.
         self.synchronize()?;
-        let anchor = {
-            let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
-            match t.pool.pop() {
-                Some(e) => e,
-                None => self.new_timing_event()?,
-            }
-        };
+        let anchor = self.pooled_event(&mut *self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?)?;
         let anchor_s = self.clock_s();
         anchor.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
         anchor.synchronize().map_err(|e| anyhow!("cuEventSynchronize: {e}"))?;
