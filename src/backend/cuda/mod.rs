@@ -142,7 +142,15 @@ struct Timing {
     pending: Vec<(&'static str, CudaEvent, CudaEvent)>,
     /// Recorded-and-read events, reused so that timing does not create events on every launch.
     pool: Vec<CudaEvent>,
+    /// The clock anchor: an event recorded on an idle stream right after the host clock read `.1` (s).
+    /// Reused for `ANCHOR_REFRESH_S`, so that a step's timings cost no extra round trip to the GPU.
+    anchor: Option<(CudaEvent, f64)>,
 }
+
+/// How long a clock anchor is reused before a new one is recorded (s). Event times are read relative to it
+/// in f32 milliseconds: 0.06 us resolution at 1 s, well under the events' own 0.5 us; the GPU and host clocks
+/// drift by parts per million, i.e. a few microseconds per second at most.
+const ANCHOR_REFRESH_S: f64 = 1.0;
 
 /// The CUDA backend: one context, one stream (the context's default stream), lazily loaded kernel functions.
 pub struct CudaBackend {
@@ -478,16 +486,18 @@ fn load_module(ctx: &Arc<CudaContext>, m: &EmbeddedModule, cc: (i32, i32)) -> Re
 }
 
 /// Map `take_kernel_timings`' events onto the host clock: `anchor` was recorded on an idle stream right after the
-/// host clock read `anchor_s`, so an event `e` happened at `anchor_s - elapsed(e, anchor)`.
+/// host clock read `anchor_s`. A fresh anchor (`before`: recorded after the events) places an event `e` at
+/// `anchor_s - elapsed(e, anchor)`; a reused one, recorded before them, at `anchor_s + elapsed(anchor, e)`.
+/// Elapsed times are always read in recording order, so they are never negative.
 ///
-/// The caller has synchronised on `anchor`, which was recorded after every pending event on the same (single)
-/// stream, so all of them are complete: the elapsed times are read with the raw driver call, without the two
-/// event synchronisations and three context checks cudarc's `elapsed_ms` adds per call (two calls per launch
-/// on the hot path of `--per-kernel`).
+/// The caller has synchronised the (single) stream, so every pending event and the anchor are complete: the
+/// elapsed times are read with the raw driver call, without the two event synchronisations and three context
+/// checks cudarc's `elapsed_ms` adds per call (two calls per launch on the hot path of `--per-kernel`).
 fn to_host_times(
     pending: &[(&'static str, CudaEvent, CudaEvent)],
     anchor: &CudaEvent,
     anchor_s: f64,
+    before: bool,
 ) -> Result<Vec<KernelTiming>> {
     let ms = |a: &CudaEvent, b: &CudaEvent| {
         // SAFETY: both events were created by cudarc in this backend's context, recorded on its stream, and
@@ -498,7 +508,9 @@ fn to_host_times(
     pending
         .iter()
         .map(|(name, s, e)| {
-            Ok(KernelTiming { name, start_s: anchor_s - ms(s, anchor)? as f64 / 1e3, dur_s: ms(s, e)? as f64 / 1e3 })
+            let start_s =
+                if before { anchor_s - ms(s, anchor)? as f64 / 1e3 } else { anchor_s + ms(anchor, s)? as f64 / 1e3 };
+            Ok(KernelTiming { name, start_s, dur_s: ms(s, e)? as f64 / 1e3 })
         })
         .collect()
 }
@@ -716,21 +728,37 @@ impl Backend for CudaBackend {
         }
     }
     fn take_kernel_timings(&self) -> Result<Vec<KernelTiming>> {
-        let pending = {
+        let (pending, anchor) = {
             let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
-            std::mem::take(&mut t.pending)
+            (std::mem::take(&mut t.pending), t.anchor.take())
         };
         if pending.is_empty() {
+            if let Ok(mut t) = self.timing.lock() {
+                t.anchor = anchor;
+            }
             return Ok(Vec::new());
         }
-        // Wait for everything queued, so that the anchor event below is recorded on an idle stream and its GPU
-        // time is (within microseconds) the host time read just before recording it.
+        // Wait for everything queued (the step has usually done so already, reading its loss).
         self.synchronize()?;
-        let anchor = self.pooled_event(&mut *self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?)?;
-        let anchor_s = self.clock_s();
-        anchor.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
-        anchor.synchronize().map_err(|e| anyhow!("cuEventSynchronize: {e}"))?;
-        let out = to_host_times(&pending, &anchor, anchor_s).context("reading kernel timing events")?;
+        let now_s = self.clock_s();
+        let (anchor, before) = match anchor {
+            Some((e, at)) if now_s - at < ANCHOR_REFRESH_S => ((e, at), false),
+            old => {
+                // A new anchor, recorded on the idle stream, so that its GPU time is (within microseconds)
+                // the host time read just before recording it.
+                let e = match old {
+                    Some((e, _)) => e,
+                    None => {
+                        self.pooled_event(&mut *self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?)?
+                    }
+                };
+                let at = self.clock_s();
+                e.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
+                e.synchronize().map_err(|e| anyhow!("cuEventSynchronize: {e}"))?;
+                ((e, at), true)
+            }
+        };
+        let out = to_host_times(&pending, &anchor.0, anchor.1, before).context("reading kernel timing events")?;
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
         for (_, s, e) in pending {
             if t.pool.len() < 4096 {
@@ -738,7 +766,7 @@ impl Backend for CudaBackend {
                 t.pool.push(e);
             }
         }
-        t.pool.push(anchor);
+        t.anchor = Some(anchor);
         Ok(out)
     }
     fn clock_s(&self) -> f64 {
