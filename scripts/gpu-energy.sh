@@ -1,6 +1,6 @@
 # scripts/gpu-energy.sh: the energy issue's GPU checks, sourced by scripts/gpu-check.sh and scripts/gpu-recheck.sh
 # (which define BIN, R, S, log and step). The same training (3360 steps of ~1 ms, long enough for the counter's
-# ~100 ms updates) with metering off, per-step and per-kernel: overhead side by side, closure of the windows on
+# ~100 ms updates) with metering off, per-step, per-kernel and per-kernel timing every 10th step: overhead side by side, closure of the windows on
 # the counter's run total, counter vs integrated instant power (scripts/energy_summary.py); then calibration of a
 # few kernels (bench kernels --energy) against the per-kernel run's in-training attribution; and the meter's own
 # GPU test when its binary was carried (.devbin/energy_gpu).
@@ -11,12 +11,13 @@ if [ -x .devbin/energy_gpu ]; then
 fi
 step synth 60 "$BIN" data synth pamap2 --out "$R/raw" --scale small --seed 0
 step convert 60 "$BIN" data pamap2 --src "$R/raw/PAMAP2_Dataset" --out "$R/pamap2"
-for mode in none nvml nvml-kernel; do
+for mode in none nvml nvml-kernel nvml-kernel10; do
   args=(--energy nvml); [ $mode = none ] && args=(--energy none); [ $mode = nvml-kernel ] && args=(--energy nvml --per-kernel)
+  [ $mode = nvml-kernel10 ] && args=(--energy nvml --per-kernel --kernel-sample 10)
   step "train_$mode" "${ENERGY_TRAIN_TIMEOUT:-60}" "$BIN" train --model pamap2 --data "$R/pamap2" --device cuda \
     --batch-size 64 --lr 1e-3 --epochs 120 --seed 0 "${args[@]}" --out "$R/run_$mode"
 done
-python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" 2>&1 | tee -a "$S"
+python3 scripts/energy_summary.py "$R/run_none" "$R/run_nvml" "$R/run_nvml-kernel" "$R/run_nvml-kernel10" 2>&1 | tee -a "$S"
 step calibrate 90 "$BIN" bench kernels --device cuda --energy --kernel "${CAL_KERNELS:-gemm,conv2d_forward,adam_step}" \
   --compare "$R/run_nvml-kernel" --windows 3 --window-s 1.0 --out "$R/calibrate.json"
 tail -n 8 "$R/calibrate.txt" | tee -a "$S"

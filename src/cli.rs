@@ -158,6 +158,10 @@ pub struct TrainArgs {
     #[argh(switch)]
     /// attribute energy to every kernel launch (kernels.csv, per-kernel rows in steps.jsonl)
     pub per_kernel: bool,
+    #[argh(option, default = "1")]
+    /// with --per-kernel: time the launches of every Nth training step (and the first two of each batch size,
+    /// and every evaluation); the others take the latest timed step's kernel times, labelled (default 1: all)
+    pub kernel_sample: u64,
     #[argh(option)]
     /// carbon intensity in gCO2e/kWh (carbon is reported only when given)
     pub carbon_intensity: Option<f64>,

@@ -4,8 +4,9 @@
 //! - `config.json`: every flag, protocol version, host, device name, GPU UUID/driver when on a GPU;
 //! - `steps.jsonl`: one object per optimiser step: `step` (1-based), `epoch` (1-based), `loss`, `batch_size`,
 //!   `wall_s` (this step's duration), `t_s` (since the run started), `energy_j` (null with source none),
-//!   `energy_source`, `energy_uncertainty_j`, and with `--per-kernel` `kernels`: [{name, launches, time_s,
-//!   energy_j}];
+//!   `energy_source`, `energy_method`, `energy_uncertainty_j`, `window_s`, `gap_s`, `gap_energy_j`, and with
+//!   `--per-kernel` `kernels`: [{name, launches, time_s, energy_j, uncertainty_j}] and `kernels_timed` (false:
+//!   the kernel times are the latest timed step's, `--kernel-sample`);
 //! - `epochs.csv`: epoch,steps,train_loss,val_loss,val_acc,epoch_wall_s,epoch_energy_j,eval_energy_j,
 //!   cum_energy_j,cum_wall_s (val columns empty when there is no validation split);
 //! - `summary.json`: `RunSummary` below;
@@ -14,7 +15,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, DeviceKind};
 use crate::cli::{BenchArgs, EvalArgs, InfoArgs, TrainArgs};
 use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
-use crate::energy::{Meter, MeterConfig};
+use crate::energy::{Meter, MeterConfig, StepKernels};
 use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -197,6 +198,12 @@ pub fn run_train(a: &TrainArgs) -> Result<RunSummary> {
     if a.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
+    if a.kernel_sample == 0 {
+        bail!("--kernel-sample must be at least 1 (1: time every step's launches)");
+    }
+    if a.kernel_sample > 1 && !a.per_kernel {
+        bail!("--kernel-sample applies to per-kernel attribution: add --per-kernel");
+    }
     let optimizer = Optimizer::parse(&a.optimizer, a.lr, a.momentum, a.weight_decay)?;
     let ds = open_dataset(&a.data, a.val.as_deref())?;
     let spec = task_spec(&a.model, &ds.train, a.tasks.as_deref())?;
@@ -330,7 +337,7 @@ fn train_on<B: Backend>(
         "batch_size": a.batch_size, "epochs": a.epochs, "max_steps": a.max_steps, "target_acc": a.target_acc,
         "shuffle": !a.no_shuffle, "seed": a.seed, "init": a.init, "save": a.save,
         "freeze_encoder": a.freeze_encoder, "energy": a.energy, "energy_source": source.as_str(),
-        "watts": a.watts, "per_kernel": a.per_kernel,
+        "watts": a.watts, "per_kernel": a.per_kernel, "kernel_sample": a.kernel_sample,
         "carbon_intensity": a.carbon_intensity, "pue": a.pue,
         "parameters": layout.total,
     });
@@ -400,12 +407,27 @@ fn train_on<B: Backend>(
             }
             let n = b.n;
             model.load_batch(n, &b.x, &b.y_class, &b.y_bin)?;
+            // With --kernel-sample N, time every Nth step's launches (and the first two of each batch size,
+            // so that a profile and its spread exist); the others use the latest timed profile.
+            let key = n as u64;
+            let timed = a.per_kernel
+                && (a.kernel_sample <= 1 || step % a.kernel_sample == 0 || meter.kernel_profile_samples(key) < 2);
+            if a.per_kernel && a.kernel_sample > 1 {
+                be.set_kernel_timing(timed);
+            }
             let t0 = be.clock_s();
             meter.begin_step(t0);
             let loss = model.train_step(n, &optimizer)?;
             let t1 = be.clock_s();
-            let timings = if a.per_kernel { be.take_kernel_timings()? } else { vec![] };
-            let se = meter.end_step(t1, &timings);
+            let se = if timed {
+                let timings = be.take_kernel_timings()?;
+                // A profile is kept only when some steps will need it.
+                meter.end_step_with(t1, StepKernels::Timed(&timings, (a.kernel_sample > 1).then_some(key)))
+            } else if a.per_kernel {
+                meter.end_step_with(t1, StepKernels::Profiled(key))
+            } else {
+                meter.end_step(t1, &[])
+            };
             step += 1;
             ep_steps += 1;
             step_times.push(t1 - t0);
@@ -428,6 +450,7 @@ fn train_on<B: Backend>(
                 });
                 if a.per_kernel {
                     rec["kernels"] = serde_json::to_value(&se.kernels)?;
+                    rec["kernels_timed"] = serde_json::json!(timed);
                 }
                 writeln!(w, "{rec}")?;
             }
@@ -455,6 +478,9 @@ fn train_on<B: Backend>(
         let mut val_acc = None;
         let mut eval_energy = None;
         if let Some(v) = &ds.val {
+            if a.per_kernel {
+                be.set_kernel_timing(true);
+            }
             let t0 = be.clock_s();
             meter.begin_step(t0);
             let eval_batch = model.max_batch;

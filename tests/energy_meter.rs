@@ -5,7 +5,7 @@ use anyhow::{anyhow, Result};
 use powertrain::backend::{DeviceKind, KernelTiming};
 use powertrain::energy::{
     calibrate_per_launch, CalibrateOpts, EnergySource, Meter, MeterConfig, MeterOptions, Reading, Sensor, Stamp,
-    StepEnergy, BETWEEN_KERNELS, BETWEEN_STEPS,
+    StepEnergy, StepKernels, BETWEEN_KERNELS, BETWEEN_STEPS,
 };
 
 /// A counter like NVML's: it updates every `period` s (at `phase + k * period`), holding the energy of a
@@ -310,8 +310,11 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
     let csv = m.kernels_csv();
     let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
     let cols: Vec<&str> = gemm_line.split(',').collect();
-    assert!(csv.starts_with("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j\n"));
-    assert_eq!(cols.len(), 7);
+    assert!(csv.starts_with(
+        "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches\n"
+    ));
+    assert_eq!(cols.len(), 8);
+    assert_eq!(cols[7], "50", "every launch was timed: {gemm_line}");
     assert!(cols[6].parse::<f64>().unwrap() > 0.0, "{gemm_line}");
     assert_eq!(cols[1], "50");
     let j: f64 = cols[3].parse().unwrap();
@@ -321,6 +324,84 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
     assert_eq!(run.source, "nvml-power");
     let total = run.total_j.unwrap();
     assert!((total - step_sum).abs() <= 0.01 * total, "total {total} vs steps {step_sum}");
+}
+
+#[test]
+fn sampled_kernel_timing_stands_in_a_labelled_profile() {
+    // --kernel-sample 10: steps 0, 1 (a profile and its spread) and every 10th are timed; the others take the
+    // latest timed profile of their key. The timed gemm alternates between 8.4 ms and 8 ms.
+    let mut m = scripted_meter(Box::new(ScriptedPower { power: square, last: -50 }), true);
+    let key = 64;
+    let mut steps = Vec::new();
+    let mut timed_steps = 0;
+    let mut gemm_of = Vec::new(); // the latest timed gemm time at each step
+    for i in 0..40usize {
+        let (a, b) = (i as f64 * 0.02, (i + 1) as f64 * 0.02);
+        m.begin_step(a);
+        let mut t = a + 0.005;
+        while t < b {
+            let _ = m.poll(t);
+            t += 0.005;
+        }
+        let timed = i % 10 == 0 || m.kernel_profile_samples(key) < 2;
+        let se = if timed {
+            let gemm = if timed_steps % 2 == 1 { 0.008 } else { 0.0084 };
+            timed_steps += 1;
+            let k = vec![
+                KernelTiming { name: "gemm", start_s: a, dur_s: gemm },
+                KernelTiming { name: "relu_forward", start_s: a + gemm, dur_s: 0.008 },
+            ];
+            m.end_step_with(b, StepKernels::Timed(&k, Some(key)))
+        } else {
+            m.end_step_with(b, StepKernels::Profiled(key))
+        };
+        assert_eq!(se.kernels_timed, Some(timed), "step {i}");
+        steps.push(se);
+        gemm_of.push(if timed {
+            if timed_steps % 2 == 0 {
+                0.008
+            } else {
+                0.0084
+            }
+        } else {
+            *gemm_of.last().unwrap()
+        });
+    }
+    assert_eq!(timed_steps, 5); // steps 0, 1, 10, 20, 30
+    sane(&steps);
+    for (i, s) in steps.iter().enumerate().skip(2) {
+        let e = s.energy_j.expect("energy");
+        let parts: f64 = s.kernels.iter().map(|k| k.energy_j.unwrap()).sum();
+        assert!((parts - e).abs() <= 1e-3 * e, "step {i}: parts {parts} vs step {e}");
+        let gemm = s.kernels.iter().find(|k| k.name == "gemm").unwrap();
+        let relu = s.kernels.iter().find(|k| k.name == "relu_forward").unwrap();
+        assert_eq!((gemm.launches, relu.launches), (1, 1));
+        // Untimed steps carry the profile's durations (the latest timed gemm) ...
+        assert!((gemm.time_s - gemm_of[i]).abs() < 1e-12, "step {i}: {gemm:?}");
+        // ... placed where the profile had them: gemm in the 400 W part, relu mostly in the 100 W part.
+        let (hot, cold) = (gemm.energy_j.unwrap(), relu.energy_j.unwrap());
+        assert!(hot / cold > 2.5, "step {i}: gemm {hot} relu {cold}");
+    }
+    // Step 11 (profiled) repeats timed step 10 exactly, but for the added spread: the gemm time moved from
+    // 8 ms (step 1) to 8.4 ms (step 10), so 0.4 / 8 = 5 % of the gemm's share is added.
+    let g = |i: usize| steps[i].kernels.iter().find(|k| k.name == "gemm").unwrap().clone();
+    let (t10, p11) = (g(10), g(11));
+    assert!((p11.energy_j.unwrap() - t10.energy_j.unwrap()).abs() < 1e-6 * t10.energy_j.unwrap());
+    let added = p11.uncertainty_j.unwrap() - t10.uncertainty_j.unwrap();
+    let want = 0.4 / 8.0 * p11.energy_j.unwrap();
+    // (1 %: the steps' own half-widths differ a little, through the recent power in them.)
+    assert!((added - want).abs() < 0.01 * want, "added {added}, want {want}");
+    let csv = m.kernels_csv();
+    let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
+    let cols: Vec<&str> = gemm_line.split(',').collect();
+    assert_eq!((cols[1], cols[7]), ("40", "5"), "launches, timed_launches: {gemm_line}");
+    // A key without a profile: the step keeps its energy, all of it between kernels, nothing invented.
+    m.begin_step(0.8);
+    let se = m.end_step_with(0.82, StepKernels::Profiled(7));
+    assert_eq!(se.kernels_timed, Some(false));
+    assert!(se.kernels.iter().all(|k| k.launches == 0), "{:?}", se.kernels);
+    let parts: f64 = se.kernels.iter().filter_map(|k| k.energy_j).sum();
+    assert!((parts - se.energy_j.unwrap()).abs() <= 1e-3 * parts.max(1e-9));
 }
 
 #[test]

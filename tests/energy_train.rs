@@ -71,3 +71,79 @@ fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
     assert!(csv.lines().skip(1).all(|l| l.split(',').nth(6) == Some("")), "{csv}");
     assert!(steps[1]["kernels"][0].get("uncertainty_j").is_none());
 }
+
+#[test]
+fn kernel_sample_times_every_nth_step_and_labels_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pamap2_data.safetensors");
+    let train = |extra: &[&str], out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_powertrain"))
+            .args(["train", "--model", "pamap2", "--data", fx.to_str().unwrap(), "--val", fx.to_str().unwrap()])
+            .args(["--device", "cpu", "--batch-size", "8", "--epochs", "2", "--energy", "estimate", "--watts", "40"])
+            .args(extra)
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = train(&["--per-kernel", "--kernel-sample", "3"], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["kernel_sample"], 3);
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(out.join("steps.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut last_timed: std::collections::HashMap<u64, Vec<(String, u64)>> = Default::default();
+    let (mut timed_kernel_launches, mut untimed) = (0u64, 0);
+    for (i, s) in steps.iter().enumerate() {
+        let timed = s["kernels_timed"].as_bool().expect("kernels_timed on every per-kernel step");
+        let n = s["batch_size"].as_u64().unwrap();
+        let launches: Vec<(String, u64)> = s["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["launches"].as_u64().unwrap() > 0)
+            .map(|k| (k["name"].as_str().unwrap().to_string(), k["launches"].as_u64().unwrap()))
+            .collect();
+        let first_two = steps[..i].iter().filter(|p| p["batch_size"].as_u64() == Some(n)).count() < 2;
+        assert_eq!(timed, i % 3 == 0 || first_two, "step {i} (batch {n})");
+        let e = s["energy_j"].as_f64().unwrap();
+        let parts: f64 = s["kernels"].as_array().unwrap().iter().map(|k| k["energy_j"].as_f64().unwrap()).sum();
+        assert!((parts - e).abs() <= 1e-6 * e.max(1e-3), "step {i}: kernel rows {parts} vs {e}");
+        if timed {
+            timed_kernel_launches += launches.iter().map(|(_, l)| l).sum::<u64>();
+            last_timed.insert(n, launches);
+        } else {
+            untimed += 1;
+            // The stand-in is the latest timed step of the same batch size, launch for launch.
+            assert_eq!(Some(&launches), last_timed.get(&n), "step {i}");
+        }
+    }
+    assert!(untimed >= steps.len() / 3, "{untimed} of {} steps untimed", steps.len());
+    // kernels.csv: every launch counted, the timed ones apart (evaluations are always timed).
+    let csv = std::fs::read_to_string(out.join("kernels.csv")).unwrap();
+    let col = |l: &str, i: usize| l.split(',').nth(i).unwrap().parse::<u64>().unwrap();
+    let (all, timed): (u64, u64) = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('('))
+        .map(|l| (col(l, 1), col(l, 7)))
+        .fold((0, 0), |(a, t), (x, y)| (a + x, t + y));
+    assert!(timed < all, "timed {timed} of {all}");
+    assert!(timed >= timed_kernel_launches, "timed {timed} vs {timed_kernel_launches} in timed steps");
+
+    // Bad uses: clear errors, nothing written.
+    for (extra, want) in [
+        (&["--kernel-sample", "3"][..], "add --per-kernel"),
+        (&["--per-kernel", "--kernel-sample", "0"][..], "at least 1"),
+    ] {
+        let bad = dir.path().join("bad");
+        let o = train(extra, &bad);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("--kernel-sample") && err.contains(want), "{err}");
+        assert!(!bad.exists(), "{extra:?} left {}", bad.display());
+    }
+}

@@ -437,13 +437,20 @@ pub struct KernelTotal {
     pub shares_with_uncertainty: u64,
     /// Floating-point operations supplied by the caller (`add_flops`).
     pub flops: f64,
+    /// Launches whose time was measured in their own step (the others came from a timed profile,
+    /// `--kernel-sample`).
+    pub timed_launches: u64,
 }
 
 impl KernelTable {
-    pub fn add_step(&mut self, rows: &[KernelEnergy]) {
+    /// Add a step's rows; `timed`: its launches were timed in that step (not taken from a profile).
+    pub fn add_step(&mut self, rows: &[KernelEnergy], timed: bool) {
         for r in rows {
             let t = self.rows.entry(r.name.clone()).or_default();
             t.launches += r.launches as u64;
+            if timed {
+                t.timed_launches += r.launches as u64;
+            }
             t.gpu_time_s += r.time_s;
             if let Some(e) = r.energy_j {
                 t.energy_j += e;
@@ -470,12 +477,15 @@ impl KernelTable {
         self.rows.is_empty()
     }
 
-    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j (empty
-    /// cells when unknown), sorted by energy (then time), largest first.
+    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,
+    /// timed_launches (empty cells when unknown), sorted by energy (then time), largest first. `timed_launches`
+    /// below `launches` means the rest took their times from a timed profile (`--kernel-sample`).
     pub fn to_csv(&self, have_energy: bool) -> String {
         let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
-        let mut s = String::from("name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j\n");
+        let mut s = String::from(
+            "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches\n",
+        );
         for (name, t) in v {
             let unc = if have_energy && t.shares_with_uncertainty > 0 {
                 format!("{:.6}", t.uncertainty_j)
@@ -498,7 +508,10 @@ impl KernelTable {
                 } else {
                     (String::new(), String::new(), String::new())
                 };
-            s.push_str(&format!("{},{},{:.6},{},{},{},{}\n", name, t.launches, t.gpu_time_s, e, jpl, jpg, unc));
+            s.push_str(&format!(
+                "{},{},{:.6},{},{},{},{},{}\n",
+                name, t.launches, t.gpu_time_s, e, jpl, jpg, unc, t.timed_launches
+            ));
         }
         s
     }

@@ -47,6 +47,7 @@ use crate::backend::{DeviceKind, KernelTiming};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -130,6 +131,70 @@ pub struct StepEnergy {
     pub method: String,
     /// Per-kernel shares (only with --per-kernel); they sum to energy_j.
     pub kernels: Vec<KernelEnergy>,
+    /// With --per-kernel: true when this step's launches were timed, false when the latest timed profile of
+    /// the same kind of step stood in for them (`--kernel-sample`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels_timed: Option<bool>,
+}
+
+/// How a step's kernels were timed (see `Meter::end_step_with`).
+#[derive(Clone, Copy, Debug)]
+pub enum StepKernels<'a> {
+    /// The step's launches were timed; with a key they become the profile of that kind of step (e.g. a
+    /// training step of batch size 64), replacing the previous one.
+    Timed(&'a [KernelTiming], Option<u64>),
+    /// Not timed: the latest timed profile of this key stands in (positions scaled into the step's window,
+    /// durations as timed), with the profile's step-to-step spread added to each share's uncertainty.
+    Profiled(u64),
+}
+
+/// The launches of the latest timed step of one kind.
+#[derive(Clone, Debug, Default)]
+struct KernelProfile {
+    /// (name, start relative to the step's start (s), duration (s)), in launch order.
+    launches: Vec<(&'static str, f64, f64)>,
+    /// The step's own time (s): its start to its end.
+    span_s: f64,
+    /// Per kernel, the relative change of its summed time between the last two timed steps.
+    spread: BTreeMap<&'static str, f64>,
+    /// Timed steps seen of this kind.
+    samples: u32,
+}
+
+impl KernelProfile {
+    fn update(&mut self, kernels: &[KernelTiming], work: f64, b: f64) {
+        let sums = |v: &[(&'static str, f64, f64)]| {
+            let mut m: BTreeMap<&'static str, f64> = BTreeMap::new();
+            for (n, _, d) in v {
+                *m.entry(*n).or_default() += d.max(0.0);
+            }
+            m
+        };
+        let launches: Vec<(&'static str, f64, f64)> =
+            kernels.iter().map(|k| (k.name, k.start_s - work, k.dur_s.max(0.0))).collect();
+        if self.samples > 0 {
+            let (old, new) = (sums(&self.launches), sums(&launches));
+            self.spread = new
+                .iter()
+                .map(|(n, t)| {
+                    let o = old.get(n).copied().unwrap_or(0.0);
+                    (*n, if o > 0.0 { (t - o).abs() / o } else { 1.0 })
+                })
+                .collect();
+        }
+        self.launches = launches;
+        self.span_s = (b - work).max(0.0);
+        self.samples += 1;
+    }
+
+    /// The profile's launches placed in a step running from `work` to `b`.
+    fn place(&self, work: f64, b: f64) -> Vec<KernelTiming> {
+        let scale = if self.span_s > 0.0 { ((b - work) / self.span_s).min(1.0) } else { 1.0 };
+        self.launches
+            .iter()
+            .map(|&(name, rel, dur)| KernelTiming { name, start_s: work + rel.max(0.0) * scale, dur_s: dur })
+            .collect()
+    }
 }
 
 /// Totals of a run.
@@ -319,6 +384,8 @@ pub struct Meter {
     last_error: Option<String>,
     idle_power_w: Option<f64>,
     kernels: KernelTable,
+    /// Timed kernel profiles by key (`StepKernels`).
+    profiles: BTreeMap<u64, KernelProfile>,
     context: serde_json::Value,
 }
 
@@ -456,6 +523,7 @@ impl Meter {
             last_error: None,
             idle_power_w: None,
             kernels: KernelTable::default(),
+            profiles: BTreeMap::new(),
             context,
         }
     }
@@ -661,8 +729,19 @@ impl Meter {
         }
     }
 
-    /// Called once the step's work has finished on the device.
+    /// Called once the step's work has finished on the device; `kernels` are its timed launches (with
+    /// --per-kernel).
     pub fn end_step(&mut self, now_s: f64, kernels: &[KernelTiming]) -> StepEnergy {
+        self.end_step_with(now_s, StepKernels::Timed(kernels, None))
+    }
+
+    /// Timed steps seen so far of the kind `key` (see `StepKernels`).
+    pub fn kernel_profile_samples(&self, key: u64) -> u32 {
+        self.profiles.get(&key).map_or(0, |p| p.samples)
+    }
+
+    /// `end_step`, with the step's kernels timed or stood in for by a profile.
+    pub fn end_step_with(&mut self, now_s: f64, step_kernels: StepKernels<'_>) -> StepEnergy {
         let open = self.step.take().unwrap_or(OpenStep {
             a: self.last_end_s,
             work: self.last_end_s,
@@ -724,13 +803,37 @@ impl Meter {
                 }
             });
             let rows = if self.cfg.per_kernel {
-                attribution::split_kernels(a, work, b, energy, unc, kernels, &power_j)
+                match step_kernels {
+                    StepKernels::Timed(kernels, key) => {
+                        if let Some(key) = key {
+                            self.profiles.entry(key).or_default().update(kernels, work, b);
+                        }
+                        attribution::split_kernels(a, work, b, energy, unc, kernels, &power_j)
+                    }
+                    StepKernels::Profiled(key) => {
+                        let profile = self.profiles.get(&key);
+                        let placed = profile.map(|p| p.place(work, b)).unwrap_or_default();
+                        let mut rows = attribution::split_kernels(a, work, b, energy, unc, &placed, &power_j);
+                        // Measured steps only: estimates carry no uncertainty (see KernelEnergy).
+                        if let (Some(p), Some(_)) = (profile, unc) {
+                            for r in rows.iter_mut().filter(|r| r.launches > 0) {
+                                // Unknown spread (a single timed step): the whole share is uncertain.
+                                let spread = p.spread.get(r.name.as_str()).copied().unwrap_or(1.0);
+                                if let Some(e) = r.energy_j {
+                                    r.uncertainty_j = Some(r.uncertainty_j.unwrap_or(0.0) + e * spread);
+                                }
+                            }
+                        }
+                        rows
+                    }
+                }
             } else {
                 Vec::new()
             };
             (rows, gap_energy)
         };
-        self.kernels.add_step(&rows);
+        let timed = matches!(step_kernels, StepKernels::Timed(..));
+        self.kernels.add_step(&rows, timed);
         StepEnergy {
             energy_j: energy,
             window_s: dt,
@@ -739,6 +842,7 @@ impl Meter {
             uncertainty_j: unc,
             method,
             kernels: rows,
+            kernels_timed: self.cfg.per_kernel.then_some(timed),
         }
     }
 

@@ -426,6 +426,7 @@ pub fn train_args(model: &str, data: &Path) -> TrainArgs {
         energy: "auto".into(),
         watts: None,
         per_kernel: false,
+        kernel_sample: 1,
         carbon_intensity: None,
         pue: None,
         out: None,
