@@ -411,7 +411,9 @@ fn train_on<B: Backend>(
             // so that a profile and its spread exist); the others use the latest timed profile.
             let key = n as u64;
             let timed = a.per_kernel
-                && (a.kernel_sample <= 1 || step % a.kernel_sample == 0 || meter.kernel_profile_samples(key) < 2);
+                && (a.kernel_sample <= 1
+                    || step.is_multiple_of(a.kernel_sample)
+                    || meter.kernel_profile_samples(key) < 2);
             if a.per_kernel && a.kernel_sample > 1 {
                 be.set_kernel_timing(timed);
             }
