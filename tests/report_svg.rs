@@ -139,6 +139,11 @@ fn estimate_is_marked_and_none_plots_time() {
     assert!(a.texts.iter().any(|t| t == "cumulative time (s)"));
     let md = std::fs::read_to_string(&r.md).unwrap();
     assert!(md.contains("time shown instead of energy"));
+    // Per-kernel GPU time (kernels.csv's gpu_time_s) stands in for energy: both kernels have a bar.
+    let k = parse(&d.path().join("kernels.svg"));
+    assert!(k.texts.iter().any(|x| x == "conv2d_forward") && k.texts.iter().any(|x| x == "gemm"), "{:?}", k.texts);
+    assert!(k.texts.iter().any(|x| x.contains("time (s)")), "{:?}", k.texts);
+    assert!(k.texts.iter().filter(|x| x.parse::<f64>().is_ok_and(|v| v > 0.0)).count() >= 2, "{:?}", k.texts);
 }
 
 fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {

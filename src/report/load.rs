@@ -134,14 +134,15 @@ pub fn steps(dir: &Path) -> Vec<(f64, f64, Option<f64>)> {
         .collect()
 }
 
-/// kernels.csv of a run: (name, energy_j, time_s), read by header names.
+/// kernels.csv of a run: (name, energy_j, GPU time s), read by header names (`gpu_time_s`; `time_s` in
+/// files written by hand).
 pub fn kernels(dir: &Path) -> Vec<(String, Option<f64>, Option<f64>)> {
     let Ok(text) = std::fs::read_to_string(dir.join("kernels.csv")) else { return vec![] };
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(h) = lines.next() else { return vec![] };
     let cols: Vec<&str> = h.split(',').map(|c| c.trim()).collect();
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
-    let (Some(ni), ei, ti) = (find(&["name", "kernel"]), find(&["energy_j"]), find(&["time_s"])) else {
+    let (Some(ni), ei, ti) = (find(&["name", "kernel"]), find(&["energy_j"]), find(&["gpu_time_s", "time_s"])) else {
         return vec![];
     };
     lines

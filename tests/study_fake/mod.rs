@@ -130,7 +130,7 @@ pub fn fake_train(a: &TrainArgs) -> Result<RunSummary> {
     std::fs::write(
         out.join("kernels.csv"),
         format!(
-            "name,launches,time_s,energy_j\nconv2d_forward,{},{},{}\ngemm,{},{},{}\n",
+            "name,launches,gpu_time_s,energy_j\nconv2d_forward,{},{},{}\ngemm,{},{},{}\n",
             3 * step,
             cum_t * busy * 0.75,
             cum_e * 0.6,
