@@ -205,3 +205,56 @@ __device__ __forceinline__ void splitk_reduce(const float* partial, int splits, 
         out[i] = beta == 0.0f ? v : v + beta * out[i];
     }
 }
+
+// ---- launch stamps: per-kernel timing without host events (`--kernel-timing stamps`) ------------------------------
+//
+// The host points `pt_stamps` (one per module, set through cuModuleGetGlobal) at one buffer shared by every
+// module; null, the default, turns stamping off. Every kernel opens with PT_STAMP(): thread 0 of each block
+// folds the block's start time (%globaltimer, ns) into the current launch's accumulator and, when it exits, its
+// end time; the last block of the launch to finish moves the launch's (first start, last end) into ring slot
+// seq % PT_STAMP_RING, clears the accumulator and increments seq. Launches on one stream run one after another,
+// so one accumulator serves them all; the host counts its launches and reads their slots after synchronising.
+// Cost: a load, two atomics and a fence per block, and no host call per launch.
+#define PT_STAMP_RING 16384
+struct PtStampBuf {
+    unsigned long long start_inv;  // max over the launch's blocks of ~start, i.e. ~(first start); 0: none yet
+    unsigned long long end;        // max over the launch's blocks of their end
+    unsigned int blocks_done;      // blocks of the current launch that have finished
+    unsigned int seq;              // launches closed so far
+    unsigned long long ring[2 * PT_STAMP_RING];  // (start, end) of launch s at [2 (s % PT_STAMP_RING)]
+};
+
+#ifndef PT_EMU
+#define PT_MODULE_GLOBAL __device__
+__device__ __forceinline__ unsigned long long pt_globaltimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#endif
+PT_MODULE_GLOBAL PtStampBuf* pt_stamps = 0;
+
+struct PtStamp {
+    __device__ __forceinline__ PtStamp() {
+        PtStampBuf* b = pt_stamps;
+        if (b != 0 && threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0)
+            atomicMax(&b->start_inv, ~pt_globaltimer());
+    }
+    // Runs at every exit of the kernel (early returns included).
+    __device__ __forceinline__ ~PtStamp() {
+        PtStampBuf* b = pt_stamps;
+        if (b == 0 || threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return;
+        atomicMax(&b->end, pt_globaltimer());
+        __threadfence();  // this block's start and end land before it counts as done
+        unsigned int blocks = gridDim.x * gridDim.y * gridDim.z;
+        if (atomicAdd(&b->blocks_done, 1u) != blocks - 1) return;
+        __threadfence();
+        unsigned long long start_inv = atomicExch(&b->start_inv, 0ull);
+        unsigned long long end = atomicExch(&b->end, 0ull);
+        atomicExch(&b->blocks_done, 0u);
+        unsigned int slot = atomicAdd(&b->seq, 1u) % PT_STAMP_RING;
+        b->ring[2 * slot] = ~start_inv;
+        b->ring[2 * slot + 1] = end;
+    }
+};
+#define PT_STAMP() PtStamp pt_stamp_scope_

@@ -224,12 +224,15 @@ __device__ __forceinline__ void conv_bwd_filter(const Conv2dParams& p, const flo
 
 // Shapes as in conv_fwd; grid (ceil(n*h_out*w_out / 128), ceil(c_out / BM)), block 256.
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward_m32(CONV_ARGS_FWD) {
+    PT_STAMP();
     conv_fwd<32>(p, x, w, y);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward(CONV_ARGS_FWD) {
+    PT_STAMP();
     conv_fwd<64>(p, x, w, y);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward_m128(CONV_ARGS_FWD) {
+    PT_STAMP();
     conv_fwd<128>(p, x, w, y);
 }
 
@@ -242,12 +245,15 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_forward_m128(CONV_AR
     else                                                                    \
         conv_bwd_data<BM, false>(p, dy, w, dx, sm, kco, kyx);
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m32(CONV_ARGS_BWD_DATA) {
+    PT_STAMP();
     CONV_BWD_DATA_DISPATCH(32)
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data(CONV_ARGS_BWD_DATA) {
+    PT_STAMP();
     CONV_BWD_DATA_DISPATCH(64)
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m128(CONV_ARGS_BWD_DATA) {
+    PT_STAMP();
     CONV_BWD_DATA_DISPATCH(128)
 }
 
@@ -257,6 +263,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_data_m128(C
 // its FMAs, shared-memory reads and B loads on columns past N. Same grid (ceil(N / 128) = 1 column of tiles).
 #define CONV_BWD_FILTER_TABLES __shared__ int coff[CONV_KTAB], cyx[CONV_KTAB];
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m32(CONV_ARGS_BWD_FILTER) {
+    PT_STAMP();
     CONV_BWD_FILTER_TABLES
     if (p.c_in * p.kh * p.kw <= 32)
         conv_bwd_filter<32, 32>(p, x, dy, dw, coff, cyx);
@@ -264,10 +271,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m32(
         conv_bwd_filter<32>(p, x, dy, dw, coff, cyx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter(CONV_ARGS_BWD_FILTER) {
+    PT_STAMP();
     CONV_BWD_FILTER_TABLES
     conv_bwd_filter<64>(p, x, dy, dw, coff, cyx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m128(CONV_ARGS_BWD_FILTER) {
+    PT_STAMP();
     conv_bwd_filter<128, CONV_BN, false>(p, x, dy, dw, nullptr, nullptr);
 }
 // dw [c_out, c_in, kh, kw] = sum over the splits of conv_partial. dw is tiny (864 floats for celeba conv1) and
@@ -277,6 +286,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_m128
 // partial sums in warp order (a fixed tree: deterministic). Grid-stride over groups of 32 outputs, any grid,
 // blockDim.x a multiple of 32.
 extern "C" __global__ void conv2d_backward_filter_reduce(CONV_ARGS_BWD_FILTER) {
+    PT_STAMP();
     __shared__ float part[32][33];
     const long long len = (long long)p.c_out * p.c_in * p.kh * p.kw;
     const int S = conv_splits, lane = threadIdx.x & 31, g = threadIdx.x >> 5, G = blockDim.x >> 5;

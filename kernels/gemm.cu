@@ -65,6 +65,7 @@ __device__ __forceinline__ void gemm_body(const GemmParams& p, const float* __re
 // GEMM_SPLIT_CAP) gemm_splitk_reduce must follow.
 extern "C" __global__ void __launch_bounds__(256, 2) gemm(const GemmParams p, const float* __restrict__ a,
                                                           const float* __restrict__ b, float* __restrict__ c) {
+    PT_STAMP();
     __shared__ TileSmem<GEMM_BM, GEMM_BN> sm;
     if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) gemm_splits = gridDim.z;
     if (!p.trans_a && !p.trans_b) gemm_body<false, false>(p, a, b, c, sm);
@@ -76,5 +77,6 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm(const GemmParams p, co
 // c [m, n] = alpha * (sum over splits of gemm_partial, in split order) + beta * c. Grid-stride, any grid.
 extern "C" __global__ void gemm_splitk_reduce(const GemmParams p, const float* __restrict__ a,
                                               const float* __restrict__ b, float* __restrict__ c) {
+    PT_STAMP();
     splitk_reduce(gemm_partial, gemm_splits, (long long)p.m * p.n, p.alpha, p.beta, c);
 }

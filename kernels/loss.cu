@@ -11,6 +11,7 @@
 extern "C" __global__ void softmax_xent(const LossParams p, const float* __restrict__ logits,
                                         const int* __restrict__ labels, float* __restrict__ grad,
                                         float* __restrict__ loss) {
+    PT_STAMP();
     __shared__ float scratch[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     float inv_n = 1.0f / (float)p.n;
@@ -44,6 +45,7 @@ extern "C" __global__ void softmax_xent(const LossParams p, const float* __restr
 extern "C" __global__ void bce_logits(const LossParams p, const float* __restrict__ logits,
                                       const float* __restrict__ targets, float* __restrict__ grad,
                                       float* __restrict__ loss) {
+    PT_STAMP();
     __shared__ float scratch[32];
     int total = p.n * p.k;
     float inv = 1.0f / (float)total;
@@ -63,6 +65,7 @@ extern "C" __global__ void bce_logits(const LossParams p, const float* __restric
 // one warp per row; counts are exact in f32 below 2^24.
 extern "C" __global__ void accuracy_classes(const LossParams p, const float* __restrict__ logits,
                                             const int* __restrict__ labels, float* __restrict__ correct) {
+    PT_STAMP();
     __shared__ float scratch[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     float hits = 0.0f;
@@ -95,6 +98,7 @@ extern "C" __global__ void accuracy_classes(const LossParams p, const float* __r
 // One thread per attribute j (consecutive threads read consecutive columns of a row: coalesced).
 extern "C" __global__ void accuracy_binary(const LossParams p, const float* __restrict__ logits,
                                            const float* __restrict__ targets, float* __restrict__ correct) {
+    PT_STAMP();
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= p.k) return;
     int hits = 0;

@@ -7,6 +7,7 @@
 // w -= lr * (momentum != 0 ? m : g). mom is always updated (as the trait documents: m = g when momentum == 0).
 extern "C" __global__ void sgd_step(const SgdParams p, float* __restrict__ w, const float* __restrict__ grad,
                                     float* __restrict__ mom) {
+    PT_STAMP();
     int stride = gridDim.x * blockDim.x;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += stride) {
         float wi = w[i];
@@ -22,6 +23,7 @@ extern "C" __global__ void sgd_step(const SgdParams p, float* __restrict__ w, co
 // w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
 extern "C" __global__ void adam_step(const AdamParams p, float* __restrict__ w, const float* __restrict__ grad,
                                      float* __restrict__ m, float* __restrict__ v) {
+    PT_STAMP();
     int stride = gridDim.x * blockDim.x;
     float step = p.lr / p.bias_correction1;
     float sqrt_bc2 = sqrtf(p.bias_correction2);

@@ -17,6 +17,7 @@ __device__ __forceinline__ void pool_cover(int i, int k, int s, int n_out, int& 
 // h*w plane; ties keep the first in row-major window order, a NaN wins (PyTorch's rule).
 extern "C" __global__ void maxpool2d_forward(const Pool2dParams p, const float* __restrict__ x, float* __restrict__ y,
                                              int* __restrict__ idx) {
+    PT_STAMP();
     long long total = (long long)p.n * p.c * p.h_out * p.w_out;
     long long stride = (long long)gridDim.x * blockDim.x;
     for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < total; o += stride) {
@@ -71,6 +72,7 @@ __device__ __forceinline__ void maxpool_bwd_scatter(const Pool2dParams& p, const
 // any other geometry gathers per input element.
 extern "C" __global__ void maxpool2d_backward(const Pool2dParams p, const float* __restrict__ dy,
                                               const int* __restrict__ idx, float* __restrict__ dx) {
+    PT_STAMP();
     if (pool_tiles_exactly(p)) {
         if ((long long)p.n * p.c * p.h * p.w < (1LL << 31) - (1LL << 26))  // no int overflow in o += stride
             maxpool_bwd_scatter<int>(p, dy, idx, dx);
@@ -100,6 +102,7 @@ extern "C" __global__ void maxpool2d_backward(const Pool2dParams p, const float*
 
 // x [n, c, h, w] -> y [n, c, h_out, w_out] = window mean (divisor kh*kw).
 extern "C" __global__ void avgpool2d_forward(const Pool2dParams p, const float* __restrict__ x, float* __restrict__ y) {
+    PT_STAMP();
     long long total = (long long)p.n * p.c * p.h_out * p.w_out;
     long long stride = (long long)gridDim.x * blockDim.x;
     float inv = 1.0f / (float)(p.kh * p.kw);
@@ -118,6 +121,7 @@ extern "C" __global__ void avgpool2d_forward(const Pool2dParams p, const float* 
 // dy [n, c, h_out, w_out] -> dx [n, c, h, w] (overwritten) = sum over covering windows of dy / (kh*kw).
 extern "C" __global__ void avgpool2d_backward(const Pool2dParams p, const float* __restrict__ dy,
                                               float* __restrict__ dx) {
+    PT_STAMP();
     long long total = (long long)p.n * p.c * p.h * p.w;
     long long stride = (long long)gridDim.x * blockDim.x;
     float inv = 1.0f / (float)(p.kh * p.kw);

@@ -162,6 +162,10 @@ pub struct TrainArgs {
     /// with --per-kernel: time the launches of every Nth training step (and the first two of each batch size,
     /// and every evaluation); the others take the latest timed step's kernel times, labelled (default 1: all)
     pub kernel_sample: u64,
+    #[argh(option, default = "String::from(\"events\")")]
+    /// with --per-kernel on cuda: events (a CUDA event before and after every op) or stamps (the kernels write
+    /// %globaltimer stamps, no host call per launch) (default events)
+    pub kernel_timing: String,
     #[argh(option)]
     /// carbon intensity in gCO2e/kWh (carbon is reported only when given)
     pub carbon_intensity: Option<f64>,
@@ -394,6 +398,10 @@ pub struct BenchArgs {
     #[argh(option)]
     /// number of timed repetitions (default: adaptive)
     pub iters: Option<usize>,
+    #[argh(option)]
+    /// step: also time steps with per-kernel timing on, side by side with it off: events, stamps (cuda) or
+    /// all (each the device has)
+    pub kernel_timing: Option<String>,
     #[argh(switch)]
     /// with kernels: repeat-and-divide energy per launch (calibration mode)
     pub energy: bool,

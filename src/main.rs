@@ -33,7 +33,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     match a.what.as_str() {
-        "kernels" => powertrain::backend::bench::run_bench_kernels(a),
+        "kernels" => {
+            if a.kernel_timing.is_some() {
+                anyhow::bail!("bench kernels: --kernel-timing belongs to 'bench step' (the cost of per-kernel timing)");
+            }
+            powertrain::backend::bench::run_bench_kernels(a)
+        }
         "step" => {
             let kernel_only = [
                 (a.energy, "--energy"),

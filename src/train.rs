@@ -12,7 +12,7 @@
 //! - `summary.json`: `RunSummary` below;
 //! - `kernels.csv` with `--per-kernel`; the checkpoint with `--save`.
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, DeviceKind};
+use crate::backend::{Backend, DeviceKind, KernelClock};
 use crate::cli::{BenchArgs, EvalArgs, InfoArgs, TrainArgs};
 use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
 use crate::energy::{Meter, MeterConfig, StepKernels};
@@ -204,6 +204,10 @@ pub fn run_train(a: &TrainArgs) -> Result<RunSummary> {
     if a.kernel_sample > 1 && !a.per_kernel {
         bail!("--kernel-sample applies to per-kernel attribution: add --per-kernel");
     }
+    let clock = KernelClock::parse(&a.kernel_timing)?;
+    if clock != KernelClock::Events && !a.per_kernel {
+        bail!("--kernel-timing applies to per-kernel attribution: add --per-kernel");
+    }
     let optimizer = Optimizer::parse(&a.optimizer, a.lr, a.momentum, a.weight_decay)?;
     let ds = open_dataset(&a.data, a.val.as_deref())?;
     let spec = task_spec(&a.model, &ds.train, a.tasks.as_deref())?;
@@ -320,6 +324,7 @@ fn train_on<B: Backend>(
     let source = meter.source();
     meter.measure_idle(if source.is_measurement() { 1.0 } else { 0.0 })?;
     if a.per_kernel {
+        be.set_kernel_clock(KernelClock::parse(&a.kernel_timing)?)?;
         be.set_kernel_timing(true);
     }
     let device_name = be.device_name();
@@ -338,6 +343,7 @@ fn train_on<B: Backend>(
         "shuffle": !a.no_shuffle, "seed": a.seed, "init": a.init, "save": a.save,
         "freeze_encoder": a.freeze_encoder, "energy": a.energy, "energy_source": source.as_str(),
         "watts": a.watts, "per_kernel": a.per_kernel, "kernel_sample": a.kernel_sample,
+        "kernel_timing": a.per_kernel.then_some(a.kernel_timing.as_str()),
         "carbon_intensity": a.carbon_intensity, "pue": a.pue,
         "parameters": layout.total,
     });
@@ -684,7 +690,19 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
     let arch = Arch::parse(model_name, 1)?;
     let optimizer = Optimizer::parse(&a.optimizer, 1e-3, 0.0, 0.0)?;
     let kind = resolve_device(&a.device)?;
-    let r = with_backend!(kind, |be| bench_step_on(be, arch, batch, &optimizer, a.iters)?);
+    let clocks: Vec<KernelClock> = match a.kernel_timing.as_deref() {
+        None => vec![],
+        Some("all") if kind == DeviceKind::Cuda => vec![KernelClock::Events, KernelClock::Stamps],
+        Some("all") => vec![KernelClock::Events],
+        Some(s) => vec![KernelClock::parse(s).map_err(|e| anyhow::anyhow!("{e}, or all"))?],
+    };
+    let r = with_backend!(kind, |be| {
+        let mut r = bench_step_on(be, arch, batch, &optimizer, a.iters)?;
+        if !clocks.is_empty() {
+            r["kernel_timing"] = bench_kernel_timing(be, arch, batch, &optimizer, &clocks)?;
+        }
+        r
+    });
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -700,8 +718,92 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
             r["samples_per_s"].as_f64().unwrap_or(f64::NAN),
             r["gflops"].as_f64().unwrap_or(f64::NAN),
         );
+        if let Some(t) = r["kernel_timing"].as_object() {
+            let off = t["off_ms"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "per-kernel timing, {} interleaved rounds of {} steps: off {off:.4} ms/step",
+                t["rounds"], t["steps_per_round"]
+            );
+            for c in t["modes"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<7} {:.4} ms/step  {:+.2} % vs off  ({} ops timed per step)",
+                    c["timing"].as_str().unwrap_or(""),
+                    c["median_ms"].as_f64().unwrap_or(f64::NAN),
+                    c["overhead_pct"].as_f64().unwrap_or(f64::NAN),
+                    c["ops_per_step"]
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The cost of per-kernel timing: training steps with timing off and with each of `clocks` on (timings taken
+/// after every step, as `train --per-kernel` does), in interleaved rounds so that clock and thermal drift hit
+/// every mode alike. Median step time per mode and its overhead against off.
+pub fn bench_kernel_timing<B: Backend>(
+    be: &B,
+    arch: Arch,
+    batch: usize,
+    opt: &Optimizer,
+    clocks: &[KernelClock],
+) -> Result<serde_json::Value> {
+    use rand::Rng;
+    let layout = Layout::new(arch);
+    let mut model = Model::new(be, arch, batch, &layout.init(1))?;
+    let mut rng = crate::util::rng(11);
+    let [c, h, w] = arch.input_shape();
+    let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let k = arch.outputs();
+    let yc: Vec<i32> = (0..batch).map(|_| rng.random_range(0..k as i32)).collect();
+    let yb: Vec<f32> = (0..batch * k).map(|_| rng.random_range(0..2) as f32).collect();
+    model.load_batch(batch, &x, &yc, &yb)?;
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        model.train_step(batch, opt)?;
+    }
+    let per = t0.elapsed().as_secs_f64() / 3.0;
+    // About 6 s in all: rounds x (1 + modes) x steps.
+    let rounds = 5usize;
+    let steps = ((6.0 / per.max(1e-6)) as usize / (rounds * (1 + clocks.len()))).clamp(3, 400);
+    let modes: Vec<Option<KernelClock>> = std::iter::once(None).chain(clocks.iter().copied().map(Some)).collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut ops = vec![0usize; modes.len()];
+    for _ in 0..rounds {
+        for (i, m) in modes.iter().enumerate() {
+            be.set_kernel_clock(m.unwrap_or(KernelClock::Events))?;
+            be.set_kernel_timing(m.is_some());
+            // One untimed step per switch: the first timed step after a switch may anchor the clock.
+            model.train_step(batch, opt)?;
+            let _ = be.take_kernel_timings()?;
+            for _ in 0..steps {
+                let t = std::time::Instant::now();
+                model.train_step(batch, opt)?;
+                if m.is_some() {
+                    ops[i] = be.take_kernel_timings()?.len();
+                }
+                times[i].push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    be.set_kernel_timing(false);
+    be.set_kernel_clock(KernelClock::Events)?;
+    let off = crate::util::median(&times[0]);
+    let rows: Vec<serde_json::Value> = modes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, m)| {
+            let med = crate::util::median(&times[i]);
+            serde_json::json!({
+                "timing": m.map(|c| c.name()), "median_ms": med * 1e3,
+                "overhead_pct": 100.0 * (med / off - 1.0), "ops_per_step": ops[i],
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "rounds": rounds, "steps_per_round": steps, "off_ms": off * 1e3, "modes": rows,
+    }))
 }
 
 /// Time training steps of `arch` at `batch` on `be`; returns the JSON record `bench step` prints.

@@ -228,10 +228,48 @@ pub trait Backend: Send + Sync {
     /// bracketed by events; nothing synchronises until `take_kernel_timings`. It observes; it never changes
     /// what is computed.
     fn set_kernel_timing(&self, on: bool);
+    /// Which clock per-launch timing reads (`--kernel-timing`). Events (the default) work everywhere (the CPU
+    /// backend reads its wall clock); launch stamps only on CUDA.
+    fn set_kernel_clock(&self, clock: KernelClock) -> Result<()> {
+        match clock {
+            KernelClock::Events => Ok(()),
+            KernelClock::Stamps => anyhow::bail!(
+                "--kernel-timing stamps needs --device cuda (the kernels write %globaltimer stamps); the {} \
+                 backend times its kernels with the wall clock: use --kernel-timing events",
+                self.kind().name()
+            ),
+        }
+    }
     /// The timings recorded since the last call (waits for the recorded work to finish).
     fn take_kernel_timings(&self) -> Result<Vec<KernelTiming>>;
     /// Seconds on the backend's clock now (the clock `KernelTiming::start_s` uses).
     fn clock_s(&self) -> f64;
+}
+
+/// How per-launch timing reads the GPU's time (`--kernel-timing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelClock {
+    /// A CUDA event recorded before and after every op (two host calls per op).
+    Events,
+    /// Launch stamps: each kernel's blocks write %globaltimer into a ring (kernels/common.cuh `PT_STAMP`);
+    /// no host call per launch, one read per step.
+    Stamps,
+}
+
+impl KernelClock {
+    pub fn parse(s: &str) -> anyhow::Result<KernelClock> {
+        match s {
+            "events" => Ok(KernelClock::Events),
+            "stamps" => Ok(KernelClock::Stamps),
+            other => anyhow::bail!("unknown --kernel-timing '{other}': use events or stamps"),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelClock::Events => "events",
+            KernelClock::Stamps => "stamps",
+        }
+    }
 }
 
 /// Every kernel the backends implement, by name (the `.cu` function names). Used by `check`, `bench

@@ -145,6 +145,35 @@ struct Timing {
     /// The clock anchor: an event recorded on an idle stream right after the host clock read `.1` (s).
     /// Reused for `ANCHOR_REFRESH_S`, so that a step's timings cost no extra round trip to the GPU.
     anchor: Option<(CudaEvent, f64)>,
+    /// Launch stamps, when `set_kernel_clock(Stamps)` installed them (then they replace the events).
+    stamps: Option<Stamps>,
+}
+
+/// Launch-stamp state (`--kernel-timing stamps`; kernels/common.cuh `PT_STAMP`, layout in launch.rs).
+///
+/// While installed, every module's `pt_stamps` points at `buf` and every launch closes one ring slot, timed
+/// or not, so the host counts every launch (`launched`) and the device's count must match it.
+struct Stamps {
+    buf: CudaSlice<u64>,
+    /// Launches made since the buffer was installed (the device's `seq` must equal it).
+    launched: u64,
+    /// Timed ops not yet taken: (name, first launch, launches).
+    ops: Vec<(&'static str, u64, u64)>,
+    /// Stamps already read (early, `drain`) of launches `base..base + got.len()`.
+    base: u64,
+    got: Vec<(u64, u64)>,
+    /// globaltimer (ns) at host clock (s), read around a probe launch, and that host time's half-width.
+    anchor: Option<(u64, f64, f64)>,
+}
+
+/// Read the stamps early when an unread op is this many launches behind (half the ring).
+const STAMP_DRAIN_AT: u64 = (launch::STAMP_RING / 2) as u64;
+
+/// What `op_begin` started: nothing (timing off), a start event, or the op's first launch index (stamps).
+enum OpMark {
+    Off,
+    Event(CudaEvent),
+    Stamp(u64),
 }
 
 /// How long a clock anchor is reused before a new one is recorded (s). Event times are read relative to it
@@ -373,25 +402,191 @@ impl CudaBackend {
         }
     }
 
-    /// Start of an op: with timing on, record its start event (no synchronisation).
-    fn op_begin(&self) -> Result<Option<CudaEvent>> {
+    /// Start of an op: with timing on, record its start event (no synchronisation), or with launch stamps
+    /// note its first launch.
+    fn op_begin(&self) -> Result<OpMark> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
+        if let Some(st) = &t.stamps {
+            return Ok(if t.on { OpMark::Stamp(st.launched) } else { OpMark::Off });
+        }
         if !t.on {
-            return Ok(None);
+            return Ok(OpMark::Off);
         }
         let e = self.pooled_event(&mut t)?;
         e.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
-        Ok(Some(e))
+        Ok(OpMark::Event(e))
     }
 
-    /// End of an op: with timing on, record its end event and keep the pair for `take_kernel_timings`.
-    fn op_end(&self, name: &'static str, start: Option<CudaEvent>) -> Result<()> {
-        let Some(start) = start else { return Ok(()) };
+    /// End of an op of `launches` launches: with events, record its end event and keep the pair for
+    /// `take_kernel_timings`; with launch stamps, count the launches (timed or not) and keep the timed op.
+    fn op_end(&self, name: &'static str, mark: OpMark, launches: usize) -> Result<()> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
+        if let Some(st) = t.stamps.as_mut() {
+            st.launched += launches as u64;
+            if let OpMark::Stamp(first) = mark {
+                st.ops.push((name, first, launches as u64));
+                let unread = st.ops[0].1.max(st.base + st.got.len() as u64);
+                if st.launched - unread >= STAMP_DRAIN_AT {
+                    self.drain_stamps(st)?;
+                }
+            }
+            return Ok(());
+        }
+        let OpMark::Event(start) = mark else { return Ok(()) };
         let e = self.pooled_event(&mut t)?;
         e.record(&self.stream).map_err(|e| anyhow!("cuEventRecord: {e}"))?;
         t.pending.push((name, start, e));
         Ok(())
+    }
+
+    /// Install launch stamps (a zeroed ring, every module's `pt_stamps` pointing at it) or remove them.
+    fn install_stamps(&self, on: bool) -> Result<()> {
+        let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
+        if on == t.stamps.is_some() {
+            return Ok(());
+        }
+        self.synchronize()?;
+        let buf = if on {
+            Some(
+                self.stream
+                    .alloc_zeros::<u64>(launch::STAMP_BUF_WORDS)
+                    .map_err(|e| anyhow!("launch stamps: cannot allocate the ring: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let ptr: u64 = match &buf {
+            Some(b) => {
+                let (p, _sync) = cudarc::driver::DevicePtr::device_ptr(b, &self.stream);
+                p
+            }
+            None => 0,
+        };
+        for (file, m) in &self.modules {
+            let mut g = m.get_global("pt_stamps", &self.stream).map_err(|e| {
+                anyhow!("launch stamps: kernels/{file} has no `pt_stamps` (rebuild after editing kernels/): {e}")
+            })?;
+            if g.len() != 8 {
+                bail!("launch stamps: `pt_stamps` of kernels/{file} is {} bytes, not a pointer", g.len());
+            }
+            self.stream
+                .memcpy_htod(&ptr.to_ne_bytes(), &mut g)
+                .map_err(|e| anyhow!("launch stamps: cannot set kernels/{file}'s pointer: {e}"))?;
+        }
+        self.synchronize()?;
+        t.stamps = buf.map(|buf| Stamps { buf, launched: 0, ops: Vec::new(), base: 0, got: Vec::new(), anchor: None });
+        Ok(())
+    }
+
+    /// Copy the stamps of launches `a..b` (at most a ring's worth, all complete) from the device.
+    fn read_stamps(&self, st: &Stamps, a: u64, b: u64) -> Result<Vec<(u64, u64)>> {
+        let ring = launch::STAMP_RING as u64;
+        if b - a > ring {
+            bail!("launch stamps: {} launches between reads overflow the ring of {ring}", b - a);
+        }
+        let mut words = vec![0u64; 2 * (b - a) as usize];
+        let mut i = a;
+        while i < b {
+            let slot = (i % ring) as usize;
+            let n = ((b - i) as usize).min(launch::STAMP_RING - slot);
+            let lo = launch::STAMP_HEADER_WORDS + 2 * slot;
+            let dst = &mut words[2 * (i - a) as usize..2 * ((i - a) as usize + n)];
+            self.stream
+                .memcpy_dtoh(&st.buf.slice(lo..lo + 2 * n), dst)
+                .map_err(|e| anyhow!("launch stamps: cannot read the ring: {e}"))?;
+            i += n as u64;
+        }
+        self.synchronize()?;
+        Ok(words.chunks_exact(2).map(|w| (w[0], w[1])).collect())
+    }
+
+    /// Read the stamps of the launches made so far that are not read yet (the ring would wrap otherwise).
+    fn drain_stamps(&self, st: &mut Stamps) -> Result<()> {
+        self.synchronize()?;
+        let from =
+            if st.got.is_empty() { st.ops.first().map_or(st.launched, |o| o.1) } else { st.base + st.got.len() as u64 };
+        let new = self.read_stamps(st, from, st.launched)?;
+        if st.got.is_empty() {
+            st.base = from;
+        }
+        st.got.extend(new);
+        Ok(())
+    }
+
+    /// Pair globaltimer with the host clock: an empty probe launch between two host clock reads on an idle
+    /// stream. Also checks that the device closed exactly the launches the host counted.
+    fn stamp_anchor(&self, st: &mut Stamps) -> Result<(u64, f64, f64)> {
+        use cudarc::driver::PushKernelArg as _;
+        let plan = launch::stamp_probe();
+        let (f, cfg) = self.prepare("pt_probe", &plan[0])?;
+        let p = EltwiseParams::new(0);
+        let t0 = self.clock_s();
+        let mut b = self.stream.launch_builder(&f.f);
+        b.arg(&p);
+        b.arg(&st.buf);
+        // SAFETY: pt_probe takes (EltwiseParams by value, float*) and touches neither; the pointer is a live
+        // device allocation of this context.
+        unsafe { b.launch(cfg) }.map_err(|e| anyhow!("launch stamps: probe launch failed: {e}"))?;
+        st.launched += 1;
+        self.synchronize()?;
+        let t1 = self.clock_s();
+        let mut head = [0u64; launch::STAMP_HEADER_WORDS];
+        self.stream
+            .memcpy_dtoh(&st.buf.slice(0..launch::STAMP_HEADER_WORDS), &mut head[..])
+            .map_err(|e| anyhow!("launch stamps: cannot read the ring header: {e}"))?;
+        let seq = head[2] >> 32;
+        if seq != st.launched & 0xffff_ffff {
+            bail!(
+                "launch stamps: the device closed {seq} launches, the host made {}: a kernel without PT_STAMP() \
+                 or a launch outside the timed path; use --kernel-timing events",
+                st.launched
+            );
+        }
+        let (s, e) = self.read_stamps(st, st.launched - 1, st.launched)?[0];
+        if s == 0 || e < s {
+            bail!("launch stamps: the probe's stamps are invalid (start {s}, end {e}); use --kernel-timing events");
+        }
+        Ok((s + (e - s) / 2, (t0 + t1) / 2.0, (t1 - t0) / 2.0))
+    }
+
+    /// `take_kernel_timings` with launch stamps.
+    fn take_stamp_timings(&self) -> Result<Vec<KernelTiming>> {
+        let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
+        let Some(st) = t.stamps.as_mut() else { return Ok(Vec::new()) };
+        if st.ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.drain_stamps(st)?;
+        let now = self.clock_s();
+        let anchor = match st.anchor {
+            Some(a) if now - a.1 < ANCHOR_REFRESH_S => a,
+            _ => {
+                let a = self.stamp_anchor(st)?;
+                st.anchor = Some(a);
+                a
+            }
+        };
+        let ops = std::mem::take(&mut st.ops);
+        let mut out = Vec::with_capacity(ops.len());
+        for (name, first, n) in ops {
+            let (mut s, mut e) = (u64::MAX, 0u64);
+            for i in first..first + n {
+                let k = i.checked_sub(st.base).map(|k| k as usize).filter(|&k| k < st.got.len());
+                let Some(&(a, b)) = k.map(|k| &st.got[k]) else {
+                    bail!("launch stamps: launch {i} of `{name}` was not read (ring overwritten?)");
+                };
+                if a == 0 || b < a {
+                    bail!("launch stamps: launch {i} of `{name}` has invalid stamps (start {a}, end {b})");
+                }
+                s = s.min(a);
+                e = e.max(b);
+            }
+            let start_s = anchor.1 + (s as i64 - anchor.0 as i64) as f64 * 1e-9;
+            out.push(KernelTiming { name, start_s, dur_s: (e - s) as f64 * 1e-9 });
+        }
+        st.got.clear();
+        st.base = st.launched;
+        Ok(out)
     }
 }
 
@@ -413,7 +608,7 @@ macro_rules! launch_op {
             // launch configuration against the device and the function.
             unsafe { b.launch(cfg) }.map_err(|e| anyhow::anyhow!("{}: launch of `{}` failed: {e}", $op, l.func))?;
         }
-        be.op_end($op, t0)
+        be.op_end($op, t0, plan.len())
     }};
 }
 pub(crate) use launch_op;
@@ -724,10 +919,21 @@ impl Backend for CudaBackend {
                     t.pool.push(s);
                     t.pool.push(e);
                 }
+                if let Some(st) = t.stamps.as_mut() {
+                    st.ops.clear();
+                    st.got.clear();
+                    st.base = st.launched;
+                }
             }
         }
     }
+    fn set_kernel_clock(&self, clock: KernelClock) -> Result<()> {
+        self.install_stamps(clock == KernelClock::Stamps)
+    }
     fn take_kernel_timings(&self) -> Result<Vec<KernelTiming>> {
+        if self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?.stamps.is_some() {
+            return self.take_stamp_timings();
+        }
         let (pending, anchor) = {
             let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
             (std::mem::take(&mut t.pending), t.anchor.take())

@@ -7,6 +7,7 @@
 
 #include <ucontext.h>
 
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -15,6 +16,12 @@
 #include <vector>
 
 dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+unsigned long long pt_globaltimer() {
+    return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 namespace {
 
@@ -210,7 +217,8 @@ uint32_t emu_shfl(uint32_t v, int arg, int mode, int width) {
     X(accuracy_classes, LossParams, const float*, const int*, float*)                     \
     X(accuracy_binary, LossParams, const float*, const float*, float*)                    \
     X(sgd_step, SgdParams, float*, const float*, float*)                                  \
-    X(adam_step, AdamParams, float*, const float*, float*, float*)
+    X(adam_step, AdamParams, float*, const float*, float*, float*)                        \
+    X(pt_probe, EltwiseParams, float*)
 
 #define EMU_DECLARE(name, ...) extern "C" void name(__VA_ARGS__);
 EMU_KERNELS(EMU_DECLARE)
@@ -236,6 +244,19 @@ int emu_kernel_count() {
 }
 const char* emu_kernel_name(int i) {
     return i >= 0 && i < (int)table().size() ? table()[i].name : nullptr;
+}
+
+// Point every kernel's launch stamps at `buf` (a PtStampBuf, kernels/common.cuh), or turn them off (null).
+void emu_set_stamps(void* buf) {
+    std::lock_guard<std::mutex> lock(LAUNCH_MUTEX);
+    pt_stamps = static_cast<PtStampBuf*>(buf);
+}
+// sizeof(PtStampBuf) and PT_STAMP_RING, for the Rust side to check its layout.
+size_t emu_stamp_buf_bytes() {
+    return sizeof(PtStampBuf);
+}
+unsigned emu_stamp_ring() {
+    return PT_STAMP_RING;
 }
 
 // Runs kernel `name` over the grid; 0 on success, else 1 with a message in err.

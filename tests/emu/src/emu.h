@@ -9,6 +9,10 @@
 // a shuffle with an exited lane is reported as a deadlock.
 #pragma once
 
+// kernels/common.cuh: use the emulated clock and a single (C++17 inline) stamp pointer shared by every .cu.
+#define PT_EMU 1
+#define PT_MODULE_GLOBAL inline
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -81,3 +85,28 @@ inline float __fdividef(float a, float b) {
 inline float __expf(float a) {
     return expf(a);
 }
+
+// Atomics and fences: one launch at a time, its fibers on one OS thread, so plain operations are atomic.
+inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {
+    unsigned long long o = *p;
+    if (v > o) *p = v;
+    return o;
+}
+inline unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
+    unsigned long long o = *p;
+    *p = v;
+    return o;
+}
+inline unsigned int atomicExch(unsigned int* p, unsigned int v) {
+    unsigned int o = *p;
+    *p = v;
+    return o;
+}
+inline unsigned int atomicAdd(unsigned int* p, unsigned int v) {
+    unsigned int o = *p;
+    *p = o + v;
+    return o;
+}
+inline void __threadfence() {}
+// %globaltimer: nanoseconds of a monotonic clock (emu.cpp).
+unsigned long long pt_globaltimer();

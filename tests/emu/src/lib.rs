@@ -8,6 +8,9 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 extern "C" {
     fn emu_kernel_count() -> c_int;
     fn emu_kernel_name(i: c_int) -> *const c_char;
+    fn emu_set_stamps(buf: *mut c_void);
+    fn emu_stamp_buf_bytes() -> usize;
+    fn emu_stamp_ring() -> u32;
     #[allow(clippy::too_many_arguments)]
     fn emu_launch(
         name: *const c_char,
@@ -28,6 +31,21 @@ pub fn kernel_names() -> Vec<String> {
     unsafe {
         (0..emu_kernel_count()).map(|i| CStr::from_ptr(emu_kernel_name(i)).to_string_lossy().into_owned()).collect()
     }
+}
+
+/// Point the kernels' launch stamps (`pt_stamps`, kernels/common.cuh) at `buf`, or turn them off (null).
+///
+/// # Safety
+/// `buf` must be null or point at a zeroed `PtStampBuf` (`stamp_layout().0` bytes, 8-byte aligned) that stays
+/// alive, and untouched by Rust, until stamps are turned off again.
+pub unsafe fn set_stamps(buf: *mut c_void) {
+    emu_set_stamps(buf)
+}
+
+/// (sizeof(PtStampBuf) in bytes, PT_STAMP_RING) as the kernels' header defines them.
+pub fn stamp_layout() -> (usize, u32) {
+    // SAFETY: both return compile-time constants.
+    unsafe { (emu_stamp_buf_bytes(), emu_stamp_ring()) }
 }
 
 /// Launch kernel `func` on the CPU.
