@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Summarise metered training runs for the energy issue's GPU checks.
 
-usage: energy_summary.py RUN_OFF RUN_STEP [RUN_KERNEL [RUN_SAMPLED]]
-  RUN_OFF:     the same training with --energy none (the timing reference)
-  RUN_STEP:    with --energy nvml (per-step metering)
-  RUN_KERNEL:  with --energy nvml --per-kernel (every launch timed)
-  RUN_SAMPLED: with --energy nvml --per-kernel --kernel-sample N (every Nth step timed)
+usage: energy_summary.py RUN_OFF RUN [RUN ...]
+  RUN_OFF: the same training with --energy none (the timing reference)
+  RUN:     the same training metered: --energy nvml (per-step), or with --per-kernel, --kernel-timing
+           events|stamps and --kernel-sample N (each run's config.json says which)
 
 Prints, from each run's summary.json: mean step time and the metering overhead against RUN_OFF (goals: per-step
 <= 1 %, per-kernel <= 5 %), the counter's run total, the attributed windows' sum and their closure (goal: within
@@ -15,9 +14,22 @@ import json
 import sys
 
 
-def load(d):
-    with open(f"{d}/summary.json") as f:
+def load(d, name="summary.json"):
+    with open(f"{d}/{name}") as f:
         return json.load(f)
+
+
+def label(d):
+    try:
+        c = load(d, "config.json")
+    except OSError:
+        return "metered", 1.0
+    if not c.get("per_kernel"):
+        return "per-step", 1.0
+    s = "per-kernel/" + (c.get("kernel_timing") or "events")
+    if (c.get("kernel_sample") or 1) > 1:
+        s += f"/sample {c['kernel_sample']}"
+    return s, 5.0
 
 
 def main():
@@ -25,16 +37,17 @@ def main():
         sys.exit(__doc__)
     off = load(sys.argv[1])
     base = off["mean_step_s"]
-    print(f"off:        steps {off['steps']} mean_step_ms {1e3 * base:.4f}")
-    for label, d in zip(["per-step", "per-kernel", "sampled"], sys.argv[2:]):
-        s = load(d)
+    print(f"{'off:':<30} steps {off['steps']} mean_step_ms {1e3 * base:.4f}")
+    for d in sys.argv[2:]:
+        try:
+            s = load(d)
+        except OSError as e:
+            print(f"{d}: no summary ({e})")
+            continue
+        name, goal = label(d)
         c = s.get("energy_context") or {}
-        if label == "sampled":
-            with open(f"{d}/config.json") as f:
-                label = f"per-kernel/{json.load(f).get('kernel_sample')}"
         over = 100.0 * (s["mean_step_s"] / base - 1.0) if base > 0 else float("nan")
-        goal = 1.0 if label == "per-step" else 5.0
-        print(f"{label + ':':<14} steps {s['steps']} mean_step_ms {1e3 * s['mean_step_s']:.4f} overhead {over:+.2f} % "
+        print(f"{name + ':':<30} steps {s['steps']} mean_step_ms {1e3 * s['mean_step_s']:.4f} overhead {over:+.2f} % "
               f"(goal <= {goal:.0f} %: {'met' if over <= goal else 'MISSED'})")
         total, steps_j, closure = s.get("total_energy_j"), c.get("steps_j"), c.get("closure")
         cl = f"{100 * closure:.3f} %" if isinstance(closure, (int, float)) else "n/a"

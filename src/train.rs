@@ -699,7 +699,7 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
     let r = with_backend!(kind, |be| {
         let mut r = bench_step_on(be, arch, batch, &optimizer, a.iters)?;
         if !clocks.is_empty() {
-            r["kernel_timing"] = bench_kernel_timing(be, arch, batch, &optimizer, &clocks)?;
+            r["kernel_timing"] = bench_kernel_timing(be, arch, batch, &optimizer, &clocks, a.iters)?;
         }
         r
     });
@@ -740,13 +740,15 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
 
 /// The cost of per-kernel timing: training steps with timing off and with each of `clocks` on (timings taken
 /// after every step, as `train --per-kernel` does), in interleaved rounds so that clock and thermal drift hit
-/// every mode alike. Median step time per mode and its overhead against off.
+/// every mode alike. Median step time per mode and its overhead against off. `iters`: steps per mode and
+/// round (default: about 6 s in all).
 pub fn bench_kernel_timing<B: Backend>(
     be: &B,
     arch: Arch,
     batch: usize,
     opt: &Optimizer,
     clocks: &[KernelClock],
+    iters: Option<usize>,
 ) -> Result<serde_json::Value> {
     use rand::Rng;
     let layout = Layout::new(arch);
@@ -765,7 +767,9 @@ pub fn bench_kernel_timing<B: Backend>(
     let per = t0.elapsed().as_secs_f64() / 3.0;
     // About 6 s in all: rounds x (1 + modes) x steps.
     let rounds = 5usize;
-    let steps = ((6.0 / per.max(1e-6)) as usize / (rounds * (1 + clocks.len()))).clamp(3, 400);
+    let steps = iters
+        .map(|n| n.max(1))
+        .unwrap_or_else(|| ((6.0 / per.max(1e-6)) as usize / (rounds * (1 + clocks.len()))).clamp(3, 400));
     let modes: Vec<Option<KernelClock>> = std::iter::once(None).chain(clocks.iter().copied().map(Some)).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut ops = vec![0usize; modes.len()];

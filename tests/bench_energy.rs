@@ -196,3 +196,23 @@ fn calibration_flags_are_checked() {
         assert!(l.contains("--energy-source estimate --watts W") && l.contains("powertrain info"), "{l}");
     }
 }
+
+#[test]
+fn bench_step_sets_kernel_timing_beside_timing_off() {
+    // The structure and the counts, not the speed (a ratio printed for people, not asserted).
+    let (ok, out, err) = run(&["bench", "step", "--device", "cpu", "--iters", "3", "--kernel-timing", "all", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let t = &v["kernel_timing"];
+    assert_eq!((t["rounds"].as_u64(), t["steps_per_round"].as_u64()), (Some(5), Some(3)), "{t}");
+    assert!(t["off_ms"].as_f64().unwrap() > 0.0);
+    let modes = t["modes"].as_array().unwrap();
+    // On the CPU "all" is events only (stamps are written by CUDA kernels).
+    assert_eq!(modes.len(), 1, "{t}");
+    let m = &modes[0];
+    assert_eq!(m["timing"], "events");
+    assert!(m["median_ms"].as_f64().unwrap() > 0.0 && m["overhead_pct"].as_f64().unwrap().is_finite(), "{m}");
+    // A pamap2 Adam step runs 30-odd ops (conv, pool, relu, bias, gemm, loss, one Adam step per tensor).
+    let ops = m["ops_per_step"].as_u64().unwrap();
+    assert!((25..=60).contains(&ops), "{ops} ops timed per step");
+}

@@ -107,6 +107,20 @@ fn bad_inputs_fail_cleanly_and_leave_no_run_directory() {
     let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/celeba_init.safetensors");
     assert_error(&train_args(good_s, out, &["--init", init.to_str().unwrap()]), &["celeba_init.safetensors"]);
 
+    // Per-kernel flags that do not fit: launch stamps on the CPU, clock or sampling without --per-kernel.
+    assert_error(
+        &train_args(good_s, out, &["--per-kernel", "--kernel-timing", "stamps"]),
+        &["stamps", "--device cuda"],
+    );
+    assert_error(&train_args(good_s, out, &["--kernel-timing", "stamps"]), &["--kernel-timing", "--per-kernel"]);
+    assert_error(&train_args(good_s, out, &["--per-kernel", "--kernel-timing", "tsc"]), &["'tsc'", "events or stamps"]);
+    assert_error(
+        &["bench", "kernels", "--device", "cpu", "--kernel-timing", "all"],
+        &["--kernel-timing", "bench step"],
+    );
+    assert_error(&["bench", "step", "--device", "cpu", "--kernel-timing", "stamps"], &["stamps", "--device cuda"]);
+    assert_error(&["bench", "step", "--device", "cpu", "--kernel-timing", "x"], &["'x'", "or all"]);
+
     // Unwritable --out (a path below a regular file).
     let blocker = d.join("file");
     std::fs::write(&blocker, b"x").unwrap();

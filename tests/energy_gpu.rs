@@ -87,3 +87,79 @@ fn nvml_power_path_on_a_real_gpu() {
     let w = run.total_j.expect("total") / run.wall_s;
     assert!(w > 5.0 && w < 1500.0, "mean power {w} W");
 }
+
+/// Per-op GPU time of `steps` pamap2 training steps (batch 64) with `clock`, and the losses.
+fn op_times(
+    be: &powertrain::backend::cuda::CudaBackend,
+    clock: powertrain::backend::KernelClock,
+    steps: usize,
+) -> (std::collections::BTreeMap<&'static str, f64>, Vec<f32>, Vec<(f64, f64)>) {
+    use powertrain::backend::Backend;
+    use powertrain::model::{Arch, Layout, Model, Optimizer};
+    let arch = Arch::parse("pamap2", 1).unwrap();
+    let mut model = Model::new(be, arch, 64, &Layout::new(arch).init(3)).unwrap();
+    let [c, h, w] = arch.input_shape();
+    let x: Vec<f32> = (0..64 * c * h * w).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let y: Vec<i32> = (0..64).map(|i| (i % 12) as i32).collect();
+    model.load_batch(64, &x, &y, &[]).unwrap();
+    let opt = Optimizer::parse("adam", 1e-3, 0.0, 0.0).unwrap();
+    be.set_kernel_clock(clock).unwrap();
+    be.set_kernel_timing(true);
+    let mut sums = std::collections::BTreeMap::new();
+    let mut losses = Vec::new();
+    let mut spans = Vec::new();
+    for i in 0..steps + 3 {
+        let t0 = be.clock_s();
+        losses.push(model.train_step(64, &opt).unwrap());
+        let t1 = be.clock_s();
+        let k = be.take_kernel_timings().unwrap();
+        if i < 3 {
+            continue; // warm-up: module loading, first anchors
+        }
+        let first = k.iter().map(|t| t.start_s).fold(f64::INFINITY, f64::min);
+        let last = k.iter().map(|t| t.start_s + t.dur_s).fold(f64::NEG_INFINITY, f64::max);
+        spans.push((first - t0, t1 - last));
+        for t in k {
+            assert!(t.dur_s >= 0.0 && t.dur_s < 0.1, "{t:?}");
+            *sums.entry(t.name).or_insert(0.0) += t.dur_s / steps as f64;
+        }
+    }
+    be.set_kernel_timing(false);
+    be.set_kernel_clock(powertrain::backend::KernelClock::Events).unwrap();
+    (sums, losses, spans)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU and driver: cargo test --test energy_gpu -- --ignored --nocapture"]
+fn launch_stamps_agree_with_events_on_a_real_gpu() {
+    use powertrain::backend::KernelClock;
+    let be = powertrain::backend::cuda::CudaBackend::new(0).expect("a CUDA device");
+    let (ev, loss_ev, span_ev) = op_times(&be, KernelClock::Events, 200);
+    let (st, loss_st, span_st) = op_times(&be, KernelClock::Stamps, 200);
+    // Stamps observe; they change nothing that is computed.
+    assert_eq!(loss_ev, loss_st, "losses differ with launch stamps");
+    println!("{:<24} {:>12} {:>12} {:>8}", "op", "events us", "stamps us", "ratio");
+    let mut worst: f64 = 0.0;
+    for (name, &e) in &ev {
+        let s = st.get(name).copied().unwrap_or(f64::NAN);
+        println!("{name:<24} {:>12.2} {:>12.2} {:>8.3}", e * 1e6, s * 1e6, s / e);
+        // Events include the front end's launch time (~1-2 us per op); stamps cover first block start to last
+        // block end. Agreement within 30 % or 3 us per op.
+        let d = (s - e).abs();
+        assert!(d <= 0.3 * e || d <= 3e-6, "{name}: events {e} s, stamps {s} s");
+        worst = worst.max(d / e);
+    }
+    assert_eq!(ev.keys().collect::<Vec<_>>(), st.keys().collect::<Vec<_>>());
+    // Both clocks map kernels inside the host's step window (within the anchor's half-width, ~10 us).
+    for (label, spans) in [("events", &span_ev), ("stamps", &span_st)] {
+        let lead = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+        let tail = spans.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
+        println!(
+            "{label}: first kernel starts >= {:.1} us after the step's start, last ends >= {:.1} us before its end",
+            lead * 1e6,
+            tail * 1e6
+        );
+        assert!(lead > -20e-6 && tail > -20e-6, "{label}: kernels mapped outside their step ({lead}, {tail})");
+    }
+    println!("largest relative difference {:.1} %", worst * 100.0);
+}
