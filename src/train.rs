@@ -750,21 +750,7 @@ pub fn bench_kernel_timing<B: Backend>(
     clocks: &[KernelClock],
     iters: Option<usize>,
 ) -> Result<serde_json::Value> {
-    use rand::Rng;
-    let layout = Layout::new(arch);
-    let mut model = Model::new(be, arch, batch, &layout.init(1))?;
-    let mut rng = crate::util::rng(11);
-    let [c, h, w] = arch.input_shape();
-    let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let k = arch.outputs();
-    let yc: Vec<i32> = (0..batch).map(|_| rng.random_range(0..k as i32)).collect();
-    let yb: Vec<f32> = (0..batch * k).map(|_| rng.random_range(0..2) as f32).collect();
-    model.load_batch(batch, &x, &yc, &yb)?;
-    let t0 = std::time::Instant::now();
-    for _ in 0..3 {
-        model.train_step(batch, opt)?;
-    }
-    let per = t0.elapsed().as_secs_f64() / 3.0;
+    let (mut model, per) = bench_model(be, arch, batch, opt)?;
     // About 6 s in all: rounds x (1 + modes) x steps.
     let rounds = 5usize;
     let steps = iters
@@ -810,6 +796,26 @@ pub fn bench_kernel_timing<B: Backend>(
     }))
 }
 
+/// A model of `arch` at `batch` holding a random batch of the protocol's shapes, warmed up by three training
+/// steps (the first launches load modules, fill caches and size scratch buffers); also the mean warm-up step
+/// time (s), to size the timed loops.
+fn bench_model<'b, B: Backend>(be: &'b B, arch: Arch, batch: usize, opt: &Optimizer) -> Result<(Model<'b, B>, f64)> {
+    use rand::Rng;
+    let mut model = Model::new(be, arch, batch, &Layout::new(arch).init(1))?;
+    let mut rng = crate::util::rng(7);
+    let [c, h, w] = arch.input_shape();
+    let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let k = arch.outputs();
+    let yc: Vec<i32> = (0..batch).map(|_| rng.random_range(0..k as i32)).collect();
+    let yb: Vec<f32> = (0..batch * k).map(|_| rng.random_range(0..2) as f32).collect();
+    model.load_batch(batch, &x, &yc, &yb)?;
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        model.train_step(batch, opt)?;
+    }
+    Ok((model, t0.elapsed().as_secs_f64() / 3.0))
+}
+
 /// Time training steps of `arch` at `batch` on `be`; returns the JSON record `bench step` prints.
 pub fn bench_step_on<B: Backend>(
     be: &B,
@@ -818,23 +824,8 @@ pub fn bench_step_on<B: Backend>(
     opt: &Optimizer,
     iters: Option<usize>,
 ) -> Result<serde_json::Value> {
-    use rand::Rng;
-    let layout = Layout::new(arch);
-    let init = layout.init(1);
-    let mut model = Model::new(be, arch, batch, &init)?;
-    let mut rng = crate::util::rng(7);
-    let [c, h, w] = arch.input_shape();
-    let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let (mut model, per) = bench_model(be, arch, batch, opt)?;
     let k = arch.outputs();
-    let yc: Vec<i32> = (0..batch).map(|_| rng.random_range(0..k as i32)).collect();
-    let yb: Vec<f32> = (0..batch * k).map(|_| rng.random_range(0..2) as f32).collect();
-    model.load_batch(batch, &x, &yc, &yb)?;
-    // Warm-up: first launches load modules, fill caches and size scratch buffers.
-    let warm_t0 = std::time::Instant::now();
-    for _ in 0..3 {
-        model.train_step(batch, opt)?;
-    }
-    let per = warm_t0.elapsed().as_secs_f64() / 3.0;
     let n_iters = iters.unwrap_or_else(|| ((3.0 / per.max(1e-6)) as usize).clamp(5, 500));
     let mut times = Vec::with_capacity(n_iters);
     for _ in 0..n_iters {
