@@ -267,6 +267,15 @@ fn print_summary(s: &RunSummary) {
     if let Some(line) = energy_detail(s) {
         println!("{line}");
     }
+    let k = &s.energy_context["kernel_timing"];
+    if let (Some(clock), Some(l), Some(t)) = (k["clock"].as_str(), k["launches"].as_u64(), k["timed_launches"].as_u64())
+    {
+        let every = match k["sample"].as_u64() {
+            Some(n) if n > 1 => format!(", 1 step in {n} timed, the others from the latest timed step"),
+            _ => String::new(),
+        };
+        println!("kernels: {clock}{every}: {t} of {l} launches timed in their own step (kernels.csv)");
+    }
     if s.target_acc.is_some() {
         match (s.epochs_to_target, s.energy_to_target_j) {
             (Some(ep), en) => {
@@ -558,6 +567,14 @@ fn train_on<B: Backend>(
     progress.finish_and_clear();
     be.set_kernel_timing(false);
     let kernels_csv = if a.per_kernel { Some(meter.kernels_csv()) } else { None };
+    let kernel_timing = a.per_kernel.then(|| {
+        let (launches, timed) =
+            meter.kernel_table().rows().fold((0, 0), |(l, t), (_, k)| (l + k.launches, t + k.timed_launches));
+        serde_json::json!({
+            "clock": if be.kind() == DeviceKind::Cuda { a.kernel_timing.as_str() } else { "wall clock" },
+            "sample": a.kernel_sample, "launches": launches, "timed_launches": timed,
+        })
+    });
     let run_energy = meter.finish();
     summary.steps = step;
     summary.wall_s = be.clock_s() - t_start;
@@ -571,6 +588,9 @@ fn train_on<B: Backend>(
     summary.active_j = run_energy.active_j;
     summary.idle_power_w = run_energy.idle_power_w;
     summary.energy_context = run_energy.context.clone();
+    if let Some(k) = kernel_timing {
+        summary.energy_context["kernel_timing"] = k;
+    }
     summary.prediction = predictor.compare(summary.total_energy_j, summary.wall_s, summary.epochs);
     summary.carbon = crate::energy::records::carbon_block(summary.total_energy_j, a.carbon_intensity, a.pue)?;
 

@@ -134,6 +134,15 @@ fn kernel_sample_times_every_nth_step_and_labels_the_others() {
         .fold((0, 0), |(a, t), (x, y)| (a + x, t + y));
     assert!(timed < all, "timed {timed} of {all}");
     assert!(timed >= timed_kernel_launches, "timed {timed} vs {timed_kernel_launches} in timed steps");
+    // summary.json says the same, and the run's report line.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let k = &summary["energy_context"]["kernel_timing"];
+    assert_eq!((k["clock"].as_str(), k["sample"].as_u64()), (Some("wall clock"), Some(3)), "{k}");
+    assert_eq!((k["launches"].as_u64(), k["timed_launches"].as_u64()), (Some(all), Some(timed)), "{k}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = format!("{timed} of {all} launches timed");
+    assert!(stdout.contains("1 step in 3 timed") && stdout.contains(&line), "{stdout}");
 
     // Bad uses: clear errors, nothing written.
     for (extra, want) in [
