@@ -1,12 +1,17 @@
 //! Launch stamps (`--kernel-timing stamps`, kernels/common.cuh `PtStamp`) on the CPU emulation: every launch
 //! of every plan closes exactly one ring slot with its (first block start, last block end), the accumulator is
 //! clear again after each launch, the outputs do not change, and nothing is stamped once the pointer is null.
-//! A test binary of its own: the stamp pointer is global to the emulator, and other tests' launches would
-//! stamp into this buffer.
-use powertrain::backend::cuda::launch::{self, Launch, STAMP_BUF_WORDS, STAMP_HEADER_WORDS, STAMP_RING};
+//! Then the host's bookkeeping (`StampBook`, the code the CUDA backend runs) on that emulated ring, across a
+//! wrap of the ring. A test binary of its own, its tests one at a time: the stamp pointer is global to the
+//! emulator, and other tests' launches would stamp into the buffer.
+use powertrain::backend::cuda::launch::{self, Launch};
+use powertrain::backend::cuda::stamps::{StampBook, STAMP_BUF_WORDS, STAMP_HEADER_WORDS, STAMP_RING};
 use powertrain::backend::*;
 use powertrain_emu as emu;
 use std::ffi::c_void;
+
+/// The emulator's stamp pointer is global: one test at a time.
+static STAMPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run<P: bytemuck::Pod>(plan: &[Launch], p: &P, bufs: &mut [&mut Vec<f32>]) {
     for l in plan {
@@ -36,6 +41,7 @@ fn workload(x: &mut Vec<f32>, a: &mut Vec<f32>, b: &mut Vec<f32>, c: &mut Vec<f3
 
 #[test]
 fn every_launch_closes_one_slot_and_outputs_do_not_change() {
+    let _one = STAMPS.lock().unwrap_or_else(|e| e.into_inner());
     let (bytes, ring) = emu::stamp_layout();
     assert_eq!((bytes, ring as usize), (8 * STAMP_BUF_WORDS, STAMP_RING), "Rust and C++ layouts differ");
     let fresh = || {
@@ -86,4 +92,75 @@ fn every_launch_closes_one_slot_and_outputs_do_not_change() {
     let before = buf.clone();
     workload(&mut x, &mut a, &mut b, &mut c);
     assert_eq!(buf, before);
+}
+
+/// The stamps of launches `a..b` from the emulated ring, read the way the CUDA backend reads the device's.
+fn read(buf: *const u64, a: u64, b: u64) -> Vec<(u64, u64)> {
+    // SAFETY: `buf` points at STAMP_BUF_WORDS words that live for the test; no launch runs during the read.
+    let words = unsafe { std::slice::from_raw_parts(buf, STAMP_BUF_WORDS) };
+    let mut out = Vec::new();
+    for (_, lo, n) in powertrain::backend::cuda::stamps::ring_chunks(a, b).unwrap() {
+        out.extend(words[lo..lo + 2 * n].chunks_exact(2).map(|w| (w[0], w[1])));
+    }
+    out
+}
+
+#[test]
+fn the_host_bookkeeping_times_ops_across_a_ring_wrap() {
+    let _one = STAMPS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut buf = vec![0u64; STAMP_BUF_WORDS];
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: a zeroed buffer of the checked size, alive until stamps are turned off below; Rust reads it only
+    // through `ptr`, between launches.
+    unsafe { emu::set_stamps(ptr as *mut c_void) };
+    let mut book = StampBook::default();
+    let mut x: Vec<f32> = (0..3000).map(|i| i as f32 - 1500.0).collect();
+    let e = EltwiseParams::new(x.len());
+    let (g, mut a, mut b, mut c) = (
+        GemmParams::new(32, 16, 512, false, false),
+        vec![0.5f32; 32 * 512],
+        vec![0.25f32; 512 * 16],
+        vec![0.0f32; 32 * 16],
+    );
+    let mut drains = 0;
+    // One op as the backend runs it: note the first launch, launch the plan, count it (timed or not), and
+    // read early when the ring would wrap over unread launches.
+    let mut op = |book: &mut StampBook, name: &'static str, timed: bool, go: &mut dyn FnMut()| {
+        let first = book.launched;
+        go();
+        let n = if name == "gemm" { 2 } else { 1 };
+        book.end_op(name, timed.then_some(first), n);
+        if book.must_drain() {
+            let (from, to) = book.unread().unwrap();
+            book.absorb(from, read(ptr, from, to)).unwrap();
+            drains += 1;
+        }
+    };
+    let probes = STAMP_RING + 3000;
+    op(&mut book, "relu_forward", true, &mut || run(&launch::relu_forward(&e), &e, &mut [&mut x]));
+    let anchor_gt = read(ptr, 0, 1)[0].0; // launch 0's start (its slot is overwritten later): host time 10 s
+    op(&mut book, "gemm", false, &mut || run(&launch::gemm_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
+    op(&mut book, "gemm", true, &mut || run(&launch::gemm_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
+    for _ in 0..probes {
+        op(&mut book, "fill", true, &mut || run(&launch::stamp_probe(), &e, &mut [&mut x]));
+    }
+    // SAFETY: null turns stamping off.
+    unsafe { emu::set_stamps(std::ptr::null_mut()) };
+    // The device closed exactly the launches the host counted (what the backend checks at each anchor).
+    let seq = powertrain::backend::cuda::stamps::header_seq(buf[2]);
+    assert_eq!(seq, book.launched, "device {seq} vs host {}", book.launched);
+    assert_eq!(book.launched as usize, 1 + 2 + 2 + probes);
+    assert!(drains >= 2, "{drains} early reads for {probes} launches");
+    let (from, to) = book.unread().unwrap();
+    book.absorb(from, read(ptr, from, to)).unwrap();
+    let t = book.take((anchor_gt, 10.0)).unwrap();
+    assert_eq!(t.len(), 2 + probes, "timed ops only (the untimed gemm is not among them)");
+    assert_eq!((t[0].name, t[1].name, t[2].name), ("relu_forward", "gemm", "fill"));
+    assert!((t[0].start_s - 10.0).abs() < 1e-12, "{:?}", t[0]);
+    // The timed gemm's two launches make one op, after the untimed gemm.
+    assert!(t[1].dur_s > 0.0 && t[1].start_s > t[0].start_s + t[0].dur_s, "{:?}", &t[..2]);
+    for w in t.windows(2) {
+        assert!(w[0].dur_s >= 0.0 && w[0].start_s + w[0].dur_s <= w[1].start_s + 1e-12, "{w:?}");
+    }
+    assert!(book.is_empty() && book.unread().is_none());
 }

@@ -46,13 +46,6 @@ const SPLIT_TARGET_BLOCKS: usize = 528;
 const SPLIT_MIN_K: usize = 256;
 const SPLIT_MAX: usize = 64;
 
-/// Launch stamps (`--kernel-timing stamps`, kernels/common.cuh `PtStampBuf`): slots of the ring, and the
-/// buffer's layout in 8-byte words: `STAMP_HEADER_WORDS` of header (first-start accumulator, end accumulator,
-/// blocks_done | seq << 32), then (start, end) of launch s at `STAMP_HEADER_WORDS + 2 * (s % STAMP_RING)`.
-pub const STAMP_RING: usize = 16384;
-pub const STAMP_HEADER_WORDS: usize = 3;
-pub const STAMP_BUF_WORDS: usize = STAMP_HEADER_WORDS + 2 * STAMP_RING;
-
 /// The clock probe of launch stamps: one block of one thread of the empty `pt_probe`.
 pub fn stamp_probe() -> Vec<Launch> {
     launch("pt_probe", (1, 1, 1), 1)

@@ -17,6 +17,7 @@ mod loss;
 pub mod nvrtc;
 mod optim;
 mod pool;
+pub mod stamps;
 
 use super::*;
 use anyhow::{anyhow, bail, Context as _};
@@ -149,25 +150,14 @@ struct Timing {
     stamps: Option<Stamps>,
 }
 
-/// Launch-stamp state (`--kernel-timing stamps`; kernels/common.cuh `PT_STAMP`, layout in launch.rs).
-///
-/// While installed, every module's `pt_stamps` points at `buf` and every launch closes one ring slot, timed
-/// or not, so the host counts every launch (`launched`) and the device's count must match it.
+/// Launch-stamp state (`--kernel-timing stamps`; kernels/common.cuh `PT_STAMP`, bookkeeping in stamps.rs):
+/// while installed, every module's `pt_stamps` points at `buf`.
 struct Stamps {
     buf: CudaSlice<u64>,
-    /// Launches made since the buffer was installed (the device's `seq` must equal it).
-    launched: u64,
-    /// Timed ops not yet taken: (name, first launch, launches).
-    ops: Vec<(&'static str, u64, u64)>,
-    /// Stamps already read (early, `drain`) of launches `base..base + got.len()`.
-    base: u64,
-    got: Vec<(u64, u64)>,
+    book: stamps::StampBook,
     /// globaltimer (ns) at host clock (s), read around a probe launch, and that host time's half-width.
     anchor: Option<(u64, f64, f64)>,
 }
-
-/// Read the stamps early when an unread op is this many launches behind (half the ring).
-const STAMP_DRAIN_AT: u64 = (launch::STAMP_RING / 2) as u64;
 
 /// What `op_begin` started: nothing (timing off), a start event, or the op's first launch index (stamps).
 enum OpMark {
@@ -407,7 +397,7 @@ impl CudaBackend {
     fn op_begin(&self) -> Result<OpMark> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
         if let Some(st) = &t.stamps {
-            return Ok(if t.on { OpMark::Stamp(st.launched) } else { OpMark::Off });
+            return Ok(if t.on { OpMark::Stamp(st.book.launched) } else { OpMark::Off });
         }
         if !t.on {
             return Ok(OpMark::Off);
@@ -422,13 +412,13 @@ impl CudaBackend {
     fn op_end(&self, name: &'static str, mark: OpMark, launches: usize) -> Result<()> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
         if let Some(st) = t.stamps.as_mut() {
-            st.launched += launches as u64;
-            if let OpMark::Stamp(first) = mark {
-                st.ops.push((name, first, launches as u64));
-                let unread = st.ops[0].1.max(st.base + st.got.len() as u64);
-                if st.launched - unread >= STAMP_DRAIN_AT {
-                    self.drain_stamps(st)?;
-                }
+            let first = match mark {
+                OpMark::Stamp(first) => Some(first),
+                _ => None,
+            };
+            st.book.end_op(name, first, launches as u64);
+            if st.book.must_drain() {
+                self.drain_stamps(st)?;
             }
             return Ok(());
         }
@@ -449,7 +439,7 @@ impl CudaBackend {
         let buf = if on {
             Some(
                 self.stream
-                    .alloc_zeros::<u64>(launch::STAMP_BUF_WORDS)
+                    .alloc_zeros::<u64>(stamps::STAMP_BUF_WORDS)
                     .map_err(|e| anyhow!("launch stamps: cannot allocate the ring: {e}"))?,
             )
         } else {
@@ -474,43 +464,29 @@ impl CudaBackend {
                 .map_err(|e| anyhow!("launch stamps: cannot set kernels/{file}'s pointer: {e}"))?;
         }
         self.synchronize()?;
-        t.stamps = buf.map(|buf| Stamps { buf, launched: 0, ops: Vec::new(), base: 0, got: Vec::new(), anchor: None });
+        t.stamps = buf.map(|buf| Stamps { buf, book: stamps::StampBook::default(), anchor: None });
         Ok(())
     }
 
     /// Copy the stamps of launches `a..b` (at most a ring's worth, all complete) from the device.
     fn read_stamps(&self, st: &Stamps, a: u64, b: u64) -> Result<Vec<(u64, u64)>> {
-        let ring = launch::STAMP_RING as u64;
-        if b - a > ring {
-            bail!("launch stamps: {} launches between reads overflow the ring of {ring}", b - a);
-        }
-        let mut words = vec![0u64; 2 * (b - a) as usize];
-        let mut i = a;
-        while i < b {
-            let slot = (i % ring) as usize;
-            let n = ((b - i) as usize).min(launch::STAMP_RING - slot);
-            let lo = launch::STAMP_HEADER_WORDS + 2 * slot;
-            let dst = &mut words[2 * (i - a) as usize..2 * ((i - a) as usize + n)];
+        let mut words = vec![0u64; 2 * (b.saturating_sub(a)) as usize];
+        for (first, lo, n) in stamps::ring_chunks(a, b)? {
+            let at = 2 * (first - a) as usize;
             self.stream
-                .memcpy_dtoh(&st.buf.slice(lo..lo + 2 * n), dst)
+                .memcpy_dtoh(&st.buf.slice(lo..lo + 2 * n), &mut words[at..at + 2 * n])
                 .map_err(|e| anyhow!("launch stamps: cannot read the ring: {e}"))?;
-            i += n as u64;
         }
         self.synchronize()?;
         Ok(words.chunks_exact(2).map(|w| (w[0], w[1])).collect())
     }
 
-    /// Read the stamps of the launches made so far that are not read yet (the ring would wrap otherwise).
+    /// Read the timed launches' stamps not read yet (before the ring wraps over them, or to take them).
     fn drain_stamps(&self, st: &mut Stamps) -> Result<()> {
+        let Some((from, to)) = st.book.unread() else { return Ok(()) };
         self.synchronize()?;
-        let from =
-            if st.got.is_empty() { st.ops.first().map_or(st.launched, |o| o.1) } else { st.base + st.got.len() as u64 };
-        let new = self.read_stamps(st, from, st.launched)?;
-        if st.got.is_empty() {
-            st.base = from;
-        }
-        st.got.extend(new);
-        Ok(())
+        let new = self.read_stamps(st, from, to)?;
+        st.book.absorb(from, new)
     }
 
     /// Pair globaltimer with the host clock: an empty probe launch between two host clock reads on an idle
@@ -527,22 +503,22 @@ impl CudaBackend {
         // SAFETY: pt_probe takes (EltwiseParams by value, float*) and touches neither; the pointer is a live
         // device allocation of this context.
         unsafe { b.launch(cfg) }.map_err(|e| anyhow!("launch stamps: probe launch failed: {e}"))?;
-        st.launched += 1;
+        let probe = st.book.count_probe();
         self.synchronize()?;
         let t1 = self.clock_s();
-        let mut head = [0u64; launch::STAMP_HEADER_WORDS];
+        let mut head = [0u64; stamps::STAMP_HEADER_WORDS];
         self.stream
-            .memcpy_dtoh(&st.buf.slice(0..launch::STAMP_HEADER_WORDS), &mut head[..])
+            .memcpy_dtoh(&st.buf.slice(0..stamps::STAMP_HEADER_WORDS), &mut head[..])
             .map_err(|e| anyhow!("launch stamps: cannot read the ring header: {e}"))?;
-        let seq = head[2] >> 32;
-        if seq != st.launched & 0xffff_ffff {
+        let seq = stamps::header_seq(head[2]);
+        if seq != st.book.launched & 0xffff_ffff {
             bail!(
                 "launch stamps: the device closed {seq} launches, the host made {}: a kernel without PT_STAMP() \
                  or a launch outside the timed path; use --kernel-timing events",
-                st.launched
+                st.book.launched
             );
         }
-        let (s, e) = self.read_stamps(st, st.launched - 1, st.launched)?[0];
+        let (s, e) = self.read_stamps(st, probe, probe + 1)?[0];
         if s == 0 || e < s {
             bail!("launch stamps: the probe's stamps are invalid (start {s}, end {e}); use --kernel-timing events");
         }
@@ -553,7 +529,7 @@ impl CudaBackend {
     fn take_stamp_timings(&self) -> Result<Vec<KernelTiming>> {
         let mut t = self.timing.lock().map_err(|_| anyhow!("timing lock poisoned"))?;
         let Some(st) = t.stamps.as_mut() else { return Ok(Vec::new()) };
-        if st.ops.is_empty() {
+        if st.book.is_empty() {
             return Ok(Vec::new());
         }
         self.drain_stamps(st)?;
@@ -566,27 +542,7 @@ impl CudaBackend {
                 a
             }
         };
-        let ops = std::mem::take(&mut st.ops);
-        let mut out = Vec::with_capacity(ops.len());
-        for (name, first, n) in ops {
-            let (mut s, mut e) = (u64::MAX, 0u64);
-            for i in first..first + n {
-                let k = i.checked_sub(st.base).map(|k| k as usize).filter(|&k| k < st.got.len());
-                let Some(&(a, b)) = k.map(|k| &st.got[k]) else {
-                    bail!("launch stamps: launch {i} of `{name}` was not read (ring overwritten?)");
-                };
-                if a == 0 || b < a {
-                    bail!("launch stamps: launch {i} of `{name}` has invalid stamps (start {a}, end {b})");
-                }
-                s = s.min(a);
-                e = e.max(b);
-            }
-            let start_s = anchor.1 + (s as i64 - anchor.0 as i64) as f64 * 1e-9;
-            out.push(KernelTiming { name, start_s, dur_s: (e - s) as f64 * 1e-9 });
-        }
-        st.got.clear();
-        st.base = st.launched;
-        Ok(out)
+        st.book.take((anchor.0, anchor.1))
     }
 }
 
@@ -920,9 +876,7 @@ impl Backend for CudaBackend {
                     t.pool.push(e);
                 }
                 if let Some(st) = t.stamps.as_mut() {
-                    st.ops.clear();
-                    st.got.clear();
-                    st.base = st.launched;
+                    st.book.clear();
                 }
             }
         }
