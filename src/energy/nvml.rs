@@ -104,12 +104,12 @@ fn resolve(nvml: &'static Nvml, ordinal: usize) -> Result<(Device<'static>, Opti
     Ok((dev, note))
 }
 
-/// Device context for records: name, UUID, driver, power limit, clocks, temperature, throttle reasons, ...
 /// An NVML answer as JSON, or why it is unavailable.
 fn ok(r: std::result::Result<serde_json::Value, NvmlError>) -> serde_json::Value {
     r.unwrap_or_else(|e| json!(format!("unavailable: {e}")))
 }
 
+/// Device context for records: name, UUID, driver, power limit, clocks, temperature, throttle reasons, ...
 pub fn device_context(nvml: &Nvml, dev: &Device<'static>) -> serde_json::Value {
     let mut c = json!({
         "gpu_name": ok(dev.name().map(|v| json!(v))),
@@ -163,6 +163,16 @@ fn instant_scale(dev: &Device<'static>, raw: f64) -> f64 {
     match dev.power_usage() {
         Ok(mw) if mw > 0 && (raw * 1000.0) / (mw as f64) > 0.3 && (raw * 1000.0) / (mw as f64) < 3.0 => 1.0,
         _ => 1e-3,
+    }
+}
+
+/// One power reading in `mode`: the new buffered samples since `*last_us` (advanced), or one instant /
+/// averaged value stamped now.
+fn read_power(dev: &Device<'static>, mode: PowerMode, last_us: &mut u64) -> Result<Vec<(Stamp, f64)>> {
+    match mode {
+        PowerMode::Samples => new_samples(dev, last_us),
+        PowerMode::InstantField { scale } => Ok(vec![(Stamp::Now, instant_raw(dev)? * scale)]),
+        PowerMode::AveragedUsage => Ok(vec![(Stamp::Now, dev.power_usage()? as f64 * 1e-3)]),
     }
 }
 
@@ -247,10 +257,6 @@ impl NvmlSensor {
     pub fn power_mode(&self) -> Option<PowerMode> {
         self.power
     }
-
-    fn instant_w(&self, scale: f64) -> Result<f64> {
-        Ok(instant_raw(&self.dev)? * scale)
-    }
 }
 
 /// Smallest and median gap between value changes over `dur` of tight reads of `f`.
@@ -288,11 +294,7 @@ impl Sensor for NvmlSensor {
     fn read(&mut self, _now_s: f64) -> Result<Reading> {
         match self.power {
             None => Ok(Reading::Counter { energy_j: self.dev.total_energy_consumption()? as f64 * 1e-3 }),
-            Some(PowerMode::Samples) => Ok(Reading::Power(new_samples(&self.dev, &mut self.last_sample_us)?)),
-            Some(PowerMode::InstantField { scale }) => Ok(Reading::Power(vec![(Stamp::Now, self.instant_w(scale)?)])),
-            Some(PowerMode::AveragedUsage) => {
-                Ok(Reading::Power(vec![(Stamp::Now, self.dev.power_usage()? as f64 * 1e-3)]))
-            }
+            Some(mode) => Ok(Reading::Power(read_power(&self.dev, mode, &mut self.last_sample_us)?)),
         }
     }
     fn quantum_j(&self) -> f64 {
@@ -339,9 +341,7 @@ impl Sensor for NvmlSensor {
     }
     fn read_check(&mut self, i: usize, _now_s: f64) -> Result<Vec<(Stamp, f64)>> {
         match self.checks.get(i).copied() {
-            Some(PowerMode::InstantField { scale }) => Ok(vec![(Stamp::Now, self.instant_w(scale)?)]),
-            Some(PowerMode::Samples) => new_samples(&self.dev, &mut self.check_sample_us),
-            Some(PowerMode::AveragedUsage) => Ok(vec![(Stamp::Now, self.dev.power_usage()? as f64 * 1e-3)]),
+            Some(mode) => read_power(&self.dev, mode, &mut self.check_sample_us),
             None => Ok(Vec::new()),
         }
     }
