@@ -85,6 +85,16 @@ pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// `v` with `prec` decimals for a table cell, "-" when unknown.
+pub fn fmt_fixed(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+/// `v` in scientific notation with `prec` decimals for a table cell, "-" when unknown.
+pub fn fmt_sci(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$e}")).unwrap_or_else(|| "-".into())
+}
+
 /// Median of a slice (sorted copy); NaN for an empty slice.
 pub fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {

@@ -20,6 +20,7 @@ use super::cuda::CudaBackend;
 use super::*;
 use crate::cli::BenchArgs;
 use crate::energy::{calibrate_per_launch, CalibrateOpts, Calibration, Meter, MeterConfig};
+use crate::util::{fmt_fixed, fmt_sci};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -510,10 +511,10 @@ impl CompareRun {
                 "{:<23} {:>5} {:>14} {:>12} {:>14} {:>8}\n",
                 r.kernel,
                 r.cases,
-                r.calibrated_j.map(|x| format!("{x:.4e}")).unwrap_or_else(|| "-".into()),
-                r.calibrated_ci95_j.map(|x| format!("{x:.2e}")).unwrap_or_else(|| "-".into()),
-                r.attributed_j.map(|x| format!("{x:.4e}")).unwrap_or_else(|| "-".into()),
-                r.ratio.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()),
+                fmt_sci(r.calibrated_j, 4),
+                fmt_sci(r.calibrated_ci95_j, 2),
+                fmt_sci(r.attributed_j, 4),
+                fmt_fixed(r.ratio, 3),
             ));
         }
         s.push_str(
@@ -665,10 +666,6 @@ fn check_case(model: &str, case: &Case) -> Case {
     case.clone()
 }
 
-fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
-}
-
 /// The rows as a fixed-width table (with J per launch and its interval when calibrated).
 pub fn table(rows: &[BenchRow]) -> String {
     let energy = rows.iter().any(|r| r.energy.is_some());
@@ -685,7 +682,7 @@ pub fn table(rows: &[BenchRow]) -> String {
     }
     s.push_str("  status\n");
     for r in rows {
-        let pct = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "-".into());
+        let pct = |v: Option<f64>| fmt_fixed(v.map(|x| 100.0 * x), 1);
         s.push_str(&format!(
             "{:<7} {:<7} {:<23} {:>5} {:<40} {:>10} {:>9} {:>8} {:>6} {:>6}",
             r.model,
@@ -693,15 +690,15 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.kernel,
             r.batch,
             r.shape,
-            opt(r.median_ms, 4),
-            opt(r.gflops, 1),
-            opt(r.gbps, 1),
+            fmt_fixed(r.median_ms, 4),
+            fmt_fixed(r.gflops, 1),
+            fmt_fixed(r.gbps, 1),
             pct(r.frac_peak_flops),
             pct(r.frac_peak_bw),
         ));
         if energy {
             let e = r.energy.as_ref();
-            let sci = |v: Option<f64>| v.map(|x| format!("{x:.3e}")).unwrap_or_else(|| "-".into());
+            let sci = |v: Option<f64>| fmt_sci(v, 3);
             let jpg = match (e, r.gflops, r.median_ms) {
                 (Some(e), Some(g), Some(ms)) if g > 0.0 => Some(e.j_per_launch / (g * ms / 1e3)),
                 _ => None,

@@ -1059,7 +1059,9 @@ fn power_check(c: &Checks, a: f64, b: f64, total: Option<f64>) -> serde_json::Va
         "window_s": (b - a).max(0.0),
         "readings": rows,
         "read_errors": c.errors,
-        "note": "power readings integrated over the same run window as the counter's total; gap_rel =                  (integral - counter) / counter. On A100/H100 the instant reading covers ~25 ms of every 100 ms                  (Yang et al.), so polling it can alias with periodic work; the counter is the reference.",
+        "note": "power readings integrated over the same run window as the counter's total; gap_rel = \
+                 (integral - counter) / counter. On A100/H100 the instant reading covers ~25 ms of every 100 ms \
+                 (Yang et al.), so polling it can alias with periodic work; the counter is the reference.",
     })
 }
 

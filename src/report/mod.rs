@@ -349,13 +349,11 @@ fn acc_series(runs: &[Run], m: Metric) -> Vec<Series> {
         .collect()
 }
 
-/// The run whose power timeline and kernels are shown: the only run, else the cheapest to reach its
-/// target, else the first.
 /// How each metered run's energy is accounted for: source, total, idle (static) and active split, how much of
 /// the total the step and evaluation windows hold (closure), host time folded into them, the counter's gap to
 /// integrated power, the sensor's update period, and the first prediction's error. None without such runs.
 fn energy_table(runs: &[Run]) -> Option<String> {
-    let f = |v: Option<f64>, prec: usize| v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into());
+    let f = crate::util::fmt_fixed;
     let rows: Vec<Vec<String>> = runs
         .iter()
         .filter(|r| r.summary.energy_source != "none")
@@ -416,6 +414,8 @@ fn energy_table(runs: &[Run]) -> Option<String> {
     ))
 }
 
+/// The run whose power timeline and kernels are shown: the only run, else the cheapest to reach its
+/// target, else the first.
 fn focus_run(runs: &[Run], m: Metric) -> Option<&Run> {
     runs.iter()
         .filter(|r| m.to_target(&r.summary).is_some())
