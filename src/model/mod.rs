@@ -194,6 +194,12 @@ impl Optimizer {
     }
 }
 
+/// The input of conv layer `i` (`len` values): the batch for the first layer, the previous layer's pooled
+/// output after it.
+fn conv_input<'a, B: Backend>(be: &B, x: &'a B::Buf, pooled: &'a [B::Buf], i: usize, len: usize) -> B::View<'a> {
+    be.slice(if i == 0 { x } else { &pooled[i - 1] }, 0, len)
+}
+
 /// A model instance on a backend: flat parameters, gradients, optimiser state and activation buffers sized
 /// for `max_batch` rows (reused across steps: no allocation in steady state).
 pub struct Model<'b, B: Backend> {
@@ -314,19 +320,12 @@ impl<'b, B: Backend> Model<'b, B> {
             let w = lay.get(&format!("conv{}.weight", i + 1));
             let b = lay.get(&format!("conv{}.bias", i + 1));
             let ylen = l.conv.y_len();
-            {
-                let input = if i == 0 {
-                    be.slice(&self.x, 0, l.conv.x_len())
-                } else {
-                    be.slice(&self.pooled[i - 1], 0, l.conv.x_len())
-                };
-                be.conv2d_forward(
-                    &l.conv,
-                    input,
-                    be.slice(&self.params, w.offset, w.len()),
-                    be.slice_mut(&mut self.act[i], 0, ylen),
-                )?;
-            }
+            be.conv2d_forward(
+                &l.conv,
+                conv_input(be, &self.x, &self.pooled, i, l.conv.x_len()),
+                be.slice(&self.params, w.offset, w.len()),
+                be.slice_mut(&mut self.act[i], 0, ylen),
+            )?;
             let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
             be.bias_forward(&bp, be.slice(&self.params, b.offset, b.len()), be.slice_mut(&mut self.act[i], 0, ylen))?;
             be.relu_forward(&EltwiseParams::new(ylen), be.slice_mut(&mut self.act[i], 0, ylen))?;
@@ -464,19 +463,12 @@ impl<'b, B: Backend> Model<'b, B> {
             )?;
             let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
             be.bias_backward(&bp, be.slice(&self.dact[i], 0, ylen), be.slice_mut(&mut self.grads, b.offset, b.len()))?;
-            {
-                let input = if i == 0 {
-                    be.slice(&self.x, 0, l.conv.x_len())
-                } else {
-                    be.slice(&self.pooled[i - 1], 0, l.conv.x_len())
-                };
-                be.conv2d_backward_filter(
-                    &l.conv,
-                    input,
-                    be.slice(&self.dact[i], 0, ylen),
-                    be.slice_mut(&mut self.grads, w.offset, w.len()),
-                )?;
-            }
+            be.conv2d_backward_filter(
+                &l.conv,
+                conv_input(be, &self.x, &self.pooled, i, l.conv.x_len()),
+                be.slice(&self.dact[i], 0, ylen),
+                be.slice_mut(&mut self.grads, w.offset, w.len()),
+            )?;
             if i > 0 {
                 // The input's gradient is needed only below conv2 (conv1's input is the data).
                 be.conv2d_backward_data(
