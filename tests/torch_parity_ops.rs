@@ -160,6 +160,13 @@ fn usize_pair(v: &Value, key: &str) -> Result<(usize, usize)> {
     Ok((get(0)?, get(1)?))
 }
 
+/// A pooling case's parameters: the shape of its `x` and its `kernel` (stride = kernel).
+fn pool_params(fx: &Fixture, case: &str) -> Result<Pool2dParams> {
+    let xs = fx.shape(&format!("{case}.x"))?;
+    let (kh, kw) = usize_pair(&fx.params(case)?, "kernel")?;
+    Ok(Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw))
+}
+
 fn f32_field(v: &Value, key: &str) -> Result<f32> {
     v[key].as_f64().map(|x| x as f32).ok_or_else(|| anyhow!("metadata `{key}` missing or not a number"))
 }
@@ -247,23 +254,19 @@ fn conv2d_matches_torch() -> Result<()> {
 fn maxpool_matches_torch() -> Result<()> {
     parity(|fx, be, ck| {
         for case in ["maxpool_1x2", "maxpool_2x2"] {
-            let meta = fx.params(case)?;
-            let xs = fx.shape(&format!("{case}.x"))?;
-            let (kh, kw) = usize_pair(&meta, "kernel")?;
-            let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
+            let p = pool_params(fx, case)?;
             let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
             let mut y = vec![f32::NAN; p.y_len()];
             let mut idx = vec![-1i32; p.y_len()];
+            let want_idx = fx.i32s(&format!("{case}.idx"))?;
             if ck.run(&format!("{case} forward"), be.maxpool2d_forward(&p, &t("x")?, &mut y, &mut idx)) {
                 ck.op(&format!("{case}.y"), &y, &t("y")?);
-                let want = fx.i32s(&format!("{case}.idx"))?;
-                let bad = idx.iter().zip(&want).filter(|(a, b)| a != b).count();
-                if bad != 0 || idx.len() != want.len() {
-                    ck.failures.push(format!("{case}.idx: {bad} of {} indices differ", want.len()));
+                let bad = idx.iter().zip(&want_idx).filter(|(a, b)| a != b).count();
+                if bad != 0 || idx.len() != want_idx.len() {
+                    ck.failures.push(format!("{case}.idx: {bad} of {} indices differ", want_idx.len()));
                 }
             }
             // Backward through the reference indices, so a forward bug does not hide a backward one.
-            let want_idx = fx.i32s(&format!("{case}.idx"))?;
             let mut dx = vec![f32::NAN; p.x_len()];
             if ck.run(&format!("{case} backward"), be.maxpool2d_backward(&p, &t("dy")?, &want_idx, &mut dx)) {
                 ck.op(&format!("{case}.dx"), &dx, &t("dx")?);
@@ -278,10 +281,7 @@ fn maxpool_matches_torch() -> Result<()> {
 fn avgpool_matches_torch() -> Result<()> {
     parity(|fx, be, ck| {
         for case in ["avgpool_1x2", "avgpool_2x2"] {
-            let meta = fx.params(case)?;
-            let xs = fx.shape(&format!("{case}.x"))?;
-            let (kh, kw) = usize_pair(&meta, "kernel")?;
-            let p = Pool2dParams::new(xs[0], xs[1], xs[2], xs[3], kh, kw);
+            let p = pool_params(fx, case)?;
             let t = |n: &str| fx.f32s(&format!("{case}.{n}"));
             let mut y = vec![f32::NAN; p.y_len()];
             if ck.run(&format!("{case} forward"), be.avgpool2d_forward(&p, &t("x")?, &mut y)) {
