@@ -105,6 +105,15 @@ fn scripted_meter(sensor: Box<dyn Sensor>, per_kernel: bool) -> Meter {
     m
 }
 
+/// A 10 ms counter at 80 W on the meter's real clock, read by the sampler thread.
+fn sampled_80w_counter_meter() -> Meter {
+    Meter::with_sensor(
+        cfg("nvml", false),
+        Box::new(ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) }),
+        MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() },
+    )
+}
+
 /// Back-to-back steps of `dt` from 0 to `n * dt`, with the sampler's reads every `poll` s in between.
 fn run_steps(
     m: &mut Meter,
@@ -478,11 +487,7 @@ fn explicit_sources_that_are_missing_are_errors_that_say_why() {
 #[test]
 fn idle_baseline_splits_the_total() {
     // A counter sensor driven by the meter's real clock: 80 W.
-    let mut m = Meter::with_sensor(
-        cfg("nvml", false),
-        Box::new(ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) }),
-        MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() },
-    );
+    let mut m = sampled_80w_counter_meter();
     m.measure_idle(0.3).unwrap();
     let p = m.idle_power_w().expect("idle power");
     assert!((p - 80.0).abs() < 8.0, "idle {p} W");
@@ -634,11 +639,7 @@ fn windows_limited_to_the_step_leave_the_gaps_out_of_the_steps() {
 fn calibration_on_a_counter_divides_measured_window_energy() {
     // A 10 ms counter at 80 W on the meter's real clock, read by the sampler: each window's counter delta
     // over its launches. Launches of 2 ms: about 0.16 J each plus the loop's overhead.
-    let mut m = Meter::with_sensor(
-        cfg("nvml", false),
-        Box::new(ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) }),
-        MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() },
-    );
+    let mut m = sampled_80w_counter_meter();
     m.measure_idle(0.1).unwrap();
     let opts = CalibrateOpts { window_s: 0.25, windows: 3, seed: 7 };
     let cal = calibrate_per_launch(&mut m, &opts, || {

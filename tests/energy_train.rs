@@ -5,27 +5,24 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `powertrain train` of the pamap2 fixture on the CPU, batch 8, 2 epochs, `--energy estimate --watts 40`,
+/// plus `extra`, into `out`.
+fn train(extra: &[&str], out: &Path) -> std::process::Output {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pamap2_data.safetensors");
+    Command::new(env!("CARGO_BIN_EXE_powertrain"))
+        .args(["train", "--model", "pamap2", "--data", fx.to_str().unwrap(), "--val", fx.to_str().unwrap()])
+        .args(["--device", "cpu", "--batch-size", "8", "--epochs", "2", "--energy", "estimate", "--watts", "40"])
+        .args(extra)
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pamap2_data.safetensors");
-    let o = Command::new(env!("CARGO_BIN_EXE_powertrain"))
-        .args(["train", "--model", "pamap2", "--data", fx.to_str().unwrap(), "--val", fx.to_str().unwrap()])
-        .args(["--device", "cpu", "--batch-size", "8"])
-        .args([
-            "--epochs",
-            "2",
-            "--energy",
-            "estimate",
-            "--watts",
-            "40",
-            "--per-kernel",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = train(&["--per-kernel"], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -76,16 +73,6 @@ fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
 fn kernel_sample_times_every_nth_step_and_labels_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pamap2_data.safetensors");
-    let train = |extra: &[&str], out: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_powertrain"))
-            .args(["train", "--model", "pamap2", "--data", fx.to_str().unwrap(), "--val", fx.to_str().unwrap()])
-            .args(["--device", "cpu", "--batch-size", "8", "--epochs", "2", "--energy", "estimate", "--watts", "40"])
-            .args(extra)
-            .args(["--out", out.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
     let o = train(&["--per-kernel", "--kernel-sample", "3"], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config: serde_json::Value =
