@@ -1,8 +1,9 @@
 //! `cargo bench --bench meter`: the host-side cost of metering one training step, per mode, on a scripted
 //! counter (no GPU needed): what `Meter::begin_step`/`end_step` add per step, and with `--per-kernel` the
-//! split of a step into 30 kernel launches plus the steps.jsonl record the training loop writes. The CUDA
-//! events themselves (two records per launch, two elapsed reads) are not in this number: they need a GPU
-//! (`scripts/gpu-check.sh` measures whole-step overhead side by side with metering off).
+//! split of a step into 30 kernel launches plus the steps.jsonl record the training loop writes
+//! (`train::step_record`). The CUDA events themselves (two records per launch, two elapsed reads) are not in
+//! this number: they need a GPU (`scripts/gpu-check.sh` measures whole-step overhead side by side with
+//! metering off).
 //!
 //! Checked before it is timed: the per-kernel rows of a step sum to its energy.
 use powertrain::backend::{DeviceKind, KernelTiming};
@@ -68,15 +69,8 @@ fn run(per_kernel: bool, steps: usize) -> f64 {
         let t = Instant::now();
         m.begin_step(a);
         let se = m.end_step(a + dt, &kernels);
-        let mut rec = serde_json::json!({
-            "step": i, "epoch": 1, "loss": 0.5, "batch_size": 64, "wall_s": dt, "t_s": a,
-            "energy_j": se.energy_j, "energy_source": "nvml-counter", "energy_method": se.method,
-            "energy_uncertainty_j": se.uncertainty_j, "window_s": se.window_s, "gap_s": se.gap_s,
-            "gap_energy_j": se.gap_energy_j,
-        });
-        if per_kernel {
-            rec["kernels"] = serde_json::to_value(&se.kernels).unwrap();
-        }
+        let rec =
+            powertrain::train::step_record(i as u64, 1, 0.5, 64, (dt, a), EnergySource::NvmlCounter, &se).unwrap();
         writeln!(sink, "{rec}").unwrap();
         spent += t.elapsed().as_secs_f64();
         if let (Some(e), true) = (se.energy_j, per_kernel) {

@@ -286,6 +286,31 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
+/// One steps.jsonl record: the step (number, epoch, loss, batch size, `(wall_s, t_s)`: its duration and its
+/// end since the run started) and its energy; with --per-kernel (`kernels_timed` set) also its kernel rows.
+/// One `json!` for the whole record: it is written on every step.
+pub fn step_record(
+    step: u64,
+    epoch: usize,
+    loss: f32,
+    batch_size: usize,
+    (wall_s, t_s): (f64, f64),
+    source: crate::energy::EnergySource,
+    se: &crate::energy::StepEnergy,
+) -> Result<serde_json::Value> {
+    let mut rec = serde_json::json!({
+        "step": step, "epoch": epoch, "loss": loss, "batch_size": batch_size, "wall_s": wall_s, "t_s": t_s,
+        "energy_j": se.energy_j, "energy_source": source.as_str(),
+        "energy_method": se.method, "energy_uncertainty_j": se.uncertainty_j,
+        "window_s": se.window_s, "gap_s": se.gap_s, "gap_energy_j": se.gap_energy_j,
+    });
+    if let Some(timed) = se.kernels_timed {
+        rec["kernels"] = serde_json::to_value(&se.kernels)?;
+        rec["kernels_timed"] = serde_json::json!(timed);
+    }
+    Ok(rec)
+}
+
 /// For measured runs: idle/active split, how well the windows close on the total, and the counter's gap to
 /// integrated power.
 fn energy_detail(s: &RunSummary) -> Option<String> {
@@ -458,18 +483,7 @@ fn train_on<B: Backend>(
                 }
             }
             if let Some(w) = steps_out.as_mut() {
-                let mut rec = serde_json::json!({
-                    "step": step, "epoch": epoch, "loss": loss, "batch_size": n,
-                    "wall_s": t1 - t0, "t_s": t1 - t_start,
-                    "energy_j": se.energy_j, "energy_source": source.as_str(),
-                    "energy_method": se.method, "energy_uncertainty_j": se.uncertainty_j,
-                    "window_s": se.window_s, "gap_s": se.gap_s, "gap_energy_j": se.gap_energy_j,
-                });
-                if a.per_kernel {
-                    rec["kernels"] = serde_json::to_value(&se.kernels)?;
-                    rec["kernels_timed"] = serde_json::json!(timed);
-                }
-                writeln!(w, "{rec}")?;
+                writeln!(w, "{}", step_record(step, epoch, loss, n, (t1 - t0, t1 - t_start), source, &se)?)?;
             }
             progress.inc(1);
             progress.set_message(format!("epoch {epoch} loss {loss:.4}"));

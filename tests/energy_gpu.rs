@@ -88,19 +88,23 @@ fn nvml_power_path_on_a_real_gpu() {
     assert!(w > 5.0 && w < 1500.0, "mean power {w} W");
 }
 
-/// Per-op GPU time of `steps` pamap2 training steps (batch 64) with `clock`, and the losses.
+/// Mean GPU time per step of each op, the losses, and per step (first kernel start - step start, step end -
+/// last kernel end).
+type OpTimes = (std::collections::BTreeMap<&'static str, f64>, Vec<f32>, Vec<(f64, f64)>);
+
+/// `OpTimes` of `steps` pamap2 training steps (batch 64) with `clock`.
 fn op_times(
     be: &powertrain::backend::cuda::CudaBackend,
     clock: powertrain::backend::KernelClock,
     steps: usize,
-) -> (std::collections::BTreeMap<&'static str, f64>, Vec<f32>, Vec<(f64, f64)>) {
+) -> OpTimes {
     use powertrain::backend::Backend;
     use powertrain::model::{Arch, Layout, Model, Optimizer};
     let arch = Arch::parse("pamap2", 1).unwrap();
     let mut model = Model::new(be, arch, 64, &Layout::new(arch).init(3)).unwrap();
     let [c, h, w] = arch.input_shape();
     let x: Vec<f32> = (0..64 * c * h * w).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    let y: Vec<i32> = (0..64).map(|i| (i % 12) as i32).collect();
+    let y: Vec<i32> = (0..64).map(|i| i % 12).collect();
     model.load_batch(64, &x, &y, &[]).unwrap();
     let opt = Optimizer::parse("adam", 1e-3, 0.0, 0.0).unwrap();
     be.set_kernel_clock(clock).unwrap();

@@ -155,8 +155,9 @@ struct Timing {
 struct Stamps {
     buf: CudaSlice<u64>,
     book: stamps::StampBook,
-    /// globaltimer (ns) at host clock (s), read around a probe launch, and that host time's half-width.
-    anchor: Option<(u64, f64, f64)>,
+    /// globaltimer (ns) at host clock (s): the probe launch's midpoint and the midpoint of the host clock reads
+    /// around it.
+    anchor: Option<(u64, f64)>,
 }
 
 /// What `op_begin` started: nothing (timing off), a start event, or the op's first launch index (stamps).
@@ -491,7 +492,7 @@ impl CudaBackend {
 
     /// Pair globaltimer with the host clock: an empty probe launch between two host clock reads on an idle
     /// stream. Also checks that the device closed exactly the launches the host counted.
-    fn stamp_anchor(&self, st: &mut Stamps) -> Result<(u64, f64, f64)> {
+    fn stamp_anchor(&self, st: &mut Stamps) -> Result<(u64, f64)> {
         use cudarc::driver::PushKernelArg as _;
         let plan = launch::stamp_probe();
         let (f, cfg) = self.prepare("pt_probe", &plan[0])?;
@@ -522,7 +523,7 @@ impl CudaBackend {
         if s == 0 || e < s {
             bail!("launch stamps: the probe's stamps are invalid (start {s}, end {e}); use --kernel-timing events");
         }
-        Ok((s + (e - s) / 2, (t0 + t1) / 2.0, (t1 - t0) / 2.0))
+        Ok((s + (e - s) / 2, (t0 + t1) / 2.0))
     }
 
     /// `take_kernel_timings` with launch stamps.
@@ -542,7 +543,7 @@ impl CudaBackend {
                 a
             }
         };
-        st.book.take((anchor.0, anchor.1))
+        st.book.take(anchor)
     }
 }
 
