@@ -204,8 +204,7 @@ pub fn run_train(a: &TrainArgs) -> Result<RunSummary> {
     if a.kernel_sample > 1 && !a.per_kernel {
         bail!("--kernel-sample applies to per-kernel attribution: add --per-kernel");
     }
-    let clock = KernelClock::parse(&a.kernel_timing)?;
-    if clock != KernelClock::Events && !a.per_kernel {
+    if a.kernel_timing != KernelClock::Events && !a.per_kernel {
         bail!("--kernel-timing applies to per-kernel attribution: add --per-kernel");
     }
     let optimizer = Optimizer::parse(&a.optimizer, a.lr, a.momentum, a.weight_decay)?;
@@ -358,7 +357,7 @@ fn train_on<B: Backend>(
     let source = meter.source();
     meter.measure_idle(if source.is_measurement() { 1.0 } else { 0.0 })?;
     if a.per_kernel {
-        be.set_kernel_clock(KernelClock::parse(&a.kernel_timing)?)?;
+        be.set_kernel_clock(a.kernel_timing)?;
         be.set_kernel_timing(true);
     }
     let device_name = be.device_name();
@@ -377,7 +376,7 @@ fn train_on<B: Backend>(
         "shuffle": !a.no_shuffle, "seed": a.seed, "init": a.init, "save": a.save,
         "freeze_encoder": a.freeze_encoder, "energy": a.energy, "energy_source": source.as_str(),
         "watts": a.watts, "per_kernel": a.per_kernel, "kernel_sample": a.kernel_sample,
-        "kernel_timing": a.per_kernel.then_some(a.kernel_timing.as_str()),
+        "kernel_timing": a.per_kernel.then_some(a.kernel_timing.name()),
         "carbon_intensity": a.carbon_intensity, "pue": a.pue,
         "parameters": layout.total,
     });
@@ -585,7 +584,7 @@ fn train_on<B: Backend>(
         let (launches, timed) =
             meter.kernel_table().rows().fold((0, 0), |(l, t), (_, k)| (l + k.launches, t + k.timed_launches));
         serde_json::json!({
-            "clock": if be.kind() == DeviceKind::Cuda { a.kernel_timing.as_str() } else { "wall clock" },
+            "clock": if be.kind() == DeviceKind::Cuda { a.kernel_timing.name() } else { "wall clock" },
             "sample": a.kernel_sample, "launches": launches, "timed_launches": timed,
         })
     });
@@ -728,7 +727,7 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
         None => vec![],
         Some("all") if kind == DeviceKind::Cuda => vec![KernelClock::Events, KernelClock::Stamps],
         Some("all") => vec![KernelClock::Events],
-        Some(s) => vec![KernelClock::parse(s).map_err(|e| anyhow::anyhow!("{e}, or all"))?],
+        Some(s) => vec![s.parse::<KernelClock>().map_err(|e| anyhow::anyhow!("{e}, or all"))?],
     };
     let r = with_backend!(kind, |be| {
         let mut r = bench_step_on(be, arch, batch, &optimizer, a.iters)?;

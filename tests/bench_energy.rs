@@ -140,6 +140,14 @@ fn compare_sets_calibration_beside_the_runs_attribution() {
     assert!(l.contains("config.json") && l.contains("powertrain train --out"), "{l}");
     let l = error_line(&[&CAL[..], &["--compare", run_dir.to_str().unwrap(), "--batch-size", "64"]].concat());
     assert!(l.contains("batch size 16"), "{l}");
+    // A corrupt kernels.csv is an error naming the file and the line, not a comparison with holes.
+    let csv_path = run_dir.join("kernels.csv");
+    let good = std::fs::read_to_string(&csv_path).unwrap();
+    let gemm_line = 1 + good.lines().position(|l| l.starts_with("gemm,")).unwrap();
+    std::fs::write(&csv_path, good.replace("\ngemm,", "\ngemm,x")).unwrap();
+    let l = error_line(&[&CAL[..], &["--compare", run_dir.to_str().unwrap()]].concat());
+    assert!(l.contains("kernels.csv") && l.contains(&format!("line {gemm_line}:")), "{l}");
+    std::fs::write(&csv_path, good).unwrap();
     // A CPU run is not compared with a GPU calibration.
     let cfg_path = run_dir.join("config.json");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace("\"device\": \"cpu\"", "\"device\": \"cuda\"");

@@ -4,8 +4,8 @@
 use anyhow::{anyhow, Result};
 use powertrain::backend::{DeviceKind, KernelTiming};
 use powertrain::energy::{
-    calibrate_per_launch, CalibrateOpts, EnergySource, Meter, MeterConfig, MeterOptions, Reading, Sensor, Stamp,
-    StepEnergy, StepKernels, BETWEEN_KERNELS, BETWEEN_STEPS,
+    calibrate_per_launch, CalibrateOpts, EnergySource, KernelsCsv, Meter, MeterConfig, MeterOptions, Reading, Sensor,
+    Stamp, StepEnergy, StepKernels, BETWEEN_KERNELS, BETWEEN_STEPS,
 };
 
 /// A counter like NVML's: it updates every `period` s (at `phase + k * period`), holding the energy of a
@@ -316,18 +316,17 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
     let table_sum: f64 = table.rows().map(|(_, t)| t.energy_j).sum();
     assert!((table_sum - step_sum).abs() <= 1e-3 * step_sum);
     m.add_flops("gemm", 50.0 * 2e9);
-    let csv = m.kernels_csv();
-    let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
-    let cols: Vec<&str> = gemm_line.split(',').collect();
-    assert!(csv.starts_with(
+    let text = m.kernels_csv();
+    assert!(text.starts_with(
         "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches\n"
     ));
-    assert_eq!(cols.len(), 8);
-    assert_eq!(cols[7], "50", "every launch was timed: {gemm_line}");
-    assert!(cols[6].parse::<f64>().unwrap() > 0.0, "{gemm_line}");
-    assert_eq!(cols[1], "50");
-    let j: f64 = cols[3].parse().unwrap();
-    let jpg: f64 = cols[5].parse().unwrap();
+    let csv = KernelsCsv::parse(&text, std::path::Path::new("kernels.csv")).unwrap();
+    let gemm = csv.rows.iter().find(|r| r.name == "gemm").unwrap();
+    assert_eq!(gemm.timed_launches, Some(50), "every launch was timed: {gemm:?}");
+    assert!(gemm.energy_uncertainty_j.unwrap() > 0.0, "{gemm:?}");
+    assert_eq!(gemm.launches, Some(50));
+    let j = gemm.energy_j.unwrap();
+    let jpg = gemm.j_per_gflop.unwrap();
     assert!((jpg - j / 100.0).abs() <= 1e-6 * j, "J/GFLOP {jpg} vs {j}/100");
     let run = m.finish();
     assert_eq!(run.source, "nvml-power");
@@ -400,10 +399,9 @@ fn sampled_kernel_timing_stands_in_a_labelled_profile() {
     let want = 0.4 / 8.0 * p11.energy_j.unwrap();
     // (1 %: the steps' own half-widths differ a little, through the recent power in them.)
     assert!((added - want).abs() < 0.01 * want, "added {added}, want {want}");
-    let csv = m.kernels_csv();
-    let gemm_line = csv.lines().find(|l| l.starts_with("gemm,")).unwrap();
-    let cols: Vec<&str> = gemm_line.split(',').collect();
-    assert_eq!((cols[1], cols[7]), ("40", "5"), "launches, timed_launches: {gemm_line}");
+    let csv = KernelsCsv::parse(&m.kernels_csv(), std::path::Path::new("kernels.csv")).unwrap();
+    let gemm = csv.rows.iter().find(|r| r.name == "gemm").unwrap();
+    assert_eq!((gemm.launches, gemm.timed_launches), (Some(40), Some(5)), "launches, timed_launches: {gemm:?}");
     // A key without a profile: the step keeps its energy, all of it between kernels, nothing invented.
     m.begin_step(0.8);
     let se = m.end_step_with(0.82, StepKernels::Profiled(7));

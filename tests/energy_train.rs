@@ -2,6 +2,7 @@
 //! time, the windows (steps and evaluations) close on the run total, energy over wall time is --watts within
 //! 2 %, and the per-kernel rows of every step sum to the step.
 
+use powertrain::energy::KernelsCsv;
 use std::path::Path;
 use std::process::Command;
 
@@ -61,11 +62,11 @@ fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
     assert!(eval > 0.0, "evaluations are metered windows too");
     assert!((sum + eval - total).abs() <= 1e-6 * total, "steps {sum} + evaluations {eval} vs total {total}");
     // kernels.csv has the between-steps row with energy.
-    let csv = std::fs::read_to_string(out.join("kernels.csv")).unwrap();
-    let row = csv.lines().find(|l| l.starts_with("(between steps),")).expect("between-steps row");
-    assert!(row.split(',').nth(3).unwrap().parse::<f64>().unwrap() > 0.0, "{row}");
+    let csv = KernelsCsv::read(&out.join("kernels.csv")).unwrap();
+    let row = csv.rows.iter().find(|r| r.name == "(between steps)").expect("between-steps row");
+    assert!(row.energy_j.unwrap() > 0.0, "{row:?}");
     // An estimate has no measured uncertainty: the column is there and empty, never a made-up number.
-    assert!(csv.lines().skip(1).all(|l| l.split(',').nth(6) == Some("")), "{csv}");
+    assert!(csv.has("energy_uncertainty_j") && csv.rows.iter().all(|r| r.energy_uncertainty_j.is_none()), "{csv:?}");
     assert!(steps[1]["kernels"][0].get("uncertainty_j").is_none());
 }
 
@@ -111,13 +112,12 @@ fn kernel_sample_times_every_nth_step_and_labels_the_others() {
     }
     assert!(untimed >= steps.len() / 3, "{untimed} of {} steps untimed", steps.len());
     // kernels.csv: every launch counted, the timed ones apart (evaluations are always timed).
-    let csv = std::fs::read_to_string(out.join("kernels.csv")).unwrap();
-    let col = |l: &str, i: usize| l.split(',').nth(i).unwrap().parse::<u64>().unwrap();
+    let csv = KernelsCsv::read(&out.join("kernels.csv")).unwrap();
     let (all, timed): (u64, u64) = csv
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with('('))
-        .map(|l| (col(l, 1), col(l, 7)))
+        .rows
+        .iter()
+        .filter(|r| !r.name.starts_with('('))
+        .map(|r| (r.launches.unwrap(), r.timed_launches.unwrap()))
         .fold((0, 0), |(a, t), (x, y)| (a + x, t + y));
     assert!(timed < all, "timed {timed} of {all}");
     assert!(timed >= timed_kernel_launches, "timed {timed} vs {timed_kernel_launches} in timed steps");

@@ -144,6 +144,20 @@ fn estimate_is_marked_and_none_plots_time() {
     assert!(k.texts.iter().any(|x| x == "conv2d_forward") && k.texts.iter().any(|x| x == "gemm"), "{:?}", k.texts);
     assert!(k.texts.iter().any(|x| x.contains("time (s)")), "{:?}", k.texts);
     assert!(k.texts.iter().filter(|x| x.parse::<f64>().is_ok_and(|v| v > 0.0)).count() >= 2, "{:?}", k.texts);
+
+    // A malformed kernels.csv: the report says which file and line, and draws no per-kernel plot with holes.
+    for run in std::fs::read_dir(d.path().join("runs")).unwrap().filter_map(|e| e.ok()) {
+        let p = run.path().join("kernels.csv");
+        if let Ok(t) = std::fs::read_to_string(&p) {
+            std::fs::write(&p, t.replacen("\nconv2d_forward,", "\nconv2d_forward,many", 1)).unwrap();
+        }
+    }
+    let out = d.path().join("report2");
+    let r = write_report(&[d.path().to_path_buf()], Some(&out)).unwrap();
+    assert!(!r.plots.iter().any(|p| p.0 == "kernels.svg"), "{:?}", r.plots);
+    let w = r.warnings.iter().find(|w| w.contains("kernels.csv")).unwrap_or_else(|| panic!("{:?}", r.warnings));
+    assert!(w.contains("line 2") && w.contains("per-kernel plot"), "{w}");
+    assert!(std::fs::read_to_string(&r.md).unwrap().contains(w.as_str()));
 }
 
 fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {

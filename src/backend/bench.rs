@@ -124,18 +124,7 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
     if cases.is_empty() {
         bail!("bench kernels: no case left to run (check --kernel)");
     }
-    let device = match a.device.as_str() {
-        "auto" => {
-            if super::cuda::cuda_available() {
-                DeviceKind::Cuda
-            } else {
-                DeviceKind::Cpu
-            }
-        }
-        "cpu" => DeviceKind::Cpu,
-        "cuda" => DeviceKind::Cuda,
-        other => bail!("bench kernels --device {other}: use auto, cpu or cuda"),
-    };
+    let device = crate::train::resolve_device(&a.device)?;
     if let Some(r) = &run {
         if r.device != device.name() {
             bail!(
@@ -394,37 +383,26 @@ impl CompareRun {
         let energy_source = cfg["energy_source"].as_str().unwrap_or("none").to_string();
         let device = cfg["device"].as_str().unwrap_or("").to_string();
         let csv_path = dir.join("kernels.csv");
-        let csv = std::fs::read_to_string(&csv_path).with_context(|| {
-            format!(
-                "bench kernels --compare: cannot read {}: train the run with --per-kernel (and an energy source) to get \
-                 its in-training attribution",
+        if !csv_path.exists() {
+            bail!(
+                "bench kernels --compare: {} is missing: train the run with --per-kernel (and an energy source) to \
+                 get its in-training attribution",
                 csv_path.display()
-            )
-        })?;
-        let mut lines = csv.lines();
-        // Columns by name (older runs have no energy_uncertainty_j column).
-        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-        let col = |n: &str| header.iter().position(|h| *h == n);
-        let (Some(c_name), Some(c_launches), Some(c_jpl)) = (col("name"), col("launches"), col("j_per_launch")) else {
+            );
+        }
+        let csv = crate::energy::KernelsCsv::read(&csv_path).context("bench kernels --compare")?;
+        if !(csv.has("launches") && csv.has("j_per_launch")) {
             bail!(
                 "bench kernels --compare: {} does not have kernels.csv's header (name,launches,...,j_per_launch,...)",
                 csv_path.display()
             );
-        };
+        }
         let mut kernels = std::collections::BTreeMap::new();
-        for (i, line) in lines.enumerate() {
-            let cols: Vec<&str> = line.split(',').collect();
-            let bad =
-                || anyhow::anyhow!("bench kernels --compare: {} line {}: malformed row", csv_path.display(), i + 2);
-            if cols.len() != header.len() {
-                return Err(bad());
-            }
-            let launches: u64 = cols[c_launches].parse().map_err(|_| bad())?;
-            let jpl = match cols[c_jpl] {
-                "" => None,
-                v => Some(v.parse::<f64>().map_err(|_| bad())?),
+        for r in csv.rows {
+            let Some(launches) = r.launches else {
+                bail!("bench kernels --compare: {}: kernel {} has no launch count", csv_path.display(), r.name);
             };
-            kernels.insert(cols[c_name].to_string(), (launches, jpl));
+            kernels.insert(r.name, (launches, r.j_per_launch));
         }
         if energy_source == "none" {
             bail!("bench kernels --compare: {} was trained with --energy none: nothing to compare", dir.display());

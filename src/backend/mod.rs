@@ -256,14 +256,19 @@ pub enum KernelClock {
     Stamps,
 }
 
-impl KernelClock {
-    pub fn parse(s: &str) -> anyhow::Result<KernelClock> {
+/// `--kernel-timing events|stamps` (argh parses the flag into this).
+impl std::str::FromStr for KernelClock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<KernelClock, String> {
         match s {
             "events" => Ok(KernelClock::Events),
             "stamps" => Ok(KernelClock::Stamps),
-            other => anyhow::bail!("unknown --kernel-timing '{other}': use events or stamps"),
+            other => Err(format!("unknown --kernel-timing '{other}': use events or stamps")),
         }
     }
+}
+
+impl KernelClock {
     pub fn name(self) -> &'static str {
         match self {
             KernelClock::Events => "events",

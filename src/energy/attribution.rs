@@ -480,12 +480,13 @@ impl KernelTable {
     /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,
     /// timed_launches (empty cells when unknown), sorted by energy (then time), largest first. `timed_launches`
     /// below `launches` means the rest took their times from a timed profile (`--kernel-sample`).
+    /// [`KernelsCsv::read`] reads it back.
     pub fn to_csv(&self, have_energy: bool) -> String {
         let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
-        let mut s = String::from(
-            "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches\n",
-        );
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let io = "kernels.csv is written to memory";
+        w.write_record(KernelsCsv::COLUMNS).expect(io);
         for (name, t) in v {
             let unc = if have_energy && t.shares_with_uncertainty > 0 {
                 format!("{:.6}", t.uncertainty_j)
@@ -508,11 +509,97 @@ impl KernelTable {
                 } else {
                     (String::new(), String::new(), String::new())
                 };
-            s.push_str(&format!(
-                "{},{},{:.6},{},{},{},{},{}\n",
-                name, t.launches, t.gpu_time_s, e, jpl, jpg, unc, t.timed_launches
-            ));
+            let (launches, time, timed) =
+                (t.launches.to_string(), format!("{:.6}", t.gpu_time_s), t.timed_launches.to_string());
+            w.write_record([name.as_str(), &launches, &time, &e, &jpl, &jpg, &unc, &timed]).expect(io);
         }
-        s
+        String::from_utf8(w.into_inner().expect(io)).expect("kernels.csv is UTF-8")
+    }
+}
+
+/// One row of kernels.csv as read back (empty cells are `None`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct KernelRow {
+    #[serde(alias = "kernel")]
+    pub name: String,
+    #[serde(default)]
+    pub launches: Option<u64>,
+    /// `time_s` in files written by hand.
+    #[serde(alias = "time_s", default)]
+    pub gpu_time_s: Option<f64>,
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    #[serde(default)]
+    pub j_per_launch: Option<f64>,
+    #[serde(default)]
+    pub j_per_gflop: Option<f64>,
+    /// Absent in runs written before uncertainties.
+    #[serde(default)]
+    pub energy_uncertainty_j: Option<f64>,
+    /// Absent in runs written before `--kernel-sample`.
+    #[serde(default)]
+    pub timed_launches: Option<u64>,
+}
+
+/// A run's kernels.csv, read by header names (older runs lack the later columns). A row that is not a number
+/// where one belongs is an error naming the file and the line, never a silently missing bar or comparison.
+#[derive(Clone, Debug)]
+pub struct KernelsCsv {
+    pub path: std::path::PathBuf,
+    /// The header's column names, as written.
+    pub columns: Vec<String>,
+    pub rows: Vec<KernelRow>,
+}
+
+impl KernelsCsv {
+    pub const COLUMNS: [&'static str; 8] = [
+        "name",
+        "launches",
+        "gpu_time_s",
+        "energy_j",
+        "j_per_launch",
+        "j_per_gflop",
+        "energy_uncertainty_j",
+        "timed_launches",
+    ];
+
+    /// Read `path`; errors name the file (and the line) and say what is wrong.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<KernelsCsv> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse kernels.csv text (`path` names it in errors).
+    pub fn parse(text: &str, path: &std::path::Path) -> anyhow::Result<KernelsCsv> {
+        let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        let columns: Vec<String> = r
+            .headers()
+            .map_err(|e| anyhow::anyhow!("{}: not a CSV file ({e})", path.display()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        if !columns.iter().any(|c| c == "name" || c == "kernel") {
+            anyhow::bail!(
+                "{}: not a kernels.csv (its header has no `name` column: {}); give the kernels.csv a \
+                 `powertrain train --per-kernel` run wrote",
+                path.display(),
+                columns.join(",")
+            );
+        }
+        let rows = r
+            .deserialize()
+            .map(|row| {
+                row.map_err(|e| {
+                    let line = e.position().map(|p| format!(" line {}", p.line())).unwrap_or_default();
+                    anyhow::anyhow!("{}{line}: malformed row ({e})", path.display())
+                })
+            })
+            .collect::<anyhow::Result<Vec<KernelRow>>>()?;
+        Ok(KernelsCsv { path: path.to_path_buf(), columns, rows })
+    }
+
+    pub fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
     }
 }

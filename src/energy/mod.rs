@@ -37,10 +37,10 @@ pub mod rapl;
 pub mod records;
 pub mod sensors;
 
-pub use attribution::{KernelTable, KernelTotal, Timeline, BETWEEN_KERNELS, BETWEEN_STEPS};
+pub use attribution::{KernelRow, KernelTable, KernelTotal, KernelsCsv, Timeline, BETWEEN_KERNELS, BETWEEN_STEPS};
 pub use calibrate::{calibrate_per_launch, CalibrateOpts, Calibration};
 pub use predict::{Prediction, Predictor};
-pub use records::{carbon_block, probe_text};
+pub use records::{carbon_block, probe_text, window_s};
 pub use sensors::{Reading, Sensor, Stamp};
 
 use crate::backend::{DeviceKind, KernelTiming};

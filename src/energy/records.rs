@@ -78,3 +78,10 @@ pub fn probe_text(v: &serde_json::Value) -> String {
     ));
     s
 }
+
+/// The seconds a steps.jsonl record's energy covers: its metered window (`window_s`: the step plus the host
+/// gap before it); runs written before windows were contiguous have only `wall_s`, which is then the window.
+pub fn window_s(step: &serde_json::Value) -> f64 {
+    let f = |k: &str| step.get(k).and_then(|x| x.as_f64());
+    f("window_s").or_else(|| f("wall_s")).unwrap_or(0.0)
+}

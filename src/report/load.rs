@@ -1,4 +1,5 @@
 //! Reading study and run directories for a report.
+use crate::energy::{window_s, KernelRow, KernelsCsv};
 use crate::study::{load_record, Machine, StudyManifest};
 use crate::train::RunSummary;
 use anyhow::{bail, Context, Result};
@@ -117,39 +118,26 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
     Ok(inp)
 }
 
-/// Steps of a run: (t_s, seconds the energy covers, energy_j) from steps.jsonl. The energy covers the metered
-/// window (`window_s`: the step plus the host gap before it); runs written before windows were contiguous
-/// have only `wall_s`, which is then the window.
+/// Steps of a run: (t_s, seconds the energy covers (`energy::window_s`), energy_j) from steps.jsonl.
 pub fn steps(dir: &Path) -> Vec<(f64, f64, Option<f64>)> {
     let Ok(text) = std::fs::read_to_string(dir.join("steps.jsonl")) else { return vec![] };
     let mut t = 0.0;
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|v| {
-            let step = v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
-            let w = v.get("window_s").and_then(|x| x.as_f64()).unwrap_or(step);
-            t = v.get("t_s").and_then(|x| x.as_f64()).unwrap_or(t + step);
-            (t, w, v.get("energy_j").and_then(|x| x.as_f64()))
+            let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+            t = f("t_s").unwrap_or(t + f("wall_s").unwrap_or(0.0));
+            (t, window_s(&v), f("energy_j"))
         })
         .collect()
 }
 
-/// kernels.csv of a run: (name, energy_j, GPU time s), read by header names (`gpu_time_s`; `time_s` in
-/// files written by hand).
-pub fn kernels(dir: &Path) -> Vec<(String, Option<f64>, Option<f64>)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("kernels.csv")) else { return vec![] };
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(h) = lines.next() else { return vec![] };
-    let cols: Vec<&str> = h.split(',').map(|c| c.trim()).collect();
-    let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
-    let (Some(ni), ei, ti) = (find(&["name", "kernel"]), find(&["energy_j"]), find(&["gpu_time_s", "time_s"])) else {
-        return vec![];
-    };
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').map(|c| c.trim()).collect();
-            let num = |i: Option<usize>| i.and_then(|i| f.get(i)).and_then(|v| v.parse::<f64>().ok());
-            (f.get(ni).unwrap_or(&"").to_string(), num(ei), num(ti))
-        })
-        .collect()
+/// kernels.csv's rows of a run; none when the run has no kernels.csv (trained without --per-kernel), an error
+/// naming the file and line when it is malformed.
+pub fn kernels(dir: &Path) -> Result<Vec<KernelRow>> {
+    let path = dir.join("kernels.csv");
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    Ok(KernelsCsv::read(&path)?.rows)
 }

@@ -74,6 +74,17 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
         warnings.push(format!("WARNING: results from different protocol versions ({protocols:?}) are mixed"));
     }
 
+    // The run whose power and kernels are plotted; a malformed kernels.csv is said, not drawn with holes.
+    let focus = focus_run(&inp.runs, metric);
+    let focus_kernels = match focus.map(|r| (r, load::kernels(&r.dir))) {
+        Some((_, Ok(rows))) => Some(rows),
+        Some((r, Err(e))) => {
+            warnings.push(format!("WARNING: {e:#}; the per-kernel plot of run {} is left out", r.id));
+            None
+        }
+        None => None,
+    };
+
     let mut blocks = Vec::new();
     let mut head = String::from("# powertrain report\n\n");
     head +=
@@ -157,20 +168,22 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
         cap.clone(),
         plots::lines(&cap, &format!("cumulative {name} ({u})"), "validation accuracy", &acc, false)?,
     );
-    if let Some(run) = focus_run(&inp.runs, metric) {
+    if let Some(run) = focus {
         if let Metric::Energy { .. } = metric {
             let cap = format!("Power per step, run {} (energy_j / window_s, W){t}", run.id);
             let s = power_series(run);
             add("power_timeline.svg", cap.clone(), plots::lines(&cap, "time since start (s)", "power (W)", &s, false)?);
         }
-        let mut ks: Vec<(String, Option<f64>)> = load::kernels(&run.dir)
-            .into_iter()
-            .map(|(n, en, ti)| (n, if matches!(metric, Metric::Time) { ti } else { en }))
-            .collect();
-        ks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-        ks.truncate(15);
-        let cap = format!("Per-kernel {name}, run {} ({u}){t}", run.id);
-        add("kernels.svg", cap.clone(), plots::bars(&cap, "kernel", &format!("{name} ({u})"), &ks)?);
+        if let Some(rows) = focus_kernels {
+            let mut ks: Vec<(String, Option<f64>)> = rows
+                .into_iter()
+                .map(|r| (r.name, if matches!(metric, Metric::Time) { r.gpu_time_s } else { r.energy_j }))
+                .collect();
+            ks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            ks.truncate(15);
+            let cap = format!("Per-kernel {name}, run {} ({u}){t}", run.id);
+            add("kernels.svg", cap.clone(), plots::bars(&cap, "kernel", &format!("{name} ({u})"), &ks)?);
+        }
     }
     for s in &inp.studies {
         if let Some(p) = &s.pretrain {

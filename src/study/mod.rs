@@ -427,7 +427,7 @@ pub fn train_args(model: &str, data: &Path) -> TrainArgs {
         watts: None,
         per_kernel: false,
         kernel_sample: 1,
-        kernel_timing: "events".into(),
+        kernel_timing: crate::backend::KernelClock::Events,
         carbon_intensity: None,
         pue: None,
         out: None,

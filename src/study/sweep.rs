@@ -408,8 +408,7 @@ pub fn gpu_busy_fraction(run_dir: &Path) -> Option<f64> {
     let (mut busy, mut wall, mut any) = (0.0, 0.0, false);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let step = v.get("wall_s").and_then(|x| x.as_f64()).unwrap_or(0.0);
-        wall += v.get("window_s").and_then(|x| x.as_f64()).unwrap_or(step);
+        wall += crate::energy::window_s(&v);
         if let Some(ks) = v.get("kernels").and_then(|k| k.as_array()) {
             for k in ks.iter().filter(|k| k.get("launches").and_then(|x| x.as_u64()).unwrap_or(1) > 0) {
                 if let Some(t) = k.get("time_s").and_then(|x| x.as_f64()) {
