@@ -400,10 +400,11 @@ pub struct BenchArgs {
     pub iters: Option<usize>,
     #[argh(option)]
     /// step: also time steps with per-kernel timing on, side by side with it off: events, stamps (cuda) or
-    /// all (each the device has)
+    /// all (each the device has); with --energy, the clocks of the per-kernel metering (default events)
     pub kernel_timing: Option<String>,
     #[argh(switch)]
-    /// with kernels: repeat-and-divide energy per launch (calibration mode)
+    /// with kernels: repeat-and-divide energy per launch (calibration mode); with step: also time steps
+    /// metered as train meters them (per-step, per-kernel), side by side with metering off
     pub energy: bool,
     #[argh(option, default = "String::from(\"auto\")")]
     /// with --energy: auto, nvml, rapl or estimate (default auto: nvml on cuda, rapl on cpu)

@@ -41,11 +41,9 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         }
         "step" => {
             let kernel_only = [
-                (a.energy, "--energy"),
                 (a.kernel.is_some(), "--kernel"),
                 (a.compare.is_some(), "--compare"),
                 (a.windows.is_some() || a.window_s.is_some(), "--windows/--window-s"),
-                (a.watts.is_some() || a.energy_source != "auto", "--energy-source/--watts"),
                 (a.out.is_some(), "--out"),
             ];
             if let Some((_, flag)) = kernel_only.iter().find(|(set, _)| *set) {

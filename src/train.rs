@@ -428,6 +428,8 @@ fn train_on<B: Backend>(
         ..Default::default()
     };
     let mut step_times = Vec::new();
+    // (batch size, training step or evaluation batch) -> count, for the FLOPs behind J/GFLOP in kernels.csv.
+    let mut batches: BTreeMap<(usize, bool), u64> = BTreeMap::new();
     let mut predictor = crate::energy::predict::Predictor::new(1, a.epochs, a.target_acc);
     'epochs: for epoch in 1..=a.epochs {
         let ep_t0 = be.clock_s();
@@ -477,9 +479,8 @@ fn train_on<B: Backend>(
                 *c += e;
             }
             if a.per_kernel {
-                for (name, flops) in model.kernel_flops(n) {
-                    meter.add_flops(name, flops);
-                }
+                // FLOPs per kernel depend on the batch size only: counted here, added once at the end.
+                *batches.entry((n, true)).or_insert(0) += 1;
             }
             if let Some(w) = steps_out.as_mut() {
                 writeln!(w, "{}", step_record(step, epoch, loss, n, (t1 - t0, t1 - t_start), source, &se)?)?;
@@ -515,6 +516,13 @@ fn train_on<B: Backend>(
             meter.begin_step(t0);
             let eval_batch = model.max_batch;
             let (l, acc, per_task) = evaluate(&mut model, v, &spec.cols, eval_batch)?;
+            if a.per_kernel {
+                // evaluate's batches: full ones of eval_batch, then the rest.
+                *batches.entry((eval_batch, false)).or_insert(0) += (v.n / eval_batch) as u64;
+                if v.n % eval_batch > 0 {
+                    *batches.entry((v.n % eval_batch, false)).or_insert(0) += 1;
+                }
+            }
             let t1 = be.clock_s();
             let timings = if a.per_kernel { be.take_kernel_timings()? } else { vec![] };
             let se = meter.end_step(t1, &timings);
@@ -579,6 +587,12 @@ fn train_on<B: Backend>(
     }
     progress.finish_and_clear();
     be.set_kernel_timing(false);
+    for (&(n, train), &count) in &batches {
+        let flops = if train { model.kernel_flops(n) } else { model.forward_kernel_flops(n) };
+        for (name, f) in flops {
+            meter.add_flops(name, f * count as f64);
+        }
+    }
     let kernels_csv = if a.per_kernel { Some(meter.kernels_csv()) } else { None };
     let kernel_timing = a.per_kernel.then(|| {
         let (launches, timed) =
@@ -723,16 +737,26 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
     let arch = Arch::parse(model_name, 1)?;
     let optimizer = Optimizer::parse(&a.optimizer, 1e-3, 0.0, 0.0)?;
     let kind = resolve_device(&a.device)?;
+    if !a.energy && (a.watts.is_some() || a.energy_source != "auto") {
+        bail!("bench step: --energy-source/--watts need --energy (time the steps metered as `train` meters them)");
+    }
     let clocks: Vec<KernelClock> = match a.kernel_timing.as_deref() {
+        None if a.energy => vec![KernelClock::Events],
         None => vec![],
         Some("all") if kind == DeviceKind::Cuda => vec![KernelClock::Events, KernelClock::Stamps],
         Some("all") => vec![KernelClock::Events],
         Some(s) => vec![s.parse::<KernelClock>().map_err(|e| anyhow::anyhow!("{e}, or all"))?],
     };
+    // --energy: per-step metering and per-kernel metering with each clock; otherwise each clock alone.
+    let (key, modes): (&str, Vec<BenchMode>) = if a.energy {
+        ("metering", std::iter::once(None).chain(clocks.iter().copied().map(Some)).map(BenchMode::Meter).collect())
+    } else {
+        ("kernel_timing", clocks.iter().copied().map(BenchMode::Timing).collect())
+    };
     let r = with_backend!(kind, |be| {
         let mut r = bench_step_on(be, arch, batch, &optimizer, a.iters)?;
-        if !clocks.is_empty() {
-            r["kernel_timing"] = bench_kernel_timing(be, arch, batch, &optimizer, &clocks, a.iters)?;
+        if !modes.is_empty() {
+            r[key] = bench_metering(be, arch, batch, &optimizer, &modes, &a.energy_source, a.watts, a.iters)?;
         }
         r
     });
@@ -751,19 +775,27 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
             r["samples_per_s"].as_f64().unwrap_or(f64::NAN),
             r["gflops"].as_f64().unwrap_or(f64::NAN),
         );
-        if let Some(t) = r["kernel_timing"].as_object() {
+        if let Some(t) = r[key].as_object() {
             let off = t["off_ms"].as_f64().unwrap_or(f64::NAN);
+            let what = match t["energy_source"].as_str() {
+                Some(s) => {
+                    format!("metering ({s}{})", if s == "estimate" { ": an estimate, not measured" } else { "" })
+                }
+                None => "per-kernel timing".into(),
+            };
             println!(
-                "per-kernel timing, {} interleaved rounds of {} steps: off {off:.4} ms/step",
+                "{what}, {} interleaved rounds of {} steps, each step timed all in: off {off:.4} ms/step",
                 t["rounds"], t["steps_per_round"]
             );
             for c in t["modes"].as_array().into_iter().flatten() {
+                let ops = c["ops_per_step"].as_u64().unwrap_or(0);
+                let power = c["mean_power_w"].as_f64().map(|w| format!(", {w:.1} W")).unwrap_or_default();
                 println!(
-                    "  {:<7} {:.4} ms/step  {:+.2} % vs off  ({} ops timed per step)",
-                    c["timing"].as_str().unwrap_or(""),
+                    "  {:<18} {:.4} ms/step  {:+.2} % vs off  ({}{power})",
+                    c["mode"].as_str().unwrap_or(""),
                     c["median_ms"].as_f64().unwrap_or(f64::NAN),
                     c["overhead_pct"].as_f64().unwrap_or(f64::NAN),
-                    c["ops_per_step"]
+                    if ops > 0 { format!("{ops} ops timed per step") } else { "no op timed".into() },
                 );
             }
         }
@@ -771,16 +803,44 @@ pub fn run_bench_step(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The cost of per-kernel timing: training steps with timing off and with each of `clocks` on (timings taken
-/// after every step, as `train --per-kernel` does), in interleaved rounds so that clock and thermal drift hit
-/// every mode alike. Median step time per mode and its overhead against off. `iters`: steps per mode and
-/// round (default: about 6 s in all).
-pub fn bench_kernel_timing<B: Backend>(
+/// One mode of `bench step`'s side-by-side timing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BenchMode {
+    /// Training steps only: nothing metered, no launch timed.
+    Off,
+    /// Per-kernel timing alone, without a meter (`--kernel-timing`): the clock's own cost.
+    Timing(KernelClock),
+    /// The meter as `train` runs it (`--energy`): per-step, or per-kernel with a clock; each step is begun,
+    /// ended and written as a steps.jsonl record.
+    Meter(Option<KernelClock>),
+}
+
+impl BenchMode {
+    pub fn label(self) -> String {
+        match self {
+            BenchMode::Off => "off".into(),
+            BenchMode::Timing(c) => c.name().into(),
+            BenchMode::Meter(None) => "per-step".into(),
+            BenchMode::Meter(Some(c)) => format!("per-kernel/{}", c.name()),
+        }
+    }
+}
+
+/// The cost of per-kernel timing or of metering: training steps with `BenchMode::Off` and with each of
+/// `modes`, in interleaved rounds so that clock and thermal drift hit every mode alike. Each step is timed all
+/// in, as the training loop pays for it: the step, reading its kernel timings, and with a meter its begin and
+/// end and its record. A meter mode opens its meter (`source`, `watts`; no start-up characterisation) for each
+/// round and closes it after, so its sampler thread runs only in its own rounds. Median step time per mode and
+/// its overhead against off. `iters`: steps per mode and round (default: about 6 s in all).
+#[allow(clippy::too_many_arguments)]
+pub fn bench_metering<B: Backend>(
     be: &B,
     arch: Arch,
     batch: usize,
     opt: &Optimizer,
-    clocks: &[KernelClock],
+    modes: &[BenchMode],
+    source: &str,
+    watts: Option<f64>,
     iters: Option<usize>,
 ) -> Result<serde_json::Value> {
     let (mut model, per) = bench_model(be, arch, batch, opt)?;
@@ -788,25 +848,84 @@ pub fn bench_kernel_timing<B: Backend>(
     let rounds = 5usize;
     let steps = iters
         .map(|n| n.max(1))
-        .unwrap_or_else(|| ((6.0 / per.max(1e-6)) as usize / (rounds * (1 + clocks.len()))).clamp(3, 400));
-    let modes: Vec<Option<KernelClock>> = std::iter::once(None).chain(clocks.iter().copied().map(Some)).collect();
+        .unwrap_or_else(|| ((6.0 / per.max(1e-6)) as usize / (rounds * (1 + modes.len()))).clamp(3, 400));
+    let modes: Vec<BenchMode> = std::iter::once(BenchMode::Off).chain(modes.iter().copied()).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut ops = vec![0usize; modes.len()];
+    // Meter modes: (energy, seconds) over their timed steps, and the source they measured with.
+    let mut energy = vec![(0.0f64, 0.0f64, false); modes.len()];
+    let mut measured_by = None;
+    // steps.jsonl records go to a real file, as in training.
+    let records = tempfile::tempfile().context("bench step: cannot create a temporary file for the records")?;
+    let mut records = std::io::BufWriter::new(records);
     for _ in 0..rounds {
-        for (i, m) in modes.iter().enumerate() {
-            be.set_kernel_clock(m.unwrap_or(KernelClock::Events))?;
-            be.set_kernel_timing(m.is_some());
+        for (i, &m) in modes.iter().enumerate() {
+            let clock = match m {
+                BenchMode::Timing(c) | BenchMode::Meter(Some(c)) => Some(c),
+                _ => None,
+            };
+            be.set_kernel_clock(clock.unwrap_or(KernelClock::Events))?;
+            be.set_kernel_timing(clock.is_some());
+            let mut meter = match m {
+                BenchMode::Meter(pk) => {
+                    let cfg = MeterConfig {
+                        source: source.to_string(),
+                        watts,
+                        per_kernel: pk.is_some(),
+                        device: be.kind(),
+                        gpu_ordinal: 0,
+                    };
+                    let opts = crate::energy::MeterOptions { characterise: false, ..Default::default() };
+                    let meter = Meter::open_with(cfg, opts).context("bench step --energy")?;
+                    if meter.source() == crate::energy::EnergySource::None {
+                        let why = meter.context()["auto_fallback"].as_str().unwrap_or("no energy source").to_string();
+                        bail!(
+                            "bench step --energy: {why}. Use --energy-source estimate --watts W to time the meter \
+                             with a labelled estimate"
+                        );
+                    }
+                    measured_by = Some(meter.source());
+                    Some(meter)
+                }
+                _ => None,
+            };
             // One untimed step per switch: the first timed step after a switch may anchor the clock.
             model.train_step(batch, opt)?;
             let _ = be.take_kernel_timings()?;
             for _ in 0..steps {
                 let t = std::time::Instant::now();
-                model.train_step(batch, opt)?;
-                if m.is_some() {
-                    ops[i] = be.take_kernel_timings()?.len();
+                match meter.as_mut() {
+                    None => {
+                        model.train_step(batch, opt)?;
+                        if clock.is_some() {
+                            ops[i] = be.take_kernel_timings()?.len();
+                        }
+                    }
+                    Some(meter) => {
+                        let t0 = be.clock_s();
+                        meter.begin_step(t0);
+                        let loss = model.train_step(batch, opt)?;
+                        let t1 = be.clock_s();
+                        let se = if clock.is_some() {
+                            let timings = be.take_kernel_timings()?;
+                            ops[i] = timings.len();
+                            meter.end_step_with(t1, StepKernels::Timed(&timings, None))
+                        } else {
+                            meter.end_step(t1, &[])
+                        };
+                        let rec = step_record(0, 0, loss, batch, (t1 - t0, t1), meter.source(), &se)?;
+                        writeln!(records, "{rec}").context("bench step: writing a record")?;
+                        if let Some(e) = se.energy_j {
+                            energy[i].0 += e;
+                            energy[i].1 += se.window_s;
+                            energy[i].2 = true;
+                        }
+                    }
                 }
                 times[i].push(t.elapsed().as_secs_f64());
             }
+            // Closing the meter (its sampler thread) is not part of a step.
+            drop(meter);
         }
     }
     be.set_kernel_timing(false);
@@ -818,14 +937,20 @@ pub fn bench_kernel_timing<B: Backend>(
         .skip(1)
         .map(|(i, m)| {
             let med = crate::util::median(&times[i]);
+            let (e, w, any) = energy[i];
             serde_json::json!({
-                "timing": m.map(|c| c.name()), "median_ms": med * 1e3,
-                "overhead_pct": 100.0 * (med / off - 1.0), "ops_per_step": ops[i],
+                "mode": m.label(), "timing": match m {
+                    BenchMode::Timing(c) | BenchMode::Meter(Some(c)) => Some(c.name()),
+                    _ => None,
+                },
+                "median_ms": med * 1e3, "overhead_pct": 100.0 * (med / off - 1.0), "ops_per_step": ops[i],
+                "mean_power_w": (any && w > 0.0).then(|| e / w),
             })
         })
         .collect();
     Ok(serde_json::json!({
         "rounds": rounds, "steps_per_round": steps, "off_ms": off * 1e3, "modes": rows,
+        "energy_source": measured_by.map(|s| s.as_str()),
     }))
 }
 

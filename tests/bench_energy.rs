@@ -160,7 +160,11 @@ fn compare_sets_calibration_beside_the_runs_attribution() {
 fn calibration_flags_are_checked() {
     let l = error_line(&["bench", "kernels", "--device", "cpu", "--watts", "40"]);
     assert!(l.contains("needs --energy"), "{l}");
-    let l = error_line(&["bench", "step", "--device", "cpu", "--energy"]);
+    let l = error_line(&["bench", "step", "--device", "cpu", "--watts", "40"]);
+    assert!(l.contains("need --energy"), "{l}");
+    let l = error_line(&["bench", "step", "--device", "cpu", "--energy", "--energy-source", "none"]);
+    assert!(l.contains("no energy source") && l.contains("--energy-source estimate --watts"), "{l}");
+    let l = error_line(&["bench", "step", "--device", "cpu", "--energy", "--windows", "2"]);
     assert!(l.contains("bench kernels"), "{l}");
     let l = error_line(&[
         "bench",
@@ -223,4 +227,34 @@ fn bench_step_sets_kernel_timing_beside_timing_off() {
     // A pamap2 Adam step runs 30-odd ops (conv, pool, relu, bias, gemm, loss, one Adam step per tensor).
     let ops = m["ops_per_step"].as_u64().unwrap();
     assert!((25..=60).contains(&ops), "{ops} ops timed per step");
+}
+
+#[test]
+fn bench_step_energy_meters_steps_as_train_does_beside_metering_off() {
+    let args = ["bench", "step", "--device", "cpu", "--iters", "4", "--energy", "--energy-source", "estimate"];
+    let (ok, out, err) = run(&[&args[..], &["--watts", "40", "--json"]].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let t = &v["metering"];
+    assert_eq!(t["energy_source"], "estimate", "{t}");
+    assert_eq!((t["rounds"].as_u64(), t["steps_per_round"].as_u64()), (Some(5), Some(4)), "{t}");
+    let modes = t["modes"].as_array().unwrap();
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(names, ["per-step", "per-kernel/events"], "{t}");
+    for m in modes {
+        assert!(m["median_ms"].as_f64().unwrap() > 0.0 && m["overhead_pct"].as_f64().unwrap().is_finite(), "{m}");
+        // The meter ran: its windows hold --watts x their time (an estimate's whole definition), so the
+        // metered steps' energy over their windows is 40 W.
+        let w = m["mean_power_w"].as_f64().unwrap();
+        assert!((w - 40.0).abs() < 0.4, "{m}");
+    }
+    assert_eq!(modes[0]["ops_per_step"], 0, "per-step metering times no launch");
+    assert!((25..=60).contains(&modes[1]["ops_per_step"].as_u64().unwrap()), "{}", modes[1]);
+    // The printed table says it is an estimate.
+    let (ok, out, err) = run(&[&args[..], &["--watts", "40"]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("metering (estimate: an estimate, not measured)") && out.contains("per-kernel/events"),
+        "{out}"
+    );
 }

@@ -67,6 +67,15 @@ fn estimate_on_a_real_cpu_run_is_watts_times_wall_time_and_closes() {
     assert!(row.energy_j.unwrap() > 0.0, "{row:?}");
     // An estimate has no measured uncertainty: the column is there and empty, never a made-up number.
     assert!(csv.has("energy_uncertainty_j") && csv.rows.iter().all(|r| r.energy_uncertainty_j.is_none()), "{csv:?}");
+    // J per GFLOP counts the FLOPs of every launch in the energy: the convolutions' forward runs in the training
+    // steps and in the evaluations (here of the same samples), their backward-filter in the steps only, and both
+    // are linear in the batch, so the GFLOP behind conv2d_forward is twice that behind conv2d_backward_filter.
+    let gflop = |name: &str| {
+        let r = csv.rows.iter().find(|r| r.name == name).unwrap();
+        r.energy_j.unwrap() / r.j_per_gflop.unwrap()
+    };
+    let ratio = gflop("conv2d_forward") / gflop("conv2d_backward_filter");
+    assert!((ratio - 2.0).abs() < 1e-3, "forward / backward-filter GFLOP {ratio}");
     assert!(steps[1]["kernels"][0].get("uncertainty_j").is_none());
 }
 

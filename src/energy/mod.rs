@@ -399,6 +399,12 @@ impl Meter {
     /// why; `auto` picks nvml-counter > nvml-power > none on a cuda run and rapl > none on a cpu run (never
     /// an estimate), and records why in the context.
     pub fn open(cfg: MeterConfig) -> Result<Meter> {
+        Meter::open_with(cfg, MeterOptions::default())
+    }
+
+    /// `open` with options (`bench step --energy` opens a meter per timed segment without the start-up
+    /// characterisation).
+    pub fn open_with(cfg: MeterConfig, opts: MeterOptions) -> Result<Meter> {
         let mut why: Option<String> = None;
         let sensor: Option<Box<dyn Sensor>> = match cfg.source.as_str() {
             "none" => None,
@@ -431,7 +437,7 @@ impl Meter {
             other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
         };
         let mut m = match sensor {
-            Some(s) => Meter::with_sensor(cfg, s, MeterOptions::default()),
+            Some(s) => Meter::with_sensor(cfg, s, opts),
             None => Meter::without_sensor(cfg),
         };
         if let Some(w) = why {

@@ -563,6 +563,15 @@ impl<'b, B: Backend> Model<'b, B> {
         self.be.download(&self.params)
     }
 
+    /// FLOPs per kernel name of one evaluation batch of n (the forward pass: convolutions and the fc GEMMs),
+    /// for J/GFLOP in kernels.csv.
+    pub fn forward_kernel_flops(&self, n: usize) -> Vec<(&'static str, f64)> {
+        let lay = &self.layout;
+        let conv: f64 = lay.conv_layers(n).iter().map(|l| l.conv.flops()).sum();
+        let fc = 2.0 * n as f64 * (lay.flat * lay.arch.hidden() + lay.arch.hidden() * lay.arch.outputs()) as f64;
+        vec![("conv2d_forward", conv), ("gemm", fc)]
+    }
+
     /// FLOPs per kernel name of one training step at batch n (for J/GFLOP in kernels.csv).
     pub fn kernel_flops(&self, n: usize) -> Vec<(&'static str, f64)> {
         let lay = &self.layout;
