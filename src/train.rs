@@ -829,9 +829,8 @@ impl BenchMode {
 /// The cost of per-kernel timing or of metering: training steps with `BenchMode::Off` and with each of
 /// `modes`, in interleaved rounds so that clock and thermal drift hit every mode alike. Each step is timed all
 /// in, as the training loop pays for it: the step, reading its kernel timings, and with a meter its begin and
-/// end and its record. A meter mode opens its meter (`source`, `watts`; no start-up characterisation) for each
-/// round and closes it after, so its sampler thread runs only in its own rounds. Median step time per mode and
-/// its overhead against off. `iters`: steps per mode and round (default: about 6 s in all).
+/// end and its record. A meter mode opens its meter (`source`, `watts`) once, characterised as in training, and
+/// pauses its sampler thread outside its own rounds. Median step time per mode and its overhead against off. `iters`: steps per mode and round (default: about 6 s in all).
 #[allow(clippy::too_many_arguments)]
 pub fn bench_metering<B: Backend>(
     be: &B,
@@ -854,7 +853,33 @@ pub fn bench_metering<B: Backend>(
     let mut ops = vec![0usize; modes.len()];
     // Meter modes: (energy, seconds) over their timed steps, and the source they measured with.
     let mut energy = vec![(0.0f64, 0.0f64, false); modes.len()];
-    let mut measured_by = None;
+    // One meter per metered mode, opened (and characterised) once; its sampler runs only in its own rounds.
+    let mut meters: Vec<Option<Meter>> = Vec::new();
+    for m in &modes {
+        meters.push(match m {
+            BenchMode::Meter(pk) => {
+                let cfg = MeterConfig {
+                    source: source.to_string(),
+                    watts,
+                    per_kernel: pk.is_some(),
+                    device: be.kind(),
+                    gpu_ordinal: 0,
+                };
+                let mut meter = Meter::open(cfg).context("bench step --energy")?;
+                if meter.source() == crate::energy::EnergySource::None {
+                    let why = meter.context()["auto_fallback"].as_str().unwrap_or("no energy source").to_string();
+                    bail!(
+                        "bench step --energy: {why}. Use --energy-source estimate --watts W to time the meter with \
+                         a labelled estimate"
+                    );
+                }
+                meter.pause_sampler();
+                Some(meter)
+            }
+            _ => None,
+        });
+    }
+    let measured_by = meters.iter().flatten().next().map(|m| m.source());
     // steps.jsonl records go to a real file, as in training.
     let records = tempfile::tempfile().context("bench step: cannot create a temporary file for the records")?;
     let mut records = std::io::BufWriter::new(records);
@@ -866,35 +891,17 @@ pub fn bench_metering<B: Backend>(
             };
             be.set_kernel_clock(clock.unwrap_or(KernelClock::Events))?;
             be.set_kernel_timing(clock.is_some());
-            let mut meter = match m {
-                BenchMode::Meter(pk) => {
-                    let cfg = MeterConfig {
-                        source: source.to_string(),
-                        watts,
-                        per_kernel: pk.is_some(),
-                        device: be.kind(),
-                        gpu_ordinal: 0,
-                    };
-                    let opts = crate::energy::MeterOptions { characterise: false, ..Default::default() };
-                    let meter = Meter::open_with(cfg, opts).context("bench step --energy")?;
-                    if meter.source() == crate::energy::EnergySource::None {
-                        let why = meter.context()["auto_fallback"].as_str().unwrap_or("no energy source").to_string();
-                        bail!(
-                            "bench step --energy: {why}. Use --energy-source estimate --watts W to time the meter \
-                             with a labelled estimate"
-                        );
-                    }
-                    measured_by = Some(meter.source());
-                    Some(meter)
-                }
-                _ => None,
-            };
-            // One untimed step per switch: the first timed step after a switch may anchor the clock.
-            model.train_step(batch, opt)?;
-            let _ = be.take_kernel_timings()?;
-            for _ in 0..steps {
+            if let Some(meter) = meters[i].as_mut() {
+                meter.resume_sampler();
+                meter.break_window();
+                // Let the sampler take its first reads, so that step edges find a recent one.
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            // One untimed step per switch (metered like the others): the first timed step after a switch may
+            // anchor the clock.
+            for s in 0..=steps {
                 let t = std::time::Instant::now();
-                match meter.as_mut() {
+                match meters[i].as_mut() {
                     None => {
                         model.train_step(batch, opt)?;
                         if clock.is_some() {
@@ -915,17 +922,20 @@ pub fn bench_metering<B: Backend>(
                         };
                         let rec = step_record(0, 0, loss, batch, (t1 - t0, t1), meter.source(), &se)?;
                         writeln!(records, "{rec}").context("bench step: writing a record")?;
-                        if let Some(e) = se.energy_j {
+                        if let (Some(e), true) = (se.energy_j, s > 0) {
                             energy[i].0 += e;
                             energy[i].1 += se.window_s;
                             energy[i].2 = true;
                         }
                     }
                 }
-                times[i].push(t.elapsed().as_secs_f64());
+                if s > 0 {
+                    times[i].push(t.elapsed().as_secs_f64());
+                }
             }
-            // Closing the meter (its sampler thread) is not part of a step.
-            drop(meter);
+            if let Some(meter) = meters[i].as_mut() {
+                meter.pause_sampler();
+            }
         }
     }
     be.set_kernel_timing(false);

@@ -7,6 +7,9 @@ use powertrain::energy::{
     calibrate_per_launch, CalibrateOpts, EnergySource, KernelsCsv, Meter, MeterConfig, MeterOptions, Reading, Sensor,
     Stamp, StepEnergy, StepKernels, BETWEEN_KERNELS, BETWEEN_STEPS,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A counter like NVML's: it updates every `period` s (at `phase + k * period`), holding the energy of a
 /// constant `watts` since long ago, quantised to `quantum`; it may fail in a time range or reset at a time.
@@ -18,6 +21,8 @@ struct ScriptedCounter {
     fail: Option<(f64, f64)>,
     reset_at: Option<f64>,
     source: EnergySource,
+    /// Reads so far (shared, to watch the sampler thread).
+    reads: Arc<AtomicUsize>,
 }
 
 impl ScriptedCounter {
@@ -30,6 +35,7 @@ impl ScriptedCounter {
             fail: None,
             reset_at: None,
             source: EnergySource::NvmlCounter,
+            reads: Arc::new(AtomicUsize::new(0)),
         }
     }
     fn last_update(&self, t: f64) -> f64 {
@@ -42,6 +48,7 @@ impl Sensor for ScriptedCounter {
         self.source
     }
     fn read(&mut self, now_s: f64) -> Result<Reading> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         if let Some((a, b)) = self.fail {
             if now_s >= a && now_s < b {
                 return Err(anyhow!("scripted failure (like NVML_ERROR_GPU_IS_LOST)"));
@@ -502,6 +509,34 @@ fn idle_baseline_splits_the_total() {
     let (t, i, act) = (run.total_j.unwrap(), run.idle_j.unwrap(), run.active_j.unwrap());
     assert!(act >= 0.0 && (t - i - act).abs() < 1e-9 || act == 0.0);
     assert!((i - p * run.wall_s).abs() < 1e-9);
+}
+
+#[test]
+fn a_paused_sampler_reads_nothing_and_a_resumed_one_meters_again() {
+    // bench step --energy pauses a meter's sampler through the other modes' rounds.
+    let sensor = ScriptedCounter { phase: 0.0, ..ScriptedCounter::new(0.01, 80.0) };
+    let reads = sensor.reads.clone();
+    let opts = MeterOptions { sampler: true, characterise: false, ..MeterOptions::default() };
+    let mut m = Meter::with_sensor(cfg("nvml", false), Box::new(sensor), opts);
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(reads.load(Ordering::Relaxed) >= 3, "the sampler reads every 10 ms");
+    m.pause_sampler();
+    let paused = reads.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(reads.load(Ordering::Relaxed), paused, "no read while paused");
+    m.resume_sampler();
+    m.break_window();
+    std::thread::sleep(Duration::from_millis(30));
+    let a = m.now_s();
+    m.begin_step(a);
+    std::thread::sleep(Duration::from_millis(200));
+    let b = m.now_s();
+    let s = m.end_step(b, &[]);
+    assert!(reads.load(Ordering::Relaxed) >= paused + 10, "the sampler reads again");
+    // The paused time belongs to no window, and the step is metered as before the pause.
+    assert_eq!(s.gap_s, 0.0);
+    let e = s.energy_j.expect("energy");
+    assert!((e - 80.0 * (b - a)).abs() <= 4.0, "{e} J in {} s", b - a);
 }
 
 #[test]

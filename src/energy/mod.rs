@@ -399,12 +399,6 @@ impl Meter {
     /// why; `auto` picks nvml-counter > nvml-power > none on a cuda run and rapl > none on a cpu run (never
     /// an estimate), and records why in the context.
     pub fn open(cfg: MeterConfig) -> Result<Meter> {
-        Meter::open_with(cfg, MeterOptions::default())
-    }
-
-    /// `open` with options (`bench step --energy` opens a meter per timed segment without the start-up
-    /// characterisation).
-    pub fn open_with(cfg: MeterConfig, opts: MeterOptions) -> Result<Meter> {
         let mut why: Option<String> = None;
         let sensor: Option<Box<dyn Sensor>> = match cfg.source.as_str() {
             "none" => None,
@@ -437,7 +431,7 @@ impl Meter {
             other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
         };
         let mut m = match sensor {
-            Some(s) => Meter::with_sensor(cfg, s, opts),
+            Some(s) => Meter::with_sensor(cfg, s, MeterOptions::default()),
             None => Meter::without_sensor(cfg),
         };
         if let Some(w) = why {
@@ -689,6 +683,20 @@ impl Meter {
             self.run_start_s = Some(now_s);
         }
         self.step = Some(OpenStep { a: now_s, work: now_s, counter, error });
+    }
+
+    /// Stop the sampler thread (`bench step --energy` pauses a meter through the rounds of the other modes);
+    /// `resume_sampler` starts it again. Call `break_window` before the next step: the paused time belongs to
+    /// no window.
+    pub fn pause_sampler(&mut self) {
+        self.sampler = None;
+    }
+
+    /// Restart the sampler `pause_sampler` stopped (if the meter runs one).
+    pub fn resume_sampler(&mut self) {
+        if self.sampler.is_none() && self.opts.sampler && self.sensor.is_some() {
+            self.start_sampler();
+        }
     }
 
     /// Start the next window afresh at the next `begin_step` (the time until then belongs to no window), e.g.
