@@ -894,9 +894,10 @@ pub fn bench_metering<B: Backend>(
             if let Some(meter) = meters[i].as_mut() {
                 meter.resume_sampler();
                 meter.break_window();
-                // Let the sampler take its first reads, so that step edges find a recent one.
-                std::thread::sleep(std::time::Duration::from_millis(30));
             }
+            // Let a resumed sampler take its first reads, so that step edges find a recent one. Every mode
+            // waits alike, so that whatever an idle pause does to the clocks (GPU or CPU) hits all of them.
+            std::thread::sleep(std::time::Duration::from_millis(30));
             // One untimed step per switch (metered like the others): the first timed step after a switch may
             // anchor the clock.
             for s in 0..=steps {
