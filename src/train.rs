@@ -816,6 +816,14 @@ pub enum BenchMode {
 }
 
 impl BenchMode {
+    /// The kernel clock this mode times launches with (none: no launch is timed).
+    pub fn clock(self) -> Option<KernelClock> {
+        match self {
+            BenchMode::Timing(c) | BenchMode::Meter(Some(c)) => Some(c),
+            BenchMode::Off | BenchMode::Meter(None) => None,
+        }
+    }
+
     pub fn label(self) -> String {
         match self {
             BenchMode::Off => "off".into(),
@@ -830,7 +838,8 @@ impl BenchMode {
 /// `modes`, in interleaved rounds so that clock and thermal drift hit every mode alike. Each step is timed all
 /// in, as the training loop pays for it: the step, reading its kernel timings, and with a meter its begin and
 /// end and its record. A meter mode opens its meter (`source`, `watts`) once, characterised as in training, and
-/// pauses its sampler thread outside its own rounds. Median step time per mode and its overhead against off. `iters`: steps per mode and round (default: about 6 s in all).
+/// pauses its sampler thread outside its own rounds. Median step time per mode and its overhead against off.
+/// `iters`: steps per mode and round (default: about 6 s in all).
 #[allow(clippy::too_many_arguments)]
 pub fn bench_metering<B: Backend>(
     be: &B,
@@ -851,8 +860,8 @@ pub fn bench_metering<B: Backend>(
     let modes: Vec<BenchMode> = std::iter::once(BenchMode::Off).chain(modes.iter().copied()).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut ops = vec![0usize; modes.len()];
-    // Meter modes: (energy, seconds) over their timed steps, and the source they measured with.
-    let mut energy = vec![(0.0f64, 0.0f64, false); modes.len()];
+    // Meter modes: (energy, window seconds) over their timed steps.
+    let mut energy = vec![(0.0f64, 0.0f64); modes.len()];
     // One meter per metered mode, opened (and characterised) once; its sampler runs only in its own rounds.
     let mut meters: Vec<Option<Meter>> = Vec::new();
     for m in &modes {
@@ -885,10 +894,7 @@ pub fn bench_metering<B: Backend>(
     let mut records = std::io::BufWriter::new(records);
     for _ in 0..rounds {
         for (i, &m) in modes.iter().enumerate() {
-            let clock = match m {
-                BenchMode::Timing(c) | BenchMode::Meter(Some(c)) => Some(c),
-                _ => None,
-            };
+            let clock = m.clock();
             be.set_kernel_clock(clock.unwrap_or(KernelClock::Events))?;
             be.set_kernel_timing(clock.is_some());
             if let Some(meter) = meters[i].as_mut() {
@@ -926,7 +932,6 @@ pub fn bench_metering<B: Backend>(
                         if let (Some(e), true) = (se.energy_j, s > 0) {
                             energy[i].0 += e;
                             energy[i].1 += se.window_s;
-                            energy[i].2 = true;
                         }
                     }
                 }
@@ -948,14 +953,11 @@ pub fn bench_metering<B: Backend>(
         .skip(1)
         .map(|(i, m)| {
             let med = crate::util::median(&times[i]);
-            let (e, w, any) = energy[i];
+            let (e, w) = energy[i];
             serde_json::json!({
-                "mode": m.label(), "timing": match m {
-                    BenchMode::Timing(c) | BenchMode::Meter(Some(c)) => Some(c.name()),
-                    _ => None,
-                },
+                "mode": m.label(), "timing": m.clock().map(KernelClock::name),
                 "median_ms": med * 1e3, "overhead_pct": 100.0 * (med / off - 1.0), "ops_per_step": ops[i],
-                "mean_power_w": (any && w > 0.0).then(|| e / w),
+                "mean_power_w": (w > 0.0).then(|| e / w),
             })
         })
         .collect();

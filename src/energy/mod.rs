@@ -933,7 +933,7 @@ impl Meter {
         &self.kernels
     }
 
-    /// kernels.csv content (name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j).
+    /// kernels.csv content (columns: `KernelsCsv::COLUMNS`).
     pub fn kernels_csv(&self) -> String {
         self.kernels.to_csv(self.source != EnergySource::None)
     }
