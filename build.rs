@@ -1,7 +1,7 @@
 //! Compiles every `kernels/*.cu` with NVRTC (when libnvrtc can be loaded) and embeds the results.
 //!
 //! Per kernel file: CUBIN for sm_90 (H100/H200) and sm_80 (A100), PTX for compute_80, and always the source.
-//! All of it goes into `$OUT_DIR/kernels.rs`, which `src/backend/cuda/mod.rs` includes. The ptxas report of the
+//! All of it goes into `$OUT_DIR/kernels.rs`, which `src/ops/cuda/mod.rs` includes. The ptxas report of the
 //! CUBIN builds (registers, shared memory, spills) is written to `$OUT_DIR/ptxas-report.txt` (shown by
 //! `powertrain info`) and printed as `cargo:warning=` lines only for a kernel file that spills.
 //!
@@ -9,7 +9,7 @@
 //! `LD_LIBRARY_PATH`. Without NVRTC only the sources are embedded (the backend then compiles at run time), unless
 //! `POWERTRAIN_REQUIRE_NVRTC=1`, which turns a missing or failing NVRTC into a build error.
 
-#[path = "src/backend/cuda/nvrtc.rs"]
+#[path = "src/ops/cuda/nvrtc.rs"]
 mod nvrtc;
 
 use std::fmt::Write as _;
@@ -25,7 +25,7 @@ fn main() {
     let kdir = root.join("kernels");
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/backend/cuda/nvrtc.rs");
+    println!("cargo:rerun-if-changed=src/ops/cuda/nvrtc.rs");
     println!("cargo:rerun-if-env-changed=POWERTRAIN_REQUIRE_NVRTC");
     println!("cargo:rerun-if-env-changed=LD_LIBRARY_PATH");
     let require = std::env::var("POWERTRAIN_REQUIRE_NVRTC").map(|v| v == "1").unwrap_or(false);

@@ -6,8 +6,8 @@
 //! backward, SGD; no data loading) and the machine's single-GEMM peak (a large square sgemm).
 //! Optional argument: a filter substring of "<model> <conv|fc|step> n<batch>" or "peak" (e.g.
 //! `cargo bench --bench ops -- celeba`, `-- "step n64"`).
-use powertrain::backend::cpu::{conv2d, elementwise, gemm, loss, optim, pool};
-use powertrain::backend::*;
+use powertrain::ops::cpu::{conv2d, elementwise, gemm, loss, optim, pool};
+use powertrain::ops::*;
 use std::time::Instant;
 
 struct Rng(u64);
@@ -28,15 +28,14 @@ impl Rng {
 /// Median wall time in ms of `reps` runs of `f` after one warm-up run.
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let mut t: Vec<f64> = (0..reps)
+    let t: Vec<f64> = (0..reps)
         .map(|_| {
             let t0 = Instant::now();
             f();
             t0.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[reps / 2]
+    powertrain::stats::median(&t)
 }
 
 /// CPU time of the whole process (all threads), seconds.

@@ -162,10 +162,10 @@ pub struct TrainArgs {
     /// with --per-kernel: time the launches of every Nth training step (and the first two of each batch size,
     /// and every evaluation); the others take the latest timed step's kernel times, labelled (default 1: all)
     pub kernel_sample: u64,
-    #[argh(option, default = "crate::backend::KernelClock::Events")]
+    #[argh(option, default = "crate::ops::KernelClock::Events")]
     /// with --per-kernel on cuda: events (a CUDA event before and after every op) or stamps (the kernels write
     /// %globaltimer stamps, no host call per launch) (default events)
-    pub kernel_timing: crate::backend::KernelClock,
+    pub kernel_timing: crate::ops::KernelClock,
     #[argh(option)]
     /// carbon intensity in gCO2e/kWh (carbon is reported only when given)
     pub carbon_intensity: Option<f64>,

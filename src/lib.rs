@@ -5,12 +5,14 @@
 //! records (`train`, `energy`) -> `report`s. The energy meter observes launches and steps; it never changes
 //! what is computed.
 
-pub mod backend;
 pub mod cli;
+pub mod cmd;
 pub mod data;
 pub mod energy;
 pub mod model;
+pub mod ops;
 pub mod report;
+pub mod stats;
 pub mod study;
 pub mod train;
 pub mod util;

@@ -11,12 +11,13 @@
 //!   cum_energy_j,cum_wall_s (val columns empty when there is no validation split);
 //! - `summary.json`: `RunSummary` below;
 //! - `kernels.csv` with `--per-kernel`; the checkpoint with `--save`.
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, DeviceKind, KernelClock};
 use crate::cli::{BenchArgs, EvalArgs, InfoArgs, TrainArgs};
+use crate::cmd::device::{resolve_device, with_backend};
 use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
 use crate::energy::{Meter, MeterConfig, StepKernels};
 use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
+use crate::ops::cpu::CpuBackend;
+use crate::ops::{Backend, DeviceKind, KernelClock};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,39 +69,6 @@ pub struct RunSummary {
     pub host: String,
     /// Carbon, only with --carbon-intensity (and --pue).
     pub carbon: serde_json::Value,
-}
-
-/// Resolve `--device`: `auto` picks CUDA when a GPU is usable and otherwise says why it uses the CPU.
-pub fn resolve_device(device: &str) -> Result<DeviceKind> {
-    match device {
-        "cpu" => Ok(DeviceKind::Cpu),
-        "cuda" => Ok(DeviceKind::Cuda),
-        "auto" => {
-            if crate::backend::cuda::cuda_available() {
-                Ok(DeviceKind::Cuda)
-            } else {
-                eprintln!("note: --device auto: no usable GPU (no CUDA driver found); using the CPU");
-                Ok(DeviceKind::Cpu)
-            }
-        }
-        other => bail!("unknown --device '{other}': use auto, cpu or cuda"),
-    }
-}
-
-/// Call `f` with the backend for `kind` (the generic code below is instantiated per backend).
-macro_rules! with_backend {
-    ($kind:expr, |$be:ident| $body:expr) => {
-        match $kind {
-            DeviceKind::Cpu => {
-                let $be = &CpuBackend::new();
-                $body
-            }
-            DeviceKind::Cuda => {
-                let $be = &crate::backend::cuda::CudaBackend::new(0)?;
-                $body
-            }
-        }
-    };
 }
 
 /// How the dataset's targets map onto the model: the architecture and the target columns to gather.
@@ -182,12 +150,6 @@ fn check_row_shape(split: &Split, arch: Arch) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Train as `a` says; returns the run's summary (also written to `--out`/summary.json).
@@ -361,7 +323,7 @@ fn train_on<B: Backend>(
         be.set_kernel_timing(true);
     }
     let device_name = be.device_name();
-    let host = hostname();
+    let host = crate::util::hostname();
 
     // config.json
     let config = serde_json::json!({
@@ -695,19 +657,19 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 
 /// `powertrain info`: devices, drivers, energy sensors found (and why others are missing), kernels embedded.
 pub fn run_info(a: &InfoArgs) -> Result<()> {
-    let cuda = if crate::backend::cuda::cuda_available() {
-        crate::backend::cuda::device_info().unwrap_or_else(|e| serde_json::json!({"error": format!("{e:#}")}))
+    let cuda = if crate::ops::cuda::cuda_available() {
+        crate::ops::cuda::device_info().unwrap_or_else(|e| serde_json::json!({"error": format!("{e:#}")}))
     } else {
-        serde_json::json!({"available": false, "reason": crate::backend::cuda::NO_DRIVER})
+        serde_json::json!({"available": false, "reason": crate::ops::cuda::NO_DRIVER})
     };
     let info = serde_json::json!({
         "powertrain": env!("CARGO_PKG_VERSION"),
         "protocol": crate::PROTOCOL_VERSION,
-        "host": hostname(),
+        "host": crate::util::hostname(),
         "cpu": {"threads": rayon::current_num_threads(), "name": CpuBackend::new().device_name()},
         "cuda": cuda,
         "energy": crate::energy::probe_report(),
-        "kernels": crate::backend::cuda::embedded_kernels_info(),
+        "kernels": crate::ops::cuda::embedded_kernels_info(),
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -946,13 +908,13 @@ pub fn bench_metering<B: Backend>(
     }
     be.set_kernel_timing(false);
     be.set_kernel_clock(KernelClock::Events)?;
-    let off = crate::util::median(&times[0]);
+    let off = crate::stats::median(&times[0]);
     let rows: Vec<serde_json::Value> = modes
         .iter()
         .enumerate()
         .skip(1)
         .map(|(i, m)| {
-            let med = crate::util::median(&times[i]);
+            let med = crate::stats::median(&times[i]);
             let (e, w) = energy[i];
             serde_json::json!({
                 "mode": m.label(), "timing": m.clock().map(KernelClock::name),
@@ -1007,10 +969,9 @@ pub fn bench_step_on<B: Backend>(
             bail!("bench step: the loss became {loss}");
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
-    let med = crate::util::median(&times);
+    let sorted = crate::stats::sorted(&times);
+    let q = |f: f64| crate::stats::quantile_sorted(&sorted, f);
+    let med = crate::stats::median_sorted(&sorted);
     Ok(serde_json::json!({
         "bench": "step", "model": arch.name(), "outputs": k, "batch_size": batch,
         "device": be.kind().name(), "device_name": be.device_name(),

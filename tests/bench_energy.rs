@@ -185,7 +185,7 @@ fn calibration_flags_are_checked() {
     let l = error_line(&["bench", "kernels", "--device", "cpu", "--kernel", "gemmm"]);
     assert!(l.contains("not a kernel") && l.contains("conv2d_forward"), "{l}");
     // No GPU: the missing driver is the error, not a missing sensor.
-    if !powertrain::backend::cuda::cuda_available() {
+    if !powertrain::ops::cuda::cuda_available() {
         let l = error_line(&["bench", "kernels", "--device", "cuda", "--energy", "--kernel", "gemm"]);
         assert!(l.contains("no CUDA driver") && l.contains("--device cpu"), "{l}");
     }

@@ -4,8 +4,8 @@
 //! The op functions are generic over `Float` (f32 and f64); the f64 instantiation makes central finite
 //! differences accurate to ~1e-10, so thresholds are tight. The f32 instantiation (what `CpuBackend` runs) is
 //! checked against the f64 one through the `Backend` trait.
-use powertrain::backend::cpu::{conv2d, elementwise, gemm, loss, optim, pool, CpuBackend};
-use powertrain::backend::*;
+use powertrain::ops::cpu::{conv2d, elementwise, gemm, loss, optim, pool, CpuBackend};
+use powertrain::ops::*;
 
 /// xorshift64*: a tiny deterministic generator, uniform in [-1, 1).
 struct Rng(u64);

@@ -4,10 +4,10 @@
 //! Under `POWERTRAIN_REQUIRE_NVRTC=1` (set by .ci/run) the NVRTC parts must have run; elsewhere they are
 //! checked when NVRTC was present.
 
-use powertrain::backend::cpu::CpuBackend;
-use powertrain::backend::cuda::check::{awkward_cases, compare_all};
-use powertrain::backend::cuda::{self, nvrtc, CudaBackend, HEADERS, MODULES, NVRTC_BUILD_VERSION};
-use powertrain::backend::{Backend, KERNEL_NAMES};
+use powertrain::ops::cpu::CpuBackend;
+use powertrain::ops::cuda::check::{awkward_cases, compare_all};
+use powertrain::ops::cuda::{self, nvrtc, CudaBackend, HEADERS, MODULES, NVRTC_BUILD_VERSION};
+use powertrain::ops::{Backend, KERNEL_NAMES};
 use std::path::Path;
 
 fn require_nvrtc() -> bool {

@@ -1,13 +1,13 @@
 //! The CUDA kernels of `kernels/*.cu`, run on the CPU through the emulator (tests/emu, the same source
-//! compiled by g++) with the launch plans of `powertrain::backend::cuda::launch`, against the CPU backend.
+//! compiled by g++) with the launch plans of `powertrain::ops::cuda::launch`, against the CPU backend.
 //!
 //! Every case: fresh random inputs (seeded by the clock, seed printed; rerun one with POWERTRAIN_EMU_SEED=<seed>),
 //! outputs poisoned with NaN, every buffer framed by NaN guard zones (a read outside the buffer turns the result
 //! NaN, a write outside is caught by `check_guards`), awkward shapes (not tile multiples, batch 1, 3 and 27
 //! channels, 1x5 kernels, strides), max relative error <= 1e-4 against `CpuBackend`.
-use powertrain::backend::cpu::CpuBackend;
-use powertrain::backend::cuda::launch::{self, Launch};
-use powertrain::backend::*;
+use powertrain::ops::cpu::CpuBackend;
+use powertrain::ops::cuda::launch::{self, Launch};
+use powertrain::ops::*;
 use powertrain_emu as emu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

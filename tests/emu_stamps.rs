@@ -4,9 +4,9 @@
 //! Then the host's bookkeeping (`StampBook`, the code the CUDA backend runs) on that emulated ring, across a
 //! wrap of the ring. A test binary of its own, its tests one at a time: the stamp pointer is global to the
 //! emulator, and other tests' launches would stamp into the buffer.
-use powertrain::backend::cuda::launch::{self, Launch};
-use powertrain::backend::cuda::stamps::{StampBook, STAMP_BUF_WORDS, STAMP_HEADER_WORDS, STAMP_RING};
-use powertrain::backend::*;
+use powertrain::ops::cuda::launch::{self, Launch};
+use powertrain::ops::cuda::stamps::{StampBook, STAMP_BUF_WORDS, STAMP_HEADER_WORDS, STAMP_RING};
+use powertrain::ops::*;
 use powertrain_emu as emu;
 use std::ffi::c_void;
 
@@ -99,7 +99,7 @@ fn read(buf: *const u64, a: u64, b: u64) -> Vec<(u64, u64)> {
     // SAFETY: `buf` points at STAMP_BUF_WORDS words that live for the test; no launch runs during the read.
     let words = unsafe { std::slice::from_raw_parts(buf, STAMP_BUF_WORDS) };
     let mut out = Vec::new();
-    for (_, lo, n) in powertrain::backend::cuda::stamps::ring_chunks(a, b).unwrap() {
+    for (_, lo, n) in powertrain::ops::cuda::stamps::ring_chunks(a, b).unwrap() {
         out.extend(words[lo..lo + 2 * n].chunks_exact(2).map(|w| (w[0], w[1])));
     }
     out
@@ -147,7 +147,7 @@ fn the_host_bookkeeping_times_ops_across_a_ring_wrap() {
     // SAFETY: null turns stamping off.
     unsafe { emu::set_stamps(std::ptr::null_mut()) };
     // The device closed exactly the launches the host counted (what the backend checks at each anchor).
-    let seq = powertrain::backend::cuda::stamps::header_seq(buf[2]);
+    let seq = powertrain::ops::cuda::stamps::header_seq(buf[2]);
     assert_eq!(seq, book.launched, "device {seq} vs host {}", book.launched);
     assert_eq!(book.launched as usize, 1 + 2 + 2 + probes);
     assert!(drains >= 2, "{drains} early reads for {probes} launches");

@@ -2,8 +2,8 @@
 //! `cargo test --test energy_gpu -- --ignored --nocapture` on a machine with an NVIDIA driver.
 //! It prints the probe report and the run context (update periods, device) for the log.
 
-use powertrain::backend::DeviceKind;
 use powertrain::energy::{probe_report, probe_text, EnergySource, Meter, MeterConfig};
+use powertrain::ops::DeviceKind;
 
 #[test]
 #[ignore = "needs an NVIDIA GPU and driver: cargo test --test energy_gpu -- --ignored --nocapture"]
@@ -93,13 +93,9 @@ fn nvml_power_path_on_a_real_gpu() {
 type OpTimes = (std::collections::BTreeMap<&'static str, f64>, Vec<f32>, Vec<(f64, f64)>);
 
 /// `OpTimes` of `steps` pamap2 training steps (batch 64) with `clock`.
-fn op_times(
-    be: &powertrain::backend::cuda::CudaBackend,
-    clock: powertrain::backend::KernelClock,
-    steps: usize,
-) -> OpTimes {
-    use powertrain::backend::Backend;
+fn op_times(be: &powertrain::ops::cuda::CudaBackend, clock: powertrain::ops::KernelClock, steps: usize) -> OpTimes {
     use powertrain::model::{Arch, Layout, Model, Optimizer};
+    use powertrain::ops::Backend;
     let arch = Arch::parse("pamap2", 1).unwrap();
     let mut model = Model::new(be, arch, 64, &Layout::new(arch).init(3)).unwrap();
     let [c, h, w] = arch.input_shape();
@@ -129,15 +125,15 @@ fn op_times(
         }
     }
     be.set_kernel_timing(false);
-    be.set_kernel_clock(powertrain::backend::KernelClock::Events).unwrap();
+    be.set_kernel_clock(powertrain::ops::KernelClock::Events).unwrap();
     (sums, losses, spans)
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU and driver: cargo test --test energy_gpu -- --ignored --nocapture"]
 fn launch_stamps_agree_with_events_on_a_real_gpu() {
-    use powertrain::backend::KernelClock;
-    let be = powertrain::backend::cuda::CudaBackend::new(0).expect("a CUDA device");
+    use powertrain::ops::KernelClock;
+    let be = powertrain::ops::cuda::CudaBackend::new(0).expect("a CUDA device");
     let (ev, loss_ev, span_ev) = op_times(&be, KernelClock::Events, 200);
     let (st, loss_st, span_st) = op_times(&be, KernelClock::Stamps, 200);
     // Stamps observe; they change nothing that is computed.

@@ -2,11 +2,11 @@
 //! a real timed loop, and the calibration helper.
 
 use anyhow::{anyhow, Result};
-use powertrain::backend::{DeviceKind, KernelTiming};
 use powertrain::energy::{
     calibrate_per_launch, CalibrateOpts, EnergySource, KernelsCsv, Meter, MeterConfig, MeterOptions, Reading, Sensor,
     Stamp, StepEnergy, StepKernels, BETWEEN_KERNELS, BETWEEN_STEPS,
 };
+use powertrain::ops::{DeviceKind, KernelTiming};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

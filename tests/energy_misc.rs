@@ -1,12 +1,12 @@
 //! RAPL on a fake powercap tree (wraparound, zones, permissions), prediction math on synthetic epochs,
 //! the carbon block and the probe report.
 
-use powertrain::backend::DeviceKind;
 use powertrain::energy::rapl::{wrap_delta, RaplSensor};
 use powertrain::energy::{
     carbon_block, probe_report, probe_report_with, probe_text, EnergySource, Meter, MeterConfig, MeterOptions,
     Predictor,
 };
+use powertrain::ops::DeviceKind;
 use std::fs;
 use std::path::Path;
 

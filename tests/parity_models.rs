@@ -104,8 +104,8 @@ fn celeba_adam_matches_pytorch() {
 /// gradients by an argmax that rounding can flip, so for the celeba fixture even PyTorch float32 is 3e-3..5e-3
 /// off the exact conv gradients (stored in the fixture's metadata); a real bug is off by O(1).
 fn gradients(model: &str) {
-    use powertrain::backend::cpu::CpuBackend;
     use powertrain::model::{checkpoint, Arch, Layout, Model, Optimizer};
+    use powertrain::ops::cpu::CpuBackend;
     let arch = if model == "pamap2" { Arch::Pamap2 } else { Arch::Celeba { k: 3 } };
     let layout = Layout::new(arch);
     let init = checkpoint::load(&fixture(&format!("{model}_init.safetensors")), &layout).unwrap();

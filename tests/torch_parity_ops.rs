@@ -7,8 +7,8 @@
 //! max|got - want| / max|want| < 1e-4; optimizer weights after each of 3 steps rel. L2 error < 1e-5.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use powertrain::backend::cpu::CpuBackend;
-use powertrain::backend::{
+use powertrain::ops::cpu::CpuBackend;
+use powertrain::ops::{
     AdamParams, Backend, BiasParams, Conv2dParams, EltwiseParams, GemmParams, LossParams, Pool2dParams, SgdParams,
 };
 use safetensors::{Dtype, SafeTensors};

@@ -12,7 +12,7 @@
 //! sum to the measured total and no short window reads as a silent 0 J.
 
 use super::KernelEnergy;
-use crate::backend::KernelTiming;
+use crate::ops::KernelTiming;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Above this a power value is not physical for one device/package (a reset or a bad counter).

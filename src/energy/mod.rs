@@ -43,7 +43,7 @@ pub use predict::{Prediction, Predictor};
 pub use records::{carbon_block, probe_text, window_s};
 pub use sensors::{Reading, Sensor, Stamp};
 
-use crate::backend::{DeviceKind, KernelTiming};
+use crate::ops::{DeviceKind, KernelTiming};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -278,9 +278,8 @@ fn change_gaps(dur: Duration, mut f: impl FnMut() -> Option<f64>) -> (Option<f64
             last = v;
         }
     }
-    let mut gaps: Vec<f64> = edges.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort_by(f64::total_cmp);
-    (gaps.first().copied(), gaps.get(gaps.len() / 2).copied(), reads)
+    let gaps = crate::stats::sorted(&edges.windows(2).map(|w| w[1] - w[0]).collect::<Vec<f64>>());
+    (gaps.first().copied(), crate::stats::median_opt(&gaps), reads)
 }
 
 impl Sensor for NvmlSensor {
@@ -353,10 +352,8 @@ impl Sensor for NvmlSensor {
             change_gaps(Duration::from_millis(800), || dev.total_energy_consumption().ok().map(|v| v as f64));
         let (imin, imed, ireads) = change_gaps(Duration::from_millis(400), || instant_raw(dev).ok());
         let sample_gap = dev.samples(Sampling::Power, None).ok().and_then(|v| {
-            let mut g: Vec<f64> =
-                v.windows(2).map(|w| (w[1].timestamp as f64 - w[0].timestamp as f64) * 1e-6).collect();
-            g.sort_by(f64::total_cmp);
-            g.get(g.len() / 2).copied()
+            let g: Vec<f64> = v.windows(2).map(|w| (w[1].timestamp as f64 - w[0].timestamp as f64) * 1e-6).collect();
+            crate::stats::median_opt(&g)
         });
         // The smallest gap between changes, unless it is an outlier (two changes bracketing one read: the
         // instant field showed 1 µs gaps on an H100 next to a 100 ms median); then the median.

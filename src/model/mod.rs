@@ -9,7 +9,7 @@
 
 pub mod checkpoint;
 
-use crate::backend::*;
+use crate::ops::*;
 use anyhow::{bail, Result};
 
 /// Which network.

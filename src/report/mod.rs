@@ -212,7 +212,7 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
                 html += &md_to_html(t);
             }
             Block::Plot { file, caption, svg } => {
-                crate::study::write_atomic(&out.join(file), svg.as_bytes())?;
+                crate::util::write_atomic(&out.join(file), svg.as_bytes())?;
                 md += &format!("![{caption}]({file})\n\n{caption}\n\n");
                 let inline = svg.find("<svg").map(|i| &svg[i..]).unwrap_or(svg);
                 html += &format!("<figure>{inline}<figcaption>{}</figcaption></figure>\n", esc(caption));
@@ -222,8 +222,8 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
     }
     html += "</body></html>\n";
     let (hp, mp) = (out.join("report.html"), out.join("report.md"));
-    crate::study::write_atomic(&hp, html.as_bytes())?;
-    crate::study::write_atomic(&mp, md.as_bytes())?;
+    crate::util::write_atomic(&hp, html.as_bytes())?;
+    crate::util::write_atomic(&mp, md.as_bytes())?;
     Ok(ReportFiles { html: hp, md: mp, plots: plots_written, warnings })
 }
 

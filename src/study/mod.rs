@@ -80,7 +80,7 @@ impl Study {
                 .with_context(|| format!("{}: not a study manifest; use a new --out directory", path.display()))?;
             check_same(&path, &old, &m)?;
         } else {
-            write_atomic(&path, serde_json::to_string_pretty(&m)?.as_bytes())?;
+            crate::util::write_atomic(&path, serde_json::to_string_pretty(&m)?.as_bytes())?;
         }
         Ok(Study { dir: dir.to_path_buf(), manifest: m })
     }
@@ -122,7 +122,7 @@ impl Study {
                     std::fs::create_dir_all(&staging)?;
                     let sp = staging.join("summary.json");
                     if !sp.exists() {
-                        write_atomic(&sp, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+                        crate::util::write_atomic(&sp, serde_json::to_string_pretty(&summary)?.as_bytes())?;
                     }
                     std::fs::rename(&staging, &fin)
                         .with_context(|| format!("cannot rename {} to {}", staging.display(), fin.display()))?;
@@ -142,7 +142,7 @@ impl Study {
         }
         let rec = RunRecord::failed(id, errors, args);
         std::fs::create_dir_all(&fin)?;
-        write_atomic(&fin.join("failed.json"), serde_json::to_string_pretty(&rec)?.as_bytes())?;
+        crate::util::write_atomic(&fin.join("failed.json"), serde_json::to_string_pretty(&rec)?.as_bytes())?;
         self.log(&rec)?;
         Ok(rec)
     }
@@ -171,7 +171,7 @@ impl Study {
 
     /// Write a study output file (table, JSON) atomically.
     pub fn write(&self, name: &str, text: &str) -> Result<()> {
-        write_atomic(&self.dir.join(name), text.as_bytes())
+        crate::util::write_atomic(&self.dir.join(name), text.as_bytes())
     }
 }
 
@@ -330,7 +330,7 @@ impl RunRecord {
             attempts: errors.len() as u32,
             errors,
             summary: None,
-            machine: Machine { host: hostname(), ..Default::default() },
+            machine: Machine { host: crate::util::hostname(), ..Default::default() },
             args: Some(train_args_json(args)),
             finished_unix: now_unix(),
             resumed: false,
@@ -361,13 +361,6 @@ pub fn load_record(dir: &Path, id: &str) -> Result<Option<RunRecord>> {
     Ok(None)
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
-}
-
 fn train_args_json(a: &TrainArgs) -> serde_json::Value {
     serde_json::json!({
         "model": a.model, "data": a.data, "val": a.val, "tasks": a.tasks, "device": a.device,
@@ -385,19 +378,6 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     } else {
         "(no message)".to_string()
     }
-}
-
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 // ---- shared helpers -----------------------------------------------------------------------------------
@@ -427,7 +407,7 @@ pub fn train_args(model: &str, data: &Path) -> TrainArgs {
         watts: None,
         per_kernel: false,
         kernel_sample: 1,
-        kernel_timing: crate::backend::KernelClock::Events,
+        kernel_timing: crate::ops::KernelClock::Events,
         carbon_intensity: None,
         pue: None,
         out: None,

@@ -160,7 +160,7 @@ pub fn sweep_with(a: &SweepArgs, trainer: Trainer) -> Result<SweepResult> {
         // Slurm opens the --output files before the script runs: the folder must exist.
         std::fs::create_dir_all(a.out.join("slurm"))
             .with_context(|| format!("{}: cannot create", a.out.join("slurm").display()))?;
-        super::write_atomic(path, text.as_bytes())?;
+        crate::util::write_atomic(path, text.as_bytes())?;
         println!(
             "wrote {} ({} array tasks into {}); submit it with sbatch, then run `powertrain report {}`",
             path.display(),

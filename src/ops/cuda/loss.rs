@@ -1,6 +1,6 @@
 //! Losses and accuracies on the GPU (kernels/loss.cu, plans in launch.rs).
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::LossParams;
+use crate::ops::LossParams;
 use anyhow::Result;
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 

@@ -20,7 +20,7 @@ pub struct Launch {
     pub shared_bytes: u32,
 }
 
-use crate::backend::*;
+use crate::ops::*;
 
 /// Threads per block of the elementwise (grid-stride) plans.
 pub const BLOCK_1D: u32 = 256;

@@ -1,5 +1,5 @@
 //! CUDA backend: the kernels of `kernels/*.cu` (compiled by NVRTC in build.rs, embedded), launched through
-//! cudarc on one context and one stream. File for file the same names as `src/backend/cpu/`.
+//! cudarc on one context and one stream. File for file the same names as `src/ops/cpu/`.
 //!
 //! Each op is: check the buffer lengths against the parameters, then for every `Launch` of its plan
 //! (`launch.rs`) launch that function with `(params by value, pointers in the trait method's order)`.
@@ -305,8 +305,7 @@ impl CudaBackend {
                 times.push(ms as f64 / 1e3);
             }
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        let t = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+        let t = crate::stats::median(&times);
         Ok(2.0 * (n * 4) as f64 / t / 1e9)
     }
 
@@ -552,8 +551,8 @@ impl CudaBackend {
 macro_rules! launch_op {
     ($be:expr, $op:expr, $plan:expr, $($arg:expr),+ $(,)?) => {{
         use cudarc::driver::PushKernelArg as _;
-        let be: &$crate::backend::cuda::CudaBackend = $be;
-        let plan: Vec<$crate::backend::cuda::launch::Launch> = $plan;
+        let be: &$crate::ops::cuda::CudaBackend = $be;
+        let plan: Vec<$crate::ops::cuda::launch::Launch> = $plan;
         let t0 = be.op_begin()?;
         for l in &plan {
             let (f, cfg) = be.prepare($op, l)?;

@@ -1,6 +1,6 @@
 //! Bias and ReLU on the GPU (kernels/elementwise.cu, plans in launch.rs). `fill` is in mod.rs.
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::{BiasParams, EltwiseParams};
+use crate::ops::{BiasParams, EltwiseParams};
 use anyhow::Result;
 use cudarc::driver::{CudaView, CudaViewMut};
 

@@ -1,6 +1,6 @@
 //! conv2d forward / backward-data / backward-filter on the GPU (kernels/conv2d.cu, plans in launch.rs).
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::Conv2dParams;
+use crate::ops::Conv2dParams;
 use anyhow::Result;
 use cudarc::driver::{CudaView, CudaViewMut};
 

@@ -1,6 +1,6 @@
 //! bias and ReLU on the CPU: parallel over CHUNK-sized pieces (inline below that), no allocation.
 use super::gemm::{check_len, dim, Float, CHUNK};
-use crate::backend::{BiasParams, EltwiseParams};
+use crate::ops::{BiasParams, EltwiseParams};
 use anyhow::Result;
 use rayon::prelude::*;
 

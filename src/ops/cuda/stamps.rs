@@ -6,7 +6,7 @@
 //! launch (`StampBook::launched`), remembers which launches make up each timed op, reads their slots after
 //! synchronising (early, `drain`, when the oldest unread one is half a ring behind), and maps the times onto its
 //! own clock through an anchor (a probe launch between two host clock reads).
-use crate::backend::KernelTiming;
+use crate::ops::KernelTiming;
 use anyhow::{bail, Result};
 
 /// Slots of the ring.

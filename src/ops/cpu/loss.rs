@@ -1,7 +1,7 @@
 //! Losses and accuracies on the CPU. Batches are small (n*k at most a few thousand), so these run on one
 //! thread; every reduction is in a fixed row order.
 use super::gemm::{check_len, dim, Float};
-use crate::backend::LossParams;
+use crate::ops::LossParams;
 use anyhow::{ensure, Result};
 
 fn dims(op: &str, p: &LossParams) -> Result<(usize, usize)> {

@@ -1,6 +1,6 @@
 //! Max / average pooling on the GPU (kernels/pool.cu, plans in launch.rs).
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::Pool2dParams;
+use crate::ops::Pool2dParams;
 use anyhow::Result;
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 

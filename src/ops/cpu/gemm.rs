@@ -1,7 +1,7 @@
 //! GEMM on the CPU (the `gemm` crate), plus what every CPU op file shares: the `Float` trait that makes each
 //! op generic over f32 (the backend) and f64 (the finite-difference tests), per-thread scratch buffers reused
 //! across calls, length checks that name the op, and the chunked-parallel helper.
-use crate::backend::GemmParams;
+use crate::ops::GemmParams;
 use anyhow::{ensure, Result};
 use gemm::Parallelism;
 use std::cell::RefCell;

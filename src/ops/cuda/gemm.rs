@@ -1,6 +1,6 @@
 //! Row-major FP32 GEMM on the GPU (kernels/gemm.cu, plans in launch.rs).
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::GemmParams;
+use crate::ops::GemmParams;
 use anyhow::Result;
 use cudarc::driver::{CudaView, CudaViewMut};
 

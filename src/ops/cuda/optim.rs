@@ -1,6 +1,6 @@
 //! Fused optimiser steps on the GPU (kernels/optim.cu, plans in launch.rs).
 use super::{elems, launch, launch_op, need, CudaBackend};
-use crate::backend::{AdamParams, SgdParams};
+use crate::ops::{AdamParams, SgdParams};
 use anyhow::Result;
 use cudarc::driver::{CudaView, CudaViewMut};
 

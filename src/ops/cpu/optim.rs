@@ -1,6 +1,6 @@
 //! SGD and Adam on the CPU: one fused pass over the flat parameter buffer, parallel over CHUNK-sized pieces.
 use super::gemm::{check_len, dim, Float, CHUNK};
-use crate::backend::{AdamParams, SgdParams};
+use crate::ops::{AdamParams, SgdParams};
 use anyhow::Result;
 use rayon::prelude::*;
 

@@ -1,6 +1,6 @@
 //! max / avg pooling on the CPU (no padding, floor mode), parallel over (n, c) planes.
 use super::gemm::{check_len, dim, Float, CHUNK};
-use crate::backend::Pool2dParams;
+use crate::ops::Pool2dParams;
 use anyhow::{ensure, Result};
 use rayon::prelude::*;
 

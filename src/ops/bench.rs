@@ -124,7 +124,7 @@ pub fn run_bench_kernels(a: &BenchArgs) -> Result<()> {
     if cases.is_empty() {
         bail!("bench kernels: no case left to run (check --kernel)");
     }
-    let device = crate::train::resolve_device(&a.device)?;
+    let device = crate::cmd::device::resolve_device(&a.device)?;
     if let Some(r) = &run {
         if r.device != device.name() {
             bail!(
@@ -543,12 +543,11 @@ fn time_op<B: Backend>(
         b.take_kernel_timings()
     })();
     b.set_kernel_timing(false);
-    let mut d: Vec<f64> = res?.into_iter().filter(|t| t.name == op.kernel()).map(|t| t.dur_s * 1e3).collect();
+    let d: Vec<f64> = res?.into_iter().filter(|t| t.name == op.kernel()).map(|t| t.dur_s * 1e3).collect();
     if d.len() != n {
         bail!("{}: expected {n} kernel timings, the backend recorded {}", op.kernel(), d.len());
     }
-    d.sort_by(|a, b| a.total_cmp(b));
-    Ok((d[n / 2], n))
+    Ok((crate::stats::median(&d), n))
 }
 
 /// Check (when a reference is given) and time one case.

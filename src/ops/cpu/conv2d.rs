@@ -7,7 +7,7 @@
 //! fewer samples than threads the GEMM itself runs on rayon instead. A 1x1 stride-1 unpadded convolution
 //! skips the lowering (col_n is x_n itself).
 use super::gemm::{check_len, dim, matmul, Float, MatRef, INNER, OUTER};
-use crate::backend::Conv2dParams;
+use crate::ops::Conv2dParams;
 use anyhow::{ensure, Result};
 use gemm::Parallelism;
 use rayon::prelude::*;

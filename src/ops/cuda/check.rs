@@ -8,9 +8,9 @@
 //! Cases: the protocol's layer shapes (`model_cases`) at batch 1, 7 and 64 plus awkward shapes (`awkward_cases`):
 //! 3 and 27 channels, sizes that are not multiples of any tile, 1x5 kernels, stride 2, all GEMM transposes.
 
-use crate::backend::cpu::CpuBackend;
-use crate::backend::*;
 use crate::cli::CheckArgs;
+use crate::ops::cpu::CpuBackend;
+use crate::ops::*;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

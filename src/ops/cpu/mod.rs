@@ -1,5 +1,5 @@
 //! CPU backend (rayon): the readable reference of every GPU kernel, and fast enough to train on.
-//! One file per op family, the same names as `src/backend/cuda/` and `kernels/`.
+//! One file per op family, the same names as `src/ops/cuda/` and `kernels/`.
 
 pub mod conv2d;
 pub mod elementwise;

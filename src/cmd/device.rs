@@ -1,0 +1,38 @@
+//! The device a command runs on: `--device` resolved once, and the one place a backend is picked for it.
+
+use crate::ops::DeviceKind;
+use anyhow::{bail, Result};
+
+/// Resolve `--device`: `auto` picks CUDA when a GPU is usable and otherwise says why it uses the CPU.
+pub fn resolve_device(device: &str) -> Result<DeviceKind> {
+    match device {
+        "cpu" => Ok(DeviceKind::Cpu),
+        "cuda" => Ok(DeviceKind::Cuda),
+        "auto" => {
+            if crate::ops::cuda::cuda_available() {
+                Ok(DeviceKind::Cuda)
+            } else {
+                eprintln!("note: --device auto: no usable GPU (no CUDA driver found); using the CPU");
+                Ok(DeviceKind::Cpu)
+            }
+        }
+        other => bail!("unknown --device '{other}': use auto, cpu or cuda"),
+    }
+}
+
+/// Evaluate `body` with `be` bound to the backend for `kind` for `kind` (the generic code below is instantiated per backend).
+macro_rules! with_backend_impl {
+    ($kind:expr, |$be:ident| $body:expr) => {
+        match $kind {
+            $crate::ops::DeviceKind::Cpu => {
+                let $be = &$crate::ops::cpu::CpuBackend::new();
+                $body
+            }
+            $crate::ops::DeviceKind::Cuda => {
+                let $be = &$crate::ops::cuda::CudaBackend::new(0)?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_backend_impl as with_backend;
