@@ -36,6 +36,7 @@ pub mod predict;
 pub mod rapl;
 pub mod records;
 pub mod sensors;
+pub mod twin;
 
 pub use attribution::{KernelRow, KernelTable, KernelTotal, KernelsCsv, Timeline, BETWEEN_KERNELS, BETWEEN_STEPS};
 pub use calibrate::{calibrate_per_launch, CalibrateOpts, Calibration};
@@ -63,6 +64,9 @@ pub enum EnergySource {
     Rapl,
     #[serde(rename = "estimate")]
     Estimate,
+    /// The sensor twin (`--energy sim`, `twin.rs`): a model, never a measurement.
+    #[serde(rename = "sim")]
+    Sim,
     #[serde(rename = "none")]
     None,
 }
@@ -74,6 +78,7 @@ impl EnergySource {
             EnergySource::NvmlPower => "nvml-power",
             EnergySource::Rapl => "rapl",
             EnergySource::Estimate => "estimate",
+            EnergySource::Sim => "sim",
             EnergySource::None => "none",
         }
     }
@@ -490,7 +495,7 @@ impl Meter {
             labels,
             errors: 0,
         };
-        let is_counter = matches!(source, EnergySource::NvmlCounter | EnergySource::Rapl);
+        let is_counter = matches!(source, EnergySource::NvmlCounter | EnergySource::Rapl | EnergySource::Sim);
         let mut context = if context.is_object() { context } else { json!({ "sensor": context }) };
         context["source"] = json!(source.as_str());
         Meter {
