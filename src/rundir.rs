@@ -214,7 +214,7 @@ impl StepRecord {
 
     /// The seconds this record's energy covers: its metered window, or `wall_s` in older runs.
     pub fn covered_s(&self) -> f64 {
-        self.window_s.unwrap_or(self.wall_s)
+        covered_s(self.window_s, Some(self.wall_s))
     }
 
     /// Write the record as one line (the bytes `json!` wrote: keys sorted).
@@ -241,6 +241,18 @@ impl StepRecord {
         }
         Ok(Some(out))
     }
+}
+
+/// The seconds a steps.jsonl record's energy covers: its metered window (`window_s`: the step plus the host
+/// gap before it); runs written before windows were contiguous have only `wall_s`, which is then the window.
+fn covered_s(window_s: Option<f64>, wall_s: Option<f64>) -> f64 {
+    window_s.or(wall_s).unwrap_or(0.0)
+}
+
+/// [`StepRecord::covered_s`] of a record given as JSON (any object with `window_s` or `wall_s`).
+pub fn window_s(step: &serde_json::Value) -> f64 {
+    let f = |k: &str| step.get(k).and_then(|x| x.as_f64());
+    covered_s(f("window_s"), f("wall_s"))
 }
 
 // ---- epochs.csv ---------------------------------------------------------------------------------------
@@ -624,11 +636,6 @@ impl RunWriter {
             w.flush()?;
         }
         Ok(())
-    }
-
-    /// The epochs so far.
-    pub fn epochs(&self) -> &[EpochRow] {
-        &self.epochs
     }
 
     /// The run ended: write epochs.csv, kernels.csv (with --per-kernel) and summary.json.
