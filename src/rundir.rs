@@ -718,4 +718,56 @@ mod tests {
         std::fs::write(d.path().join(STEPS), &line).unwrap();
         assert_eq!(RunDir::new(d.path()).steps().unwrap().unwrap(), vec![rec]);
     }
+
+    #[test]
+    fn run_writer_stages_commits_and_every_file_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("run");
+        let cfg: Config = serde_json::from_str(r#"{"model": "pamap2", "batch_size": 16, "lr": 0.01}"#).unwrap();
+        let se = StepEnergy { energy_j: Some(2.0), window_s: 0.5, ..Default::default() };
+        let step = StepRecord::new(1, 1, 0.75, 16, (0.4, 0.5), EnergySource::Estimate, &se);
+        let epoch = EpochRow { epoch: 1, steps: 1, train_loss: 0.75, cum_energy_j: Some(2.0), ..Default::default() };
+        let summary = RunSummary { model: "pamap2".into(), steps: 1, total_energy_j: Some(2.0), ..Default::default() };
+        let kernel = KernelRow {
+            name: "gemm".into(),
+            launches: Some(6),
+            gpu_time_s: Some(0.25),
+            energy_j: Some(1.5),
+            j_per_launch: Some(0.25),
+            j_per_gflop: None,
+            energy_uncertainty_j: None,
+            timed_launches: Some(6),
+        };
+        let mut w = RunWriter::create(Some(&out)).unwrap();
+        w.config(&cfg).unwrap();
+        w.step(&step).unwrap();
+        w.epoch(epoch.clone()).unwrap();
+        assert!(!out.exists(), "nothing under the final name before commit");
+        w.finish(&summary, Some(std::slice::from_ref(&kernel))).unwrap();
+        assert_eq!(w.commit().unwrap().as_deref(), Some(out.as_path()));
+        let run = RunDir::new(&out);
+        assert_eq!(run.config().unwrap(), cfg);
+        // config.json keeps the f32 widened as json! wrote it.
+        assert!(std::fs::read_to_string(out.join(CONFIG)).unwrap().contains("\"lr\": 0.009999999776482582"));
+        assert_eq!(run.steps().unwrap().unwrap(), vec![step]);
+        assert_eq!(run.epochs().unwrap().unwrap(), vec![epoch]);
+        assert_eq!((run.summary().unwrap().steps, run.summary().unwrap().total_energy_j), (1, Some(2.0)));
+        let k = run.kernels().unwrap().unwrap();
+        assert_eq!(k.rows, vec![kernel]);
+        assert_eq!(
+            std::fs::read_to_string(out.join(KERNELS)).unwrap().lines().nth(1),
+            Some("gemm,6,0.250000,1.500000,2.500000e-1,,,6")
+        );
+        // A run that fails before commit leaves nothing that looks like a result.
+        let failed = d.path().join("failed");
+        let mut w = RunWriter::create(Some(&failed)).unwrap();
+        w.config(&cfg).unwrap();
+        drop(w);
+        assert!(!failed.exists() && std::fs::read_dir(d.path()).unwrap().count() == 1);
+        // Without --out nothing is written.
+        let mut w = RunWriter::none();
+        w.config(&cfg).unwrap();
+        w.finish(&summary, None).unwrap();
+        assert_eq!(w.commit().unwrap(), None);
+    }
 }

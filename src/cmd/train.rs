@@ -120,6 +120,20 @@ fn energy_detail(s: &RunSummary) -> Option<String> {
 mod tests {
     use super::*;
     use crate::energy::{EnergyContext, PowerCheck, PowerReading, RunAccounting};
+    use argh::FromArgs;
+
+    #[test]
+    fn train_flags_default_to_the_library_defaults_and_map_one_to_one() {
+        let a = TrainArgs::from_args(&["train"], &["--model", "pamap2", "--data", "d"]).unwrap();
+        assert_eq!(TrainConfig::from(&a), TrainConfig::new("pamap2", std::path::Path::new("d")));
+        let a = TrainArgs::from_args(
+            &["train"],
+            &["--model", "celeba", "--data", "d", "--lr", "0.01", "--per-kernel", "--kernel-timing", "stamps"],
+        )
+        .unwrap();
+        let c = TrainConfig::from(&a);
+        assert_eq!((c.lr, c.per_kernel, c.kernel_timing.name(), c.batch_size), (0.01, true, "stamps", 64));
+    }
 
     #[test]
     fn energy_detail_reports_split_closure_and_power_gap_for_measured_runs_only() {

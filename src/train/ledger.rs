@@ -4,6 +4,7 @@ use super::stop::StopReason;
 use super::{Setup, TaskSpec};
 use crate::energy::predict::{Prediction, Predictor};
 use crate::energy::{EnergySource, KernelTimingInfo, Meter};
+use crate::ops::Backend;
 use crate::rundir::{EpochRow, RunSummary};
 use anyhow::Result;
 
@@ -163,16 +164,18 @@ impl Ledger {
         s.time_to_target_s = Some(row.cum_wall_s);
     }
 
-    /// Close the accounts: the meter's totals, the kernel timing block, the prediction's outcome and carbon.
-    pub fn finish(
+    /// Close the accounts: the meter's totals, the run's wall time (on `be`'s clock, once the meter finished),
+    /// the kernel timing block, the prediction's outcome and carbon.
+    pub fn finish<B: Backend>(
         mut self,
         meter: Meter,
-        now: f64,
+        be: &B,
         stop: StopReason,
         kernel_timing: Option<KernelTimingInfo>,
         carbon: (Option<f64>, Option<f64>),
     ) -> Result<RunSummary> {
         let run_energy = meter.finish();
+        let now = be.clock_s();
         let s = &mut self.summary;
         s.stop_reason = stop.as_str().into();
         s.steps = self.steps;

@@ -91,7 +91,7 @@ pub fn train<B: Backend>(be: &B, s: &Setup, out: &mut RunWriter) -> Result<RunSu
     }
     progress.finish();
     let kernels = probe.finish(be, &mut meter, &model);
-    let summary = run.finish(meter, be.clock_s(), stop.reason, kernels.timing, (cfg.carbon_intensity, cfg.pue))?;
+    let summary = run.finish(meter, be, stop.reason, kernels.timing, (cfg.carbon_intensity, cfg.pue))?;
     if let Some(p) = &cfg.save {
         save_checkpoint(p, s, &model)?;
     }
