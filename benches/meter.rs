@@ -1,14 +1,14 @@
 //! `cargo bench --bench meter`: the host-side cost of metering one training step, per mode, on a scripted
 //! counter (no GPU needed): what `Meter::begin_step`/`end_step` add per step, and with `--per-kernel` the
 //! split of a step into 30 kernel launches plus the steps.jsonl record the training loop writes
-//! (`train::step_record`). The CUDA events themselves (two records per launch, two elapsed reads) are not in
+//! (`rundir::StepRecord`). The CUDA events themselves (two records per launch, two elapsed reads) are not in
 //! this number: they need a GPU (`scripts/gpu-check.sh` measures whole-step overhead side by side with
 //! metering off).
 //!
 //! Checked before it is timed: the per-kernel rows of a step sum to its energy.
 use powertrain::energy::{EnergySource, Meter, MeterConfig, MeterOptions, Reading, Sensor};
 use powertrain::ops::{DeviceKind, KernelTiming};
-use std::io::Write;
+use powertrain::rundir::StepRecord;
 use std::time::Instant;
 
 /// A counter at 300 W updating every 100 ms (like an H100's), on the scripted clock.
@@ -69,9 +69,8 @@ fn run(per_kernel: bool, steps: usize) -> f64 {
         let t = Instant::now();
         m.begin_step(a);
         let se = m.end_step(a + dt, &kernels);
-        let rec =
-            powertrain::train::step_record(i as u64, 1, 0.5, 64, (dt, a), EnergySource::NvmlCounter, &se).unwrap();
-        writeln!(sink, "{rec}").unwrap();
+        let rec = StepRecord::new(i as u64, 1, 0.5, 64, (dt, a), EnergySource::NvmlCounter, &se);
+        rec.write_line(&mut sink).unwrap();
         spent += t.elapsed().as_secs_f64();
         if let (Some(e), true) = (se.energy_j, per_kernel) {
             let parts: f64 = se.kernels.iter().filter_map(|k| k.energy_j).sum();

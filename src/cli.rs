@@ -1,8 +1,15 @@
 //! The command line (the public interface of `../shared/docs/protocol.md`: flag and file names are fixed).
-//! `main.rs` parses these and calls the library; nothing here computes.
+//! `main.rs` parses these and `crate::cmd` runs them; nothing here computes, and nothing but `cmd` uses it.
+//! `powertrain train`'s defaults come from `TrainConfig::default()` (`defaults()` below), the one place the
+//! protocol's training defaults are written.
 
 use argh::FromArgs;
 use std::path::PathBuf;
+
+/// The training defaults (`crate::train::TrainConfig`), for the flags' `default = ..` below.
+fn defaults() -> crate::train::TrainConfig {
+    crate::train::TrainConfig::default()
+}
 
 #[derive(FromArgs, Debug)]
 /// powertrain: train small CNNs with hand-written CUDA kernels and measure the energy of every step and kernel.
@@ -107,25 +114,25 @@ pub struct TrainArgs {
     #[argh(option)]
     /// comma-separated CelebA attribute names (default Smiling)
     pub tasks: Option<String>,
-    #[argh(option, default = "String::from(\"auto\")")]
+    #[argh(option, default = "defaults().device")]
     /// auto, cpu or cuda (default auto)
     pub device: String,
-    #[argh(option, default = "String::from(\"adam\")")]
+    #[argh(option, default = "defaults().optimizer")]
     /// sgd or adam (default adam)
     pub optimizer: String,
-    #[argh(option, default = "1e-3")]
+    #[argh(option, default = "defaults().lr")]
     /// learning rate (default 1e-3)
     pub lr: f32,
-    #[argh(option, default = "0.0")]
+    #[argh(option, default = "defaults().momentum")]
     /// momentum for sgd (default 0)
     pub momentum: f32,
-    #[argh(option, default = "0.0")]
+    #[argh(option, default = "defaults().weight_decay")]
     /// weight decay, coupled (default 0)
     pub weight_decay: f32,
-    #[argh(option, default = "64")]
+    #[argh(option, default = "defaults().batch_size")]
     /// batch size (default 64)
     pub batch_size: usize,
-    #[argh(option, default = "10")]
+    #[argh(option, default = "defaults().epochs")]
     /// maximum number of epochs (default 10)
     pub epochs: usize,
     #[argh(option)]
@@ -137,7 +144,7 @@ pub struct TrainArgs {
     #[argh(switch)]
     /// take rows in file order (batch i = rows [i*B, (i+1)*B))
     pub no_shuffle: bool,
-    #[argh(option, default = "0")]
+    #[argh(option, default = "defaults().seed")]
     /// random seed for initialisation and shuffling (default 0)
     pub seed: u64,
     #[argh(option)]
@@ -149,7 +156,7 @@ pub struct TrainArgs {
     #[argh(switch)]
     /// train only the head (fc1, fc2); the encoder (conv1..conv3) stays fixed
     pub freeze_encoder: bool,
-    #[argh(option, default = "String::from(\"auto\")")]
+    #[argh(option, default = "defaults().energy")]
     /// energy source: auto, nvml, rapl, estimate or none (default auto)
     pub energy: String,
     #[argh(option)]
@@ -158,11 +165,11 @@ pub struct TrainArgs {
     #[argh(switch)]
     /// attribute energy to every kernel launch (kernels.csv, per-kernel rows in steps.jsonl)
     pub per_kernel: bool,
-    #[argh(option, default = "1")]
+    #[argh(option, default = "defaults().kernel_sample")]
     /// with --per-kernel: time the launches of every Nth training step (and the first two of each batch size,
     /// and every evaluation); the others take the latest timed step's kernel times, labelled (default 1: all)
     pub kernel_sample: u64,
-    #[argh(option, default = "crate::ops::KernelClock::Events")]
+    #[argh(option, default = "defaults().kernel_timing")]
     /// with --per-kernel on cuda: events (a CUDA event before and after every op) or stamps (the kernels write
     /// %globaltimer stamps, no host call per launch) (default events)
     pub kernel_timing: crate::ops::KernelClock,

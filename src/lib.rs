@@ -1,10 +1,11 @@
 //! powertrain: a small CNN training engine with hand-written CUDA kernels that measures what training costs
 //! in energy, per step and per kernel launch.
 //!
-//! Data flows one way: files -> `data` loaders -> batches -> `backend` ops (through `model`) -> step
-//! records (`train`, `energy`) -> `report`s. The energy meter observes launches and steps; it never changes
-//! what is computed.
+//! Data flows one way: files -> `data` loaders -> batches -> `ops` (through `model`) -> step records
+//! (`train`, `energy`, written by `rundir`) -> `study` tables and `report`s. The energy meter observes
+//! launches and steps; it never changes what is computed. Only `cmd` sees the command line (`cli`).
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod data;
@@ -12,6 +13,7 @@ pub mod energy;
 pub mod model;
 pub mod ops;
 pub mod report;
+pub mod rundir;
 pub mod stats;
 pub mod study;
 pub mod train;

@@ -43,12 +43,12 @@ fn nvml_meter_on_a_real_gpu() {
     let total = run.total_j.expect("total");
     let w = total / run.wall_s;
     assert!(w > 5.0 && w < 1500.0, "mean power {w} W");
-    let resid = run.context["unattributed_residual_j"].as_f64().unwrap_or(0.0);
+    let resid = run.context.to_json()["unattributed_residual_j"].as_f64().unwrap_or(0.0);
     assert!((sum + resid - total).abs() < 0.2 * total + 20.0, "steps {sum} + {resid} vs total {total}");
     // The counter's cross-checks: integrated instant power / buffered samples over the same window.
     if run.source == "nvml-counter" {
-        let readings = run.context["power_check"]["readings"].as_array().cloned().unwrap_or_default();
-        assert!(!readings.is_empty(), "no power cross-check beside the counter: {}", run.context);
+        let readings = run.context.to_json()["power_check"]["readings"].as_array().cloned().unwrap_or_default();
+        assert!(!readings.is_empty(), "no power cross-check beside the counter: {}", run.context.to_json());
         for r in &readings {
             println!("counter vs {}: gap {:?}", r["reading"], r["gap_rel"]);
             if let Some(g) = r["gap_rel"].as_f64() {

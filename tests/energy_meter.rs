@@ -216,7 +216,7 @@ fn short_windows_are_not_a_silent_zero() {
     let run = m.finish();
     let total = run.total_j.unwrap();
     let sum: f64 = steps.iter().filter_map(|s| s.energy_j).sum();
-    let resid = run.context["unattributed_residual_j"].as_f64().unwrap();
+    let resid = run.context.to_json()["unattributed_residual_j"].as_f64().unwrap();
     assert!((total - 200.0).abs() <= 20.0 + 1e-6, "total {total}");
     assert!((sum + resid - total).abs() <= 20.0, "steps {sum} + residual {resid} vs total {total}");
     assert!((sum - 200.0).abs() <= 10.0, "steps sum {sum} vs 200 J");
@@ -240,7 +240,7 @@ fn counter_reset_marks_the_window_invalid() {
     }
     let run = m.finish();
     assert!(run.total_j.is_none(), "no total across a reset");
-    let lb = run.context["total_lower_bound_j"].as_f64().unwrap();
+    let lb = run.context.to_json()["total_lower_bound_j"].as_f64().unwrap();
     assert!(lb > 0.0 && lb < 450.0, "lower bound {lb}");
 }
 
@@ -261,8 +261,8 @@ fn sensor_failing_mid_run_is_labelled_not_faked() {
         assert!((e - 50.0).abs() <= 10.0 + 1e-3, "step {i}: {e}");
     }
     let run = m.finish();
-    assert!(run.context["read_errors"].as_u64().unwrap() >= 2);
-    assert_eq!(run.context["steps_without_energy"].as_u64().unwrap(), 3);
+    assert!(run.context.to_json()["read_errors"].as_u64().unwrap() >= 2);
+    assert_eq!(run.context.to_json()["steps_without_energy"].as_u64().unwrap(), 3);
     // The counter kept counting through the failure: the run total is still the counter delta.
     assert!((run.total_j.unwrap() - 400.0).abs() <= 10.0);
 }
@@ -505,7 +505,7 @@ fn idle_baseline_splits_the_total() {
     let e = s.energy_j.expect("energy");
     assert!((e - 80.0 * (b - a)).abs() <= 4.0, "{e} J in {} s", b - a);
     let run = m.finish();
-    assert!(run.context["edge_reads"].as_str().unwrap().contains("non-blocking"));
+    assert!(run.context.to_json()["edge_reads"].as_str().unwrap().contains("non-blocking"));
     let (t, i, act) = (run.total_j.unwrap(), run.idle_j.unwrap(), run.active_j.unwrap());
     assert!(act >= 0.0 && (t - i - act).abs() < 1e-9 || act == 0.0);
     assert!((i - p * run.wall_s).abs() < 1e-9);
@@ -624,15 +624,15 @@ fn contiguous_windows_close_on_the_counter_total_with_host_gaps() {
     // 2000 x 50 ms - the first gap = 99.97 s at 250 W, within one counter update (25 J).
     assert!((total - 250.0 * 99.97).abs() <= 25.0 + 1e-6, "total {total}");
     let sum: f64 = steps.iter().filter_map(|s| s.energy_j).sum();
-    let resid = run.context["unattributed_residual_j"].as_f64().unwrap();
+    let resid = run.context.to_json()["unattributed_residual_j"].as_f64().unwrap();
     // Closure over a 100 s run: attributed windows plus the carried residual equal the counter total within
     // 0.1 % (the counter's run total is itself only known to one update, 0.1 % here).
     assert!((sum + resid - total).abs() <= 1e-3 * total, "steps {sum} + residual {resid} vs total {total}");
-    let closure = run.context["closure"].as_f64().expect("closure");
+    let closure = run.context.to_json()["closure"].as_f64().expect("closure");
     assert!((closure - 1.0).abs() <= 2e-3, "closure {closure}");
     assert!(steps.iter().filter(|s| s.energy_j.is_none()).count() <= 2, "only the first windows wait for an edge");
-    assert!(run.context["windows"].as_str().unwrap().starts_with("contiguous"));
-    assert!((run.context["gap_s"].as_f64().unwrap() - 1999.0 * 0.03).abs() < 1e-6);
+    assert!(run.context.to_json()["windows"].as_str().unwrap().starts_with("contiguous"));
+    assert!((run.context.to_json()["gap_s"].as_f64().unwrap() - 1999.0 * 0.03).abs() < 1e-6);
     let table = m_kernel_rows(&steps);
     assert!(table > 0.0);
 }
@@ -660,11 +660,11 @@ fn windows_limited_to_the_step_leave_the_gaps_out_of_the_steps() {
     assert!((mean - 5.0).abs() < 0.5, "20 ms at 250 W is 5 J, got {mean}");
     let _ = m.poll(5.2);
     let run = m.finish();
-    assert!(run.context["windows"].as_str().unwrap().starts_with("step work only"));
+    assert!(run.context.to_json()["windows"].as_str().unwrap().starts_with("step work only"));
     let total = run.total_j.unwrap();
     assert!((total - 250.0 * 4.97).abs() <= 25.0 + 1e-6, "total {total}");
     // The steps hold 40 % of the time at constant power: closure reports the 60 % left out.
-    let closure = run.context["closure"].as_f64().expect("closure");
+    let closure = run.context.to_json()["closure"].as_f64().expect("closure");
     assert!((closure - 0.4).abs() < 0.02, "closure {closure}");
 }
 
@@ -737,7 +737,8 @@ fn counter_vs_integrated_power_gap_is_reported() {
     sane(&steps);
     let _ = m.poll(5.2);
     let run = m.finish();
-    let pc = &run.context["power_check"];
+    let ctx = run.context.to_json();
+    let pc = &ctx["power_check"];
     let r = &pc["readings"][0];
     assert_eq!(r["reading"], "scripted instant power");
     assert!(r["covered_fraction"].as_f64().unwrap() > 0.99, "{r}");
@@ -750,7 +751,7 @@ fn counter_vs_integrated_power_gap_is_reported() {
     let late: f64 = steps[20..].iter().map(|s| s.energy_j.unwrap()).sum::<f64>() / 80.0;
     assert!((late - 10.0).abs() < 0.3, "{late}");
     // The device's state at the end is recorded for thermal drift.
-    assert_eq!(run.context["state_at_end"]["temperature_c"], 71);
+    assert_eq!(ctx["state_at_end"]["temperature_c"], 71);
 
     // A cross-check that fails is counted, not fatal, and gives no gap.
     let s = CounterWithCheck { inner: ScriptedCounter::new(0.1, 200.0), check_w: 0.0, fail_check: true };
@@ -758,7 +759,8 @@ fn counter_vs_integrated_power_gap_is_reported() {
     let steps = run_steps(&mut m, 20, 0.05, Some(0.01), no_kernels);
     assert!(steps[5..].iter().all(|s| s.energy_j.is_some()));
     let run = m.finish();
-    let pc = &run.context["power_check"];
+    let ctx = run.context.to_json();
+    let pc = &ctx["power_check"];
     assert!(pc["read_errors"].as_u64().unwrap() > 10);
     assert!(pc["readings"][0]["gap_rel"].is_null());
     assert!(run.total_j.is_some());

@@ -2,9 +2,10 @@
 //! SVG is well-formed XML (roxmltree) and holds the expected series; estimate/none sources are marked.
 mod study_fake;
 
-use powertrain::cli::{MultitaskStudyArgs, PretrainStudyArgs, SweepArgs};
 use powertrain::report::write_report;
 use powertrain::study::pretrain::TargetSplit;
+use powertrain::study::{MultitaskOptions, PretrainOptions, SweepOptions};
+use powertrain::train::TrainConfig;
 use std::path::{Path, PathBuf};
 
 /// Texts, polylines with at least 3 points (data series; mesh and legend lines have 2), and filled rects.
@@ -35,7 +36,7 @@ fn parse(path: &Path) -> Svg {
 }
 
 fn sweep(out: &Path, energy: &str) {
-    let a = SweepArgs {
+    let a = SweepOptions {
         model: "pamap2".into(),
         data: "/data/pamap2".into(),
         batch_sizes: Some("32,64,128".into()),
@@ -172,7 +173,7 @@ fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {
 fn break_even_and_multitask_plots() {
     let d = tempfile::tempdir().unwrap();
     let pre = d.path().join("pre");
-    let a = PretrainStudyArgs {
+    let a = PretrainOptions {
         model: "pamap2".into(),
         data: "/data/pamap2".into(),
         seeds: 1,
@@ -188,7 +189,7 @@ fn break_even_and_multitask_plots() {
     };
     powertrain::study::pretrain_study_with(&a, &study_fake::fake_train, &fake_splits).unwrap();
     let mt = d.path().join("mt");
-    let m = MultitaskStudyArgs {
+    let m = MultitaskOptions {
         model: "celeba".into(),
         data: "/data/celeba".into(),
         tasks: Some("Smiling,Male".into()),
@@ -229,7 +230,7 @@ fn plain_run_dirs_and_machines_are_grouped() {
     let mut runs: Vec<PathBuf> = Vec::new();
     for (i, host) in ["nodeA", "nodeB"].iter().enumerate() {
         let dir = d.path().join(format!("run{i}"));
-        let mut t = powertrain::study::train_args("pamap2", Path::new("/data/pamap2"));
+        let mut t = TrainConfig::new("pamap2", Path::new("/data/pamap2"));
         t.epochs = 3;
         t.target_acc = Some(0.6);
         t.out = Some(dir.clone());

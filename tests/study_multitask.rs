@@ -1,14 +1,14 @@
 //! `powertrain multitask-study`: one K-output network vs K single-output networks (fake trainer).
 mod study_fake;
 
-use powertrain::cli::{MultitaskStudyArgs, TrainArgs};
-use powertrain::study::multitask_study_with;
-use powertrain::train::RunSummary;
+use powertrain::rundir::RunSummary;
+use powertrain::study::{multitask_study_with, MultitaskOptions};
+use powertrain::train::TrainConfig;
 use std::cell::RefCell;
 use std::path::Path;
 
-fn args(out: &Path) -> MultitaskStudyArgs {
-    MultitaskStudyArgs {
+fn args(out: &Path) -> MultitaskOptions {
+    MultitaskOptions {
         model: "celeba".into(),
         data: "/data/celeba".into(),
         tasks: Some("Smiling,Male,Young".into()),
@@ -28,8 +28,8 @@ fn args(out: &Path) -> MultitaskStudyArgs {
 #[test]
 fn multitask_vs_single_task_energy_time_epochs_accuracy() {
     let d = tempfile::tempdir().unwrap();
-    let calls = RefCell::new(Vec::<TrainArgs>::new());
-    let t = |a: &TrainArgs| -> anyhow::Result<RunSummary> {
+    let calls = RefCell::new(Vec::<TrainConfig>::new());
+    let t = |a: &TrainConfig| -> anyhow::Result<RunSummary> {
         calls.borrow_mut().push(a.clone());
         study_fake::fake_train(a)
     };

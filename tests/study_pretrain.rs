@@ -2,10 +2,11 @@
 //! the 70/30 split files read back through crate::data.
 mod study_fake;
 
-use powertrain::cli::{PretrainStudyArgs, TrainArgs};
+use powertrain::rundir::RunSummary;
 use powertrain::study::pretrain::{split_70_30, write_target_splits, write_xy, TargetSplit};
+use powertrain::study::PretrainOptions;
 use powertrain::study::{break_even, pretrain_study_with, BreakEven, Spread};
-use powertrain::train::RunSummary;
+use powertrain::train::TrainConfig;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,8 +36,8 @@ fn seventy_thirty_split() {
     assert!(split_70_30(1, "subject105").unwrap_err().to_string().contains("subject105"));
 }
 
-fn args(data: &Path, out: &Path) -> PretrainStudyArgs {
-    PretrainStudyArgs {
+fn args(data: &Path, out: &Path) -> PretrainOptions {
+    PretrainOptions {
         model: "pamap2".into(),
         data: data.to_path_buf(),
         seeds: 2,
@@ -68,8 +69,8 @@ fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {
 fn pretrain_study_runs_and_break_even_counts() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("study");
-    let calls = RefCell::new(Vec::<TrainArgs>::new());
-    let t = |a: &TrainArgs| -> anyhow::Result<RunSummary> {
+    let calls = RefCell::new(Vec::<TrainConfig>::new());
+    let t = |a: &TrainConfig| -> anyhow::Result<RunSummary> {
         calls.borrow_mut().push(a.clone());
         study_fake::fake_train(a)
     };
@@ -110,7 +111,7 @@ fn pretrain_study_runs_and_break_even_counts() {
     assert!(out.join("pretrain.md").exists() && out.join("pretrain.json").exists());
 
     // Resumed: nothing retrains.
-    let again = |_: &TrainArgs| -> anyhow::Result<RunSummary> { panic!("all runs are done") };
+    let again = |_: &TrainConfig| -> anyhow::Result<RunSummary> { panic!("all runs are done") };
     let r2 = pretrain_study_with(&args(Path::new("/data/pamap2"), &out), &again, &fake_splits).unwrap();
     assert_eq!(r2.table, r.table);
 }
@@ -119,7 +120,7 @@ fn pretrain_study_runs_and_break_even_counts() {
 fn a_reuse_that_saves_nothing_is_never() {
     let d = tempfile::tempdir().unwrap();
     // Fine-tuning is made as costly as training from scratch.
-    let t = |a: &TrainArgs| -> anyhow::Result<RunSummary> {
+    let t = |a: &TrainConfig| -> anyhow::Result<RunSummary> {
         let mut b = a.clone();
         if a.init.is_some() && !a.freeze_encoder {
             b.init = None;

@@ -2,15 +2,15 @@
 //! resume after an interruption, retry-once-then-failed, refusal of a mismatched study directory, Slurm.
 mod study_fake;
 
-use powertrain::cli::{SweepArgs, TrainArgs};
-use powertrain::study::{sweep_with, Trainer};
-use powertrain::train::RunSummary;
+use powertrain::rundir::RunSummary;
+use powertrain::study::{sweep_with, SweepOptions, Trainer};
+use powertrain::train::TrainConfig;
 use std::cell::RefCell;
 use std::path::Path;
 use study_fake::fake_train;
 
-fn args(out: &Path) -> SweepArgs {
-    SweepArgs {
+fn args(out: &Path) -> SweepOptions {
+    SweepOptions {
         model: "pamap2".into(),
         data: "/nonexistent/pamap2".into(),
         batch_sizes: Some("32,128".into()),
@@ -31,7 +31,7 @@ fn args(out: &Path) -> SweepArgs {
 }
 
 /// The ids the trainer was called for, from the staging directory names.
-fn run_id(a: &TrainArgs) -> String {
+fn run_id(a: &TrainConfig) -> String {
     format!("bs{}_lr{}_s{}", a.batch_size, a.lr, a.seed)
 }
 
@@ -116,7 +116,7 @@ fn resume_after_an_interrupted_sweep_gives_the_same_table_without_duplicates() {
     std::fs::write(staging.join("steps.jsonl"), "{\"step\":1}\n").unwrap();
 
     let calls = RefCell::new(Vec::new());
-    let t = |a: &TrainArgs| -> anyhow::Result<RunSummary> {
+    let t = |a: &TrainConfig| -> anyhow::Result<RunSummary> {
         calls.borrow_mut().push(run_id(a));
         fake_train(a)
     };
@@ -143,7 +143,7 @@ fn resume_after_an_interrupted_sweep_gives_the_same_table_without_duplicates() {
 fn an_error_is_retried_once_then_recorded_as_failed() {
     let d = tempfile::tempdir().unwrap();
     let calls = RefCell::new(Vec::new());
-    let t = |a: &TrainArgs| -> anyhow::Result<RunSummary> {
+    let t = |a: &TrainConfig| -> anyhow::Result<RunSummary> {
         let id = run_id(a);
         let n = calls.borrow().iter().filter(|c| **c == id).count();
         calls.borrow_mut().push(id.clone());
@@ -195,7 +195,7 @@ fn an_error_is_retried_once_then_recorded_as_failed() {
 fn a_mismatched_study_directory_is_refused() {
     let d = tempfile::tempdir().unwrap();
     sweep_with(&args(d.path()), &fake_train).unwrap();
-    let never = |_: &TrainArgs| -> anyhow::Result<RunSummary> { panic!("must not train") };
+    let never = |_: &TrainConfig| -> anyhow::Result<RunSummary> { panic!("must not train") };
     let t: Trainer = &never;
 
     let mut a = args(d.path());
@@ -256,7 +256,7 @@ fn slurm_script_runs_one_configuration_per_array_task() {
     let mut a = args(&d.path().join("study"));
     a.seeds = 2;
     a.emit_slurm = Some(script.clone());
-    let never = |_: &TrainArgs| -> anyhow::Result<RunSummary> { panic!("--emit-slurm must not train") };
+    let never = |_: &TrainConfig| -> anyhow::Result<RunSummary> { panic!("--emit-slurm must not train") };
     sweep_with(&a, &never).unwrap();
     let text = std::fs::read_to_string(&script).unwrap();
     let study = std::fs::canonicalize(d.path().join("study")).unwrap();
@@ -283,7 +283,7 @@ fn slurm_script_runs_one_configuration_per_array_task() {
             t.seeds = 2;
             t
         },
-        &|_: &TrainArgs| -> anyhow::Result<RunSummary> { panic!("all done") },
+        &|_: &TrainConfig| -> anyhow::Result<RunSummary> { panic!("all done") },
     )
     .unwrap();
     let one_go = tempfile::tempdir().unwrap();

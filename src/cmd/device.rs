@@ -20,7 +20,8 @@ pub fn resolve_device(device: &str) -> Result<DeviceKind> {
     }
 }
 
-/// Evaluate `body` with `be` bound to the backend for `kind` for `kind` (the generic code below is instantiated per backend).
+/// Evaluate `body` with `be` bound to the backend for `kind` (the generic code in `body` is instantiated once
+/// per backend).
 macro_rules! with_backend_impl {
     ($kind:expr, |$be:ident| $body:expr) => {
         match $kind {

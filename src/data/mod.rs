@@ -11,7 +11,6 @@
 //! `num_classes` (class count when some classes are absent from a split).
 
 pub mod celeba;
-pub mod cli;
 pub mod pamap2;
 pub mod st;
 pub mod synth;

@@ -11,8 +11,9 @@
 //! timeline covers it, the difference (the residual) is carried forward into the next window, so windows
 //! sum to the measured total and no short window reads as a silent 0 J.
 
-use super::KernelEnergy;
+use super::{KernelEnergy, StepKernels};
 use crate::ops::KernelTiming;
+use crate::rundir::KernelRow;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Above this a power value is not physical for one device/package (a reset or a bad counter).
@@ -89,7 +90,7 @@ impl Timeline {
     }
 
     fn push(&mut self, s: Seg) {
-        if !(s.t1 > s.t0) || !s.w.is_finite() || s.w < 0.0 {
+        if s.t1.partial_cmp(&s.t0) != Some(std::cmp::Ordering::Greater) || !s.w.is_finite() || s.w < 0.0 {
             return;
         }
         if self.segs.len() == self.cap {
@@ -170,7 +171,7 @@ impl Timeline {
 
     /// A power sample `w` (W) taken at `t`; it stands for the time back to the previous sample.
     pub fn observe_power(&mut self, t: f64, w: f64) {
-        if !w.is_finite() || w < 0.0 || w > MAX_PLAUSIBLE_W {
+        if !w.is_finite() || !(0.0..=MAX_PLAUSIBLE_W).contains(&w) {
             return;
         }
         match self.last_read {
@@ -215,7 +216,7 @@ impl Timeline {
 
     /// Integral of the timeline over [a, b].
     pub fn integrate(&self, a: f64, b: f64) -> Integral {
-        if !(b > a) {
+        if b.partial_cmp(&a) != Some(std::cmp::Ordering::Greater) {
             return Integral::default();
         }
         let start = self.segs.partition_point(|s| s.t1 <= a);
@@ -477,129 +478,145 @@ impl KernelTable {
         self.rows.is_empty()
     }
 
-    /// kernels.csv: name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,
-    /// timed_launches (empty cells when unknown), sorted by energy (then time), largest first. `timed_launches`
-    /// below `launches` means the rest took their times from a timed profile (`--kernel-sample`).
-    /// [`KernelsCsv::read`] reads it back.
-    pub fn to_csv(&self, have_energy: bool) -> String {
+    /// kernels.csv's rows (`crate::rundir::KernelsCsv` writes and reads them), sorted by energy (then time),
+    /// largest first; unknown values empty. `timed_launches` below `launches` means the rest took their times
+    /// from a timed profile (`--kernel-sample`).
+    pub fn csv_rows(&self, have_energy: bool) -> Vec<KernelRow> {
         let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let io = "kernels.csv is written to memory";
-        w.write_record(KernelsCsv::COLUMNS).expect(io);
-        for (name, t) in v {
-            let unc = if have_energy && t.shares_with_uncertainty > 0 {
-                format!("{:.6}", t.uncertainty_j)
-            } else {
-                String::new()
-            };
-            let (e, jpl, jpg) =
-                if have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS || name == BETWEEN_STEPS) {
-                    let jpl = if t.launches_with_energy > 0 {
-                        format!("{:.6e}", t.energy_j / t.launches_with_energy as f64)
-                    } else {
-                        String::new()
-                    };
-                    let jpg = if t.flops > 0.0 && t.launches_with_energy == t.launches {
-                        format!("{:.6e}", t.energy_j / (t.flops * 1e-9))
-                    } else {
-                        String::new()
-                    };
-                    (format!("{:.6}", t.energy_j), jpl, jpg)
-                } else {
-                    (String::new(), String::new(), String::new())
-                };
-            let (launches, time, timed) =
-                (t.launches.to_string(), format!("{:.6}", t.gpu_time_s), t.timed_launches.to_string());
-            w.write_record([name.as_str(), &launches, &time, &e, &jpl, &jpg, &unc, &timed]).expect(io);
-        }
-        String::from_utf8(w.into_inner().expect(io)).expect("kernels.csv is UTF-8")
-    }
-}
-
-/// One row of kernels.csv as read back (empty cells are `None`).
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-pub struct KernelRow {
-    #[serde(alias = "kernel")]
-    pub name: String,
-    #[serde(default)]
-    pub launches: Option<u64>,
-    /// `time_s` in files written by hand.
-    #[serde(alias = "time_s", default)]
-    pub gpu_time_s: Option<f64>,
-    #[serde(default)]
-    pub energy_j: Option<f64>,
-    #[serde(default)]
-    pub j_per_launch: Option<f64>,
-    #[serde(default)]
-    pub j_per_gflop: Option<f64>,
-    /// Absent in runs written before uncertainties.
-    #[serde(default)]
-    pub energy_uncertainty_j: Option<f64>,
-    /// Absent in runs written before `--kernel-sample`.
-    #[serde(default)]
-    pub timed_launches: Option<u64>,
-}
-
-/// A run's kernels.csv, read by header names (older runs lack the later columns). A row that is not a number
-/// where one belongs is an error naming the file and the line, never a silently missing bar or comparison.
-#[derive(Clone, Debug)]
-pub struct KernelsCsv {
-    pub path: std::path::PathBuf,
-    /// The header's column names, as written.
-    pub columns: Vec<String>,
-    pub rows: Vec<KernelRow>,
-}
-
-impl KernelsCsv {
-    pub const COLUMNS: [&'static str; 8] = [
-        "name",
-        "launches",
-        "gpu_time_s",
-        "energy_j",
-        "j_per_launch",
-        "j_per_gflop",
-        "energy_uncertainty_j",
-        "timed_launches",
-    ];
-
-    /// Read `path`; errors name the file (and the line) and say what is wrong.
-    pub fn read(path: &std::path::Path) -> anyhow::Result<KernelsCsv> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&text, path)
-    }
-
-    /// Parse kernels.csv text (`path` names it in errors).
-    pub fn parse(text: &str, path: &std::path::Path) -> anyhow::Result<KernelsCsv> {
-        let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-        let columns: Vec<String> = r
-            .headers()
-            .map_err(|e| anyhow::anyhow!("{}: not a CSV file ({e})", path.display()))?
-            .iter()
-            .map(str::to_string)
-            .collect();
-        if !columns.iter().any(|c| c == "name" || c == "kernel") {
-            anyhow::bail!(
-                "{}: not a kernels.csv (its header has no `name` column: {}); give the kernels.csv a \
-                 `powertrain train --per-kernel` run wrote",
-                path.display(),
-                columns.join(",")
-            );
-        }
-        let rows = r
-            .deserialize()
-            .map(|row| {
-                row.map_err(|e| {
-                    let line = e.position().map(|p| format!(" line {}", p.line())).unwrap_or_default();
-                    anyhow::anyhow!("{}{line}: malformed row ({e})", path.display())
-                })
+        v.into_iter()
+            .map(|(name, t)| {
+                let with_energy =
+                    have_energy && (t.launches_with_energy > 0 || name == BETWEEN_KERNELS || name == BETWEEN_STEPS);
+                KernelRow {
+                    name: name.clone(),
+                    launches: Some(t.launches),
+                    gpu_time_s: Some(t.gpu_time_s),
+                    energy_j: with_energy.then_some(t.energy_j),
+                    j_per_launch: (with_energy && t.launches_with_energy > 0)
+                        .then(|| t.energy_j / t.launches_with_energy as f64),
+                    j_per_gflop: (with_energy && t.flops > 0.0 && t.launches_with_energy == t.launches)
+                        .then(|| t.energy_j / (t.flops * 1e-9)),
+                    energy_uncertainty_j: (have_energy && t.shares_with_uncertainty > 0).then_some(t.uncertainty_j),
+                    timed_launches: Some(t.timed_launches),
+                }
             })
-            .collect::<anyhow::Result<Vec<KernelRow>>>()?;
-        Ok(KernelsCsv { path: path.to_path_buf(), columns, rows })
+            .collect()
+    }
+}
+
+/// The launches of the latest timed step of one kind.
+#[derive(Clone, Debug, Default)]
+struct KernelProfile {
+    /// (name, start relative to the step's start (s), duration (s)), in launch order.
+    launches: Vec<(&'static str, f64, f64)>,
+    /// The step's own time (s): its start to its end.
+    span_s: f64,
+    /// Per kernel, the relative change of its summed time between the last two timed steps.
+    spread: BTreeMap<&'static str, f64>,
+    /// Timed steps seen of this kind.
+    samples: u32,
+}
+
+impl KernelProfile {
+    fn update(&mut self, kernels: &[KernelTiming], work: f64, b: f64) {
+        let sums = |v: &[(&'static str, f64, f64)]| {
+            let mut m: BTreeMap<&'static str, f64> = BTreeMap::new();
+            for (n, _, d) in v {
+                *m.entry(*n).or_default() += d.max(0.0);
+            }
+            m
+        };
+        let launches: Vec<(&'static str, f64, f64)> =
+            kernels.iter().map(|k| (k.name, k.start_s - work, k.dur_s.max(0.0))).collect();
+        if self.samples > 0 {
+            let (old, new) = (sums(&self.launches), sums(&launches));
+            self.spread = new
+                .iter()
+                .map(|(n, t)| {
+                    let o = old.get(n).copied().unwrap_or(0.0);
+                    (*n, if o > 0.0 { (t - o).abs() / o } else { 1.0 })
+                })
+                .collect();
+        }
+        self.launches = launches;
+        self.span_s = (b - work).max(0.0);
+        self.samples += 1;
     }
 
-    pub fn has(&self, column: &str) -> bool {
-        self.columns.iter().any(|c| c == column)
+    /// The profile's launches placed in a step running from `work` to `b`.
+    fn place(&self, work: f64, b: f64) -> Vec<KernelTiming> {
+        let scale = if self.span_s > 0.0 { ((b - work) / self.span_s).min(1.0) } else { 1.0 };
+        self.launches
+            .iter()
+            .map(|&(name, rel, dur)| KernelTiming { name, start_s: work + rel.max(0.0) * scale, dur_s: dur })
+            .collect()
+    }
+}
+
+/// The meter's per-kernel side (`--per-kernel`): each window's split among its kernels, the timed profiles
+/// that stand in for untimed steps (`--kernel-sample`), and the run's per-kernel totals.
+#[derive(Clone, Debug, Default)]
+pub struct KernelAttribution {
+    per_kernel: bool,
+    pub table: KernelTable,
+    /// Timed kernel profiles by key (`StepKernels`).
+    profiles: BTreeMap<u64, KernelProfile>,
+}
+
+impl KernelAttribution {
+    pub fn new(per_kernel: bool) -> KernelAttribution {
+        KernelAttribution { per_kernel, ..Default::default() }
+    }
+
+    pub fn per_kernel(&self) -> bool {
+        self.per_kernel
+    }
+
+    /// Timed steps seen so far of the kind `key`.
+    pub fn profile_samples(&self, key: u64) -> u32 {
+        self.profiles.get(&key).map_or(0, |p| p.samples)
+    }
+
+    /// The rows of the window [a, b] (step work from `work`) holding `energy` ± `unc`, from the step's timed
+    /// launches (kept as the profile of their key) or the latest profile of its key; empty without
+    /// --per-kernel. The rows are added to the run's totals.
+    pub fn split(
+        &mut self,
+        step: StepKernels<'_>,
+        (a, work, b): (f64, f64, f64),
+        energy: Option<f64>,
+        unc: Option<f64>,
+        power_j: &dyn Fn(f64, f64) -> f64,
+    ) -> Vec<KernelEnergy> {
+        if !self.per_kernel {
+            return Vec::new();
+        }
+        let rows = match step {
+            StepKernels::Timed(kernels, key) => {
+                if let Some(key) = key {
+                    self.profiles.entry(key).or_default().update(kernels, work, b);
+                }
+                split_kernels(a, work, b, energy, unc, kernels, power_j)
+            }
+            StepKernels::Profiled(key) => {
+                let profile = self.profiles.get(&key);
+                let placed = profile.map(|p| p.place(work, b)).unwrap_or_default();
+                let mut rows = split_kernels(a, work, b, energy, unc, &placed, power_j);
+                // Measured steps only: estimates carry no uncertainty (see KernelEnergy).
+                if let (Some(p), Some(_)) = (profile, unc) {
+                    for r in rows.iter_mut().filter(|r| r.launches > 0) {
+                        // Unknown spread (a single timed step): the whole share is uncertain.
+                        let spread = p.spread.get(r.name.as_str()).copied().unwrap_or(1.0);
+                        if let Some(e) = r.energy_j {
+                            r.uncertainty_j = Some(r.uncertainty_j.unwrap_or(0.0) + e * spread);
+                        }
+                    }
+                }
+                rows
+            }
+        };
+        self.table.add_step(&rows, matches!(step, StepKernels::Timed(..)));
+        rows
     }
 }

@@ -1,4 +1,7 @@
 //! Records derived from energy: carbon (only with explicit inputs) and the human-readable probe report.
+//! (`window_s`, the seconds a steps.jsonl record covers, is `crate::rundir`'s.)
+
+pub use crate::rundir::window_s;
 
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -77,11 +80,4 @@ pub fn probe_text(v: &serde_json::Value) -> String {
         v["auto"]["cpu"].as_str().unwrap_or("?")
     ));
     s
-}
-
-/// The seconds a steps.jsonl record's energy covers: its metered window (`window_s`: the step plus the host
-/// gap before it); runs written before windows were contiguous have only `wall_s`, which is then the window.
-pub fn window_s(step: &serde_json::Value) -> f64 {
-    let f = |k: &str| step.get(k).and_then(|x| x.as_f64());
-    f("window_s").or_else(|| f("wall_s")).unwrap_or(0.0)
 }

@@ -1,8 +1,9 @@
-//! Reading study and run directories for a report.
-use crate::energy::{window_s, KernelRow, KernelsCsv};
-use crate::study::{load_record, Machine, StudyManifest};
-use crate::train::RunSummary;
-use anyhow::{bail, Context, Result};
+//! Reading study and run directories for a report, through their typed owners (`crate::rundir`,
+//! `crate::study::dir`).
+use crate::energy::KernelRow;
+use crate::rundir::{EpochRow, RunDir, RunSummary};
+use crate::study::{load_record, Machine, StudyFiles};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// One finished run.
@@ -17,32 +18,12 @@ pub struct Run {
     pub kind: Option<String>,
 }
 
-/// A study directory's own files.
-#[derive(Clone, Debug)]
-pub struct StudyInfo {
-    pub dir: PathBuf,
-    pub manifest: Option<StudyManifest>,
-    pub sweep: Option<serde_json::Value>,
-    pub pretrain: Option<serde_json::Value>,
-    pub multitask: Option<serde_json::Value>,
-    /// The study's table (sweep.md, pretrain.md or multitask.md).
-    pub tables: Vec<String>,
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
-    pub studies: Vec<StudyInfo>,
+    pub studies: Vec<StudyFiles>,
     pub runs: Vec<Run>,
     /// (id, last error) of failed runs.
     pub failed: Vec<(String, String)>,
-}
-
-fn read_json(p: &Path) -> Result<Option<serde_json::Value>> {
-    if !p.exists() {
-        return Ok(None);
-    }
-    let t = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-    Ok(Some(serde_json::from_str(&t).with_context(|| format!("{}: not valid JSON", p.display()))?))
 }
 
 /// Read every directory: a study (study.json or runs/) or a run (summary.json).
@@ -52,61 +33,24 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
         bail!("report: give at least one study or run directory (powertrain report STUDY_DIR|RUN_DIR ..)");
     }
     for d in dirs {
-        if d.join("summary.json").exists() {
-            let id = d.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| d.display().to_string());
+        if RunDir::new(d).is_finished() {
+            let id = RunDir::new(d).id();
             if let Some(rec) = load_record(d, &id)? {
                 if let Some(s) = rec.summary {
                     inp.runs.push(Run { id, dir: d.clone(), summary: s, machine: rec.machine, kind: None });
                 }
             }
-        } else if d.join("study.json").exists() || d.join("runs").is_dir() {
-            let manifest: Option<StudyManifest> = match read_json(&d.join("study.json"))? {
-                Some(v) => Some(
-                    serde_json::from_value(v)
-                        .with_context(|| format!("{}: not a study manifest", d.join("study.json").display()))?,
-                ),
-                None => None,
-            };
-            let kind = manifest.as_ref().map(|m| m.kind.clone());
-            let runs_dir = d.join("runs");
-            let mut names: Vec<PathBuf> = match std::fs::read_dir(&runs_dir) {
-                Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-                Err(_) => vec![],
-            };
-            names.sort();
-            for rd in names {
-                let id = rd.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-                if id.starts_with('.') || !rd.is_dir() {
-                    continue;
-                }
-                match load_record(&rd, &id)? {
-                    Some(rec) => match rec.summary {
-                        Some(s) => inp.runs.push(Run {
-                            id,
-                            dir: rd.clone(),
-                            summary: s,
-                            machine: rec.machine,
-                            kind: kind.clone(),
-                        }),
-                        None => inp.failed.push((id, rec.errors.last().cloned().unwrap_or_default())),
-                    },
-                    None => {}
+        } else if StudyFiles::is_study(d) {
+            let study = StudyFiles::read(d)?;
+            let kind = study.manifest.as_ref().map(|m| m.kind.clone());
+            for (id, rd) in study.run_dirs() {
+                let Some(rec) = load_record(&rd, &id)? else { continue };
+                match rec.summary {
+                    Some(s) => inp.runs.push(Run { id, dir: rd, summary: s, machine: rec.machine, kind: kind.clone() }),
+                    None => inp.failed.push((id, rec.errors.last().cloned().unwrap_or_default())),
                 }
             }
-            let mut tables = Vec::new();
-            for t in ["sweep.md", "pretrain.md", "multitask.md"] {
-                if let Ok(s) = std::fs::read_to_string(d.join(t)) {
-                    tables.push(s);
-                }
-            }
-            inp.studies.push(StudyInfo {
-                dir: d.clone(),
-                manifest,
-                sweep: read_json(&d.join("sweep.json"))?,
-                pretrain: read_json(&d.join("pretrain.json"))?,
-                multitask: read_json(&d.join("multitask.json"))?,
-                tables,
-            });
+            inp.studies.push(study);
         } else {
             bail!(
                 "{}: not a study or run directory (no study.json, runs/ or summary.json); give the --out of \
@@ -118,26 +62,28 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
     Ok(inp)
 }
 
-/// Steps of a run: (t_s, seconds the energy covers (`energy::window_s`), energy_j) from steps.jsonl.
-pub fn steps(dir: &Path) -> Vec<(f64, f64, Option<f64>)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("steps.jsonl")) else { return vec![] };
+/// Steps of a run: (t_s, seconds the energy covers, energy_j) from steps.jsonl (none without the file; an
+/// error naming the line when it is damaged).
+pub fn steps(dir: &Path) -> Result<Vec<(f64, f64, Option<f64>)>> {
     let mut t = 0.0;
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
-            t = f("t_s").unwrap_or(t + f("wall_s").unwrap_or(0.0));
-            (t, window_s(&v), f("energy_j"))
+    Ok(RunDir::new(dir)
+        .steps()?
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            t = s.t_s.unwrap_or(t + s.wall_s);
+            (t, s.covered_s(), s.energy_j)
         })
-        .collect()
+        .collect())
+}
+
+/// epochs.csv's rows of a run (none without the file; an error naming the line when it is damaged).
+pub fn epochs(dir: &Path) -> Result<Vec<EpochRow>> {
+    Ok(RunDir::new(dir).epochs()?.unwrap_or_default())
 }
 
 /// kernels.csv's rows of a run; none when the run has no kernels.csv (trained without --per-kernel), an error
 /// naming the file and line when it is malformed.
 pub fn kernels(dir: &Path) -> Result<Vec<KernelRow>> {
-    let path = dir.join("kernels.csv");
-    if !path.exists() {
-        return Ok(vec![]);
-    }
-    Ok(KernelsCsv::read(&path)?.rows)
+    Ok(RunDir::new(dir).kernels()?.map(|k| k.rows).unwrap_or_default())
 }

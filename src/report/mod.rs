@@ -7,19 +7,14 @@
 pub mod load;
 pub mod plots;
 
-use crate::cli::ReportArgs;
+use crate::study::multitask::MultitaskResult;
+use crate::study::pretrain::PretrainResult;
 use crate::study::{fmt_num, md_table, mixed_sources, Machine, Metric};
 use anyhow::{Context, Result};
 use load::{Inputs, Run};
 use plots::Series;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-pub fn run_report(a: &ReportArgs) -> Result<()> {
-    let r = write_report(&a.dirs, a.out.as_deref())?;
-    println!("wrote {} and {} ({} plots)", r.html.display(), r.md.display(), r.plots.len());
-    Ok(())
-}
 
 /// What `write_report` wrote.
 #[derive(Debug)]
@@ -53,39 +48,52 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create the report folder (--out)", out.display()))?;
     let metric = Metric::of(inp.runs.iter().map(|r| &r.summary));
-    let mut warnings: Vec<String> = Vec::new();
-    warnings.extend(mixed_sources(inp.runs.iter().map(|r| &r.summary)));
     let mut machines: BTreeMap<Machine, Vec<String>> = BTreeMap::new();
     for r in &inp.runs {
         machines.entry(r.machine.clone()).or_default().push(r.id.clone());
     }
-    if machines.len() > 1 {
-        warnings.push(format!(
-            "WARNING: these results come from {} different machines (host / GPU UUID / driver); they are \
-             grouped by machine below; compare across machines with care",
-            machines.len()
-        ));
-    }
+    let protocols = protocols(&inp);
+    let mut warnings = input_warnings(&inp, machines.len(), &protocols);
+    // Plots first: a damaged file behind one is said at the top, not drawn with holes.
+    let plots = plot_blocks(&inp, metric, &mut warnings)?;
+    let mut blocks = vec![Block::Md(head(dirs, &inp, metric, &protocols, &warnings))];
+    blocks.extend(table_blocks(&inp, metric, &machines));
+    blocks.push(Block::Md("## Plots\n\n".into()));
+    blocks.extend(plots);
+    let (hp, mp) = (out.join("report.html"), out.join("report.md"));
+    let r = render(&blocks, &out)?;
+    crate::util::write_atomic(&hp, r.html.as_bytes())?;
+    crate::util::write_atomic(&mp, r.md.as_bytes())?;
+    Ok(ReportFiles { html: hp, md: mp, plots: r.plots, warnings })
+}
+
+/// The protocol versions of the runs and studies, sorted.
+fn protocols(inp: &Inputs) -> Vec<u32> {
     let mut protocols: Vec<u32> = inp.runs.iter().map(|r| r.summary.protocol).collect();
     protocols.extend(inp.studies.iter().filter_map(|s| s.manifest.as_ref().map(|m| m.protocol)));
     protocols.sort();
     protocols.dedup();
+    protocols
+}
+
+/// Mixed energy sources, machines or protocol versions.
+fn input_warnings(inp: &Inputs, machines: usize, protocols: &[u32]) -> Vec<String> {
+    let mut warnings: Vec<String> = Vec::new();
+    warnings.extend(mixed_sources(inp.runs.iter().map(|r| &r.summary)));
+    if machines > 1 {
+        warnings.push(format!(
+            "WARNING: these results come from {machines} different machines (host / GPU UUID / driver); they are \
+             grouped by machine below; compare across machines with care"
+        ));
+    }
     if protocols.len() > 1 {
         warnings.push(format!("WARNING: results from different protocol versions ({protocols:?}) are mixed"));
     }
+    warnings
+}
 
-    // The run whose power and kernels are plotted; a malformed kernels.csv is said, not drawn with holes.
-    let focus = focus_run(&inp.runs, metric);
-    let focus_kernels = match focus.map(|r| (r, load::kernels(&r.dir))) {
-        Some((_, Ok(rows))) => Some(rows),
-        Some((r, Err(e))) => {
-            warnings.push(format!("WARNING: {e:#}; the per-kernel plot of run {} is left out", r.id));
-            None
-        }
-        None => None,
-    };
-
-    let mut blocks = Vec::new();
+/// The report's title, inputs, counts and warnings.
+fn head(dirs: &[PathBuf], inp: &Inputs, metric: Metric, protocols: &[u32], warnings: &[String]) -> String {
     let mut head = String::from("# powertrain report\n\n");
     head +=
         &format!("Inputs: {}.\n\n", dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "));
@@ -98,12 +106,14 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
     if !metric.note().is_empty() {
         head += &format!("**{}**\n\n", metric.note());
     }
-    for w in &warnings {
+    for w in warnings {
         head += &format!("**{w}**\n\n");
     }
-    blocks.push(Block::Md(head));
+    head
+}
 
-    // Machines, then the studies' own tables, then every run.
+/// Machines, then the studies' own tables, then every run, the energy accounting and the failed runs.
+fn table_blocks(inp: &Inputs, metric: Metric, machines: &BTreeMap<Machine, Vec<String>>) -> Vec<Block> {
     let mrows: Vec<Vec<String>> = machines
         .iter()
         .map(|(m, ids)| {
@@ -116,10 +126,10 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
             ]
         })
         .collect();
-    blocks.push(Block::Md(format!(
+    let mut blocks = vec![Block::Md(format!(
         "## Machines\n\n{}\n",
         md_table(&["host", "device", "GPU UUID", "driver", "runs"], &mrows)
-    )));
+    ))];
     for s in &inp.studies {
         for t in &s.tables {
             let demoted: String =
@@ -127,7 +137,7 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
             blocks.push(Block::Md(demoted + "\n"));
         }
     }
-    blocks.push(Block::Md(runs_table(&inp, metric, &machines)));
+    blocks.push(Block::Md(runs_table(inp, metric, machines)));
     if let Some(t) = energy_table(&inp.runs) {
         blocks.push(Block::Md(t));
     }
@@ -138,9 +148,12 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
         }
         blocks.push(Block::Md(s + "\n"));
     }
+    blocks
+}
 
-    // Plots.
-    blocks.push(Block::Md("## Plots\n\n".into()));
+/// Every plot the inputs allow, in the report's order; a run file a plot cannot read becomes a warning.
+fn plot_blocks(inp: &Inputs, metric: Metric, warnings: &mut Vec<String>) -> Result<Vec<Block>> {
+    let mut blocks = Vec::new();
     let mut add = |file: &str, caption: String, svg: Option<String>| {
         if let Some(svg) = svg {
             blocks.push(Block::Plot { file: file.to_string(), caption, svg });
@@ -161,28 +174,32 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
             plots::lines(&cap, "batch size", &format!("{name} per epoch ({u})"), &series, true)?,
         );
     }
-    let acc = acc_series(&inp.runs, metric);
+    let acc = acc_series(&inp.runs, metric, warnings);
     let cap = format!("Validation accuracy vs cumulative {name} ({u}){t}");
     add(
         "acc_vs_energy.svg",
         cap.clone(),
         plots::lines(&cap, &format!("cumulative {name} ({u})"), "validation accuracy", &acc, false)?,
     );
-    if let Some(run) = focus {
+    // The run whose power and kernels are plotted.
+    if let Some(run) = focus_run(&inp.runs, metric) {
         if let Metric::Energy { .. } = metric {
             let cap = format!("Power per step, run {} (energy_j / window_s, W){t}", run.id);
-            let s = power_series(run);
-            add("power_timeline.svg", cap.clone(), plots::lines(&cap, "time since start (s)", "power (W)", &s, false)?);
+            match power_series(run) {
+                Ok(s) => add(
+                    "power_timeline.svg",
+                    cap.clone(),
+                    plots::lines(&cap, "time since start (s)", "power (W)", &s, false)?,
+                ),
+                Err(e) => warnings.push(format!("WARNING: {e:#}; the power timeline of run {} is left out", run.id)),
+            }
         }
-        if let Some(rows) = focus_kernels {
-            let mut ks: Vec<(String, Option<f64>)> = rows
-                .into_iter()
-                .map(|r| (r.name, if matches!(metric, Metric::Time) { r.gpu_time_s } else { r.energy_j }))
-                .collect();
-            ks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-            ks.truncate(15);
-            let cap = format!("Per-kernel {name}, run {} ({u}){t}", run.id);
-            add("kernels.svg", cap.clone(), plots::bars(&cap, "kernel", &format!("{name} ({u})"), &ks)?);
+        match load::kernels(&run.dir) {
+            Ok(rows) => {
+                let (cap, svg) = kernels_plot(run, rows, metric)?;
+                add("kernels.svg", cap, svg);
+            }
+            Err(e) => warnings.push(format!("WARNING: {e:#}; the per-kernel plot of run {} is left out", run.id)),
         }
     }
     for s in &inp.studies {
@@ -195,8 +212,33 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
             add("multitask.svg", cap, svg);
         }
     }
+    Ok(blocks)
+}
 
-    // Write.
+/// The largest kernels of `run` (energy, or GPU time without energy readings), at most 15.
+fn kernels_plot(run: &Run, rows: Vec<crate::energy::KernelRow>, metric: Metric) -> Result<(String, Option<String>)> {
+    let (u, name, t) = (metric.unit(), metric.name(), tag(metric));
+    let mut ks: Vec<(String, Option<f64>)> = rows
+        .into_iter()
+        .map(|r| (r.name, if matches!(metric, Metric::Time) { r.gpu_time_s } else { r.energy_j }))
+        .collect();
+    ks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    ks.truncate(15);
+    let cap = format!("Per-kernel {name}, run {} ({u}){t}", run.id);
+    let svg = plots::bars(&cap, "kernel", &format!("{name} ({u})"), &ks)?;
+    Ok((cap, svg))
+}
+
+/// The report's texts and its plots' (file, caption).
+struct Rendered {
+    md: String,
+    html: String,
+    plots: Vec<(String, String)>,
+}
+
+/// report.md and report.html from the blocks; each plot's SVG is written beside them (and inlined in the
+/// HTML).
+fn render(blocks: &[Block], out: &Path) -> Result<Rendered> {
     let mut md = String::new();
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>powertrain report</title><style>\
@@ -205,7 +247,7 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
          .warn{color:#a00;font-weight:bold}figure{margin:1.5em 0}figcaption{font-size:13px}</style></head><body>\n",
     );
     let mut plots_written = Vec::new();
-    for b in &blocks {
+    for b in blocks {
         match b {
             Block::Md(t) => {
                 md += t;
@@ -221,10 +263,7 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
         }
     }
     html += "</body></html>\n";
-    let (hp, mp) = (out.join("report.html"), out.join("report.md"));
-    crate::util::write_atomic(&hp, html.as_bytes())?;
-    crate::util::write_atomic(&mp, md.as_bytes())?;
-    Ok(ReportFiles { html: hp, md: mp, plots: plots_written, warnings })
+    Ok(Rendered { md, html, plots: plots_written })
 }
 
 fn cap1(s: &str) -> String {
@@ -244,7 +283,7 @@ fn runs_table(inp: &Inputs, metric: Metric, machines: &BTreeMap<Machine, Vec<Str
     let u = metric.unit();
     let h_to = format!("{} to target ({u})", metric.name());
     let h_total = format!("total {} ({u})", metric.name());
-    for (m, _) in machines {
+    for m in machines.keys() {
         if machines.len() > 1 {
             s += &format!("### {}\n\n", m.label());
         }
@@ -344,22 +383,27 @@ fn per_epoch_series(runs: &[&Run], m: Metric) -> Vec<Series> {
     v.into_iter().map(|x| x.1).collect()
 }
 
-/// Validation accuracy vs cumulative cost per run, from epochs.csv.
-fn acc_series(runs: &[Run], m: Metric) -> Vec<Series> {
-    let col = match m {
-        Metric::Energy { .. } => "cum_energy_j",
-        Metric::Time => "cum_wall_s",
-    };
-    runs.iter()
-        .filter_map(|r| {
-            let rows = crate::study::read_epochs_csv(&r.dir).ok()?;
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .filter_map(|row| Some((row.get(col).copied().flatten()?, row.get("val_acc").copied().flatten()?)))
-                .collect();
-            (!points.is_empty()).then(|| Series { name: r.id.clone(), points })
-        })
-        .collect()
+/// Validation accuracy vs cumulative cost per run, from epochs.csv (a damaged one becomes a warning).
+fn acc_series(runs: &[Run], m: Metric, warnings: &mut Vec<String>) -> Vec<Series> {
+    let mut out = Vec::new();
+    for r in runs {
+        let rows = match load::epochs(&r.dir) {
+            Ok(rows) => rows,
+            Err(e) => {
+                warnings.push(format!("WARNING: {e:#}; run {} is left out of the accuracy plot", r.id));
+                continue;
+            }
+        };
+        let cost = |row: &crate::rundir::EpochRow| match m {
+            Metric::Energy { .. } => row.cum_energy_j,
+            Metric::Time => Some(row.cum_wall_s),
+        };
+        let points: Vec<(f64, f64)> = rows.iter().filter_map(|row| Some((cost(row)?, row.val_acc?))).collect();
+        if !points.is_empty() {
+            out.push(Series { name: r.id.clone(), points });
+        }
+    }
+    out
 }
 
 /// How each metered run's energy is accounted for: source, total, idle (static) and active split, how much of
@@ -372,14 +416,13 @@ fn energy_table(runs: &[Run]) -> Option<String> {
         .filter(|r| r.summary.energy_source != "none")
         .map(|r| {
             let s = &r.summary;
-            let c = &s.energy_context;
-            let gaps: Vec<String> = c["power_check"]["readings"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let c = s.energy_context.totals();
+            let readings = c.and_then(|c| c.power_check.as_ref()).map(|p| p.readings.as_slice()).unwrap_or_default();
+            let gaps: Vec<String> = readings
+                .iter()
                 .filter_map(|x| {
-                    let g = x["gap_rel"].as_f64()?;
-                    let what = if x["reading"].as_str()?.contains("186") { "instant" } else { "samples" };
+                    let g = x.gap_rel?;
+                    let what = if x.reading.contains("186") { "instant" } else { "samples" };
                     Some(format!("{what} {:+.1} %", 100.0 * g))
                 })
                 .collect();
@@ -391,10 +434,10 @@ fn energy_table(runs: &[Run]) -> Option<String> {
                 f(s.idle_power_w, 1),
                 f(s.idle_j, 1),
                 f(s.active_j, 1),
-                f(c["closure"].as_f64().map(|x| 100.0 * x), 2),
-                f(c["gap_s"].as_f64(), 2),
+                f(c.and_then(|c| c.closure).map(|x| 100.0 * x), 2),
+                f(c.map(|c| c.gap_s), 2),
                 if gaps.is_empty() { "-".into() } else { gaps.join(", ") },
-                f(c["update_period_s"].as_f64().map(|x| 1e3 * x), 0),
+                f(c.and_then(|c| c.update_period_s).map(|x| 1e3 * x), 0),
                 f(s.prediction["energy_error_pct"].as_f64(), 1),
             ]
         })
@@ -439,9 +482,9 @@ fn focus_run(runs: &[Run], m: Metric) -> Option<&Run> {
 }
 
 /// Power per step (energy_j / window_s), averaged over bins so that at most 2000 points are drawn.
-fn power_series(run: &Run) -> Vec<Series> {
+fn power_series(run: &Run) -> Result<Vec<Series>> {
     let st: Vec<(f64, f64, f64)> =
-        load::steps(&run.dir).into_iter().filter_map(|(t, w, e)| Some((t, w, e?))).filter(|x| x.1 > 0.0).collect();
+        load::steps(&run.dir)?.into_iter().filter_map(|(t, w, e)| Some((t, w, e?))).filter(|x| x.1 > 0.0).collect();
     let bin = st.len().div_ceil(2000).max(1);
     let points = st
         .chunks(bin)
@@ -450,21 +493,16 @@ fn power_series(run: &Run) -> Vec<Series> {
             (c[c.len() - 1].0, e / w)
         })
         .collect();
-    vec![Series { name: format!("{} ({})", run.id, run.summary.energy_source), points }]
-}
-
-fn metric_of_json(v: &serde_json::Value) -> Metric {
-    serde_json::from_value(v["metric"].clone()).unwrap_or(Metric::Energy { estimate: false })
+    Ok(vec![Series { name: format!("{} ({})", run.id, run.summary.energy_source), points }])
 }
 
 /// Cumulative cost vs number of reuses: scratch n*E_s, fine-tune and frozen E_pre + n*E_reuse.
-fn break_even_plot(p: &serde_json::Value) -> Result<(String, Option<String>)> {
-    let m = metric_of_json(p);
+fn break_even_plot(p: &PretrainResult) -> Result<(String, Option<String>)> {
+    let m = p.metric;
     let (u, name, t) = (m.unit(), m.name(), tag(m));
     let cap = format!("Break-even: cumulative {name} vs number of reuses ({u}){t}");
-    let pre = p["mean_pretrain"].as_f64();
-    let reuse = |w: &str| p["mean_reuse"][w].as_f64();
-    let (Some(pre), Some(sc)) = (pre, reuse("scratch")) else { return Ok((cap, None)) };
+    let reuse = |w: &str| p.mean_reuse.get(w).copied().flatten();
+    let (Some(pre), Some(sc)) = (p.mean_pretrain, reuse("scratch")) else { return Ok((cap, None)) };
     let mut n_max: f64 = 10.0;
     for w in ["finetune", "frozen"] {
         if let Some(r) = reuse(w) {
@@ -489,22 +527,17 @@ fn break_even_plot(p: &serde_json::Value) -> Result<(String, Option<String>)> {
 }
 
 /// Multi-task network vs the single-task networks (mean over seeds).
-fn multitask_plot(v: &serde_json::Value) -> Result<(String, Option<String>)> {
-    let m = metric_of_json(v);
+fn multitask_plot(v: &MultitaskResult) -> Result<(String, Option<String>)> {
+    let m = v.metric;
     let (u, name, t) = (m.unit(), m.name(), tag(m));
     let cap = format!("Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){t}");
-    let tasks: Vec<String> = v["tasks"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let seeds = v["seeds"].as_array().cloned().unwrap_or_default();
     let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
     let mut bars = vec![
-        (format!("multi-task ({} outputs)", tasks.len()), v["mean_multi"].as_f64()),
-        ("single-task total".to_string(), v["mean_singles"].as_f64()),
+        (format!("multi-task ({} outputs)", v.tasks.len()), v.mean_multi),
+        ("single-task total".to_string(), v.mean_singles),
     ];
-    for (i, task) in tasks.iter().enumerate() {
-        let vals: Vec<f64> = seeds.iter().filter_map(|s| s["singles"][i]["cost"].as_f64()).collect();
+    for (i, task) in v.tasks.iter().enumerate() {
+        let vals: Vec<f64> = v.seeds.iter().filter_map(|s| s.singles.get(i)?.as_ref()?.cost).collect();
         bars.push((format!("single {task}"), mean(vals)));
     }
     let svg = plots::bars(&cap, "network", &format!("{name} ({u})"), &bars)?;

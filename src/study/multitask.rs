@@ -2,15 +2,39 @@
 //! each. Every network trains until each attribute it carries reached its own target (the latest of
 //! `RunSummary.task_epoch_reached`) or the epoch limit; its cost is read from epochs.csv at that epoch.
 use super::{
-    check_model, data_key, fmt_num, md_table, mixed_machines, mixed_sources, read_epochs_csv, train_args, Metric,
-    RunRecord, Study, StudyManifest, Trainer,
+    check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
-use crate::cli::MultitaskStudyArgs;
-use crate::train::RunSummary;
+use crate::rundir::{RunDir, RunSummary};
+use crate::train::TrainConfig;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What `powertrain multitask-study` was asked for (its flags; `resolve` applies the defaults).
+#[derive(Clone, Debug)]
+pub struct MultitaskOptions {
+    /// celeba
+    pub model: String,
+    /// The CelebA dataset directory.
+    pub data: PathBuf,
+    /// Comma-separated attributes (None: Smiling,Male,Young,Attractive,Heavy_Makeup).
+    pub tasks: Option<String>,
+    pub batch_size: usize,
+    pub lr: f32,
+    /// Epoch limit per run (20 is the default, which `quick` lowers).
+    pub epochs: usize,
+    /// Per-attribute validation accuracy target (None: 0.85).
+    pub target_acc: Option<f64>,
+    pub seeds: u64,
+    pub device: String,
+    pub energy: String,
+    pub watts: Option<f64>,
+    /// Reduced settings for 2 CPU cores.
+    pub quick: bool,
+    /// The study directory.
+    pub out: PathBuf,
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MultitaskGrid {
@@ -25,7 +49,7 @@ pub struct MultitaskGrid {
     pub watts: Option<f64>,
 }
 
-pub fn resolve(a: &MultitaskStudyArgs) -> Result<MultitaskGrid> {
+pub fn resolve(a: &MultitaskOptions) -> Result<MultitaskGrid> {
     check_model(&a.model, &["celeba"])?;
     let (tasks_default, epochs, target) = if a.quick {
         ("Smiling,Male", if a.epochs == 20 { 2 } else { a.epochs }, 0.7)
@@ -84,15 +108,17 @@ pub fn all_reached_epoch(s: &RunSummary, tasks: &[String]) -> Option<usize> {
 }
 
 impl NetCost {
-    pub fn of(m: Metric, id: &str, tasks: &[String], s: &RunSummary, run_dir: &Path) -> NetCost {
+    /// The network's cost (metric `m`) until all of `tasks` reached the target: its epochs.csv's cumulative
+    /// cost at that epoch, the summary's figures where the run has no such row. A damaged epochs.csv is an
+    /// error naming the file and the line.
+    pub fn of(m: Metric, id: &str, tasks: &[String], s: &RunSummary, run_dir: &Path) -> Result<NetCost> {
         let reached = all_reached_epoch(s, tasks);
         let epochs = reached.unwrap_or(s.epochs);
         // Cumulative cost at `epochs` from epochs.csv; the summary's totals when it ends there.
-        let rows = read_epochs_csv(run_dir).unwrap_or_default();
-        let row = rows.iter().find(|r| r.get("epoch").copied().flatten() == Some(epochs as f64));
-        let from_csv = |col: &str| row.and_then(|r| r.get(col).copied().flatten());
+        let rows = RunDir::new(run_dir).epochs()?.unwrap_or_default();
+        let row = rows.iter().find(|r| r.epoch == epochs);
         let at_end = epochs == s.epochs;
-        let energy = from_csv("cum_energy_j").or_else(|| {
+        let energy = row.and_then(|r| r.cum_energy_j).or_else(|| {
             if s.epochs_to_target == Some(epochs) {
                 s.energy_to_target_j
             } else if at_end {
@@ -101,7 +127,7 @@ impl NetCost {
                 None
             }
         });
-        let time_s = from_csv("cum_wall_s").or_else(|| {
+        let time_s = row.map(|r| r.cum_wall_s).or_else(|| {
             if s.epochs_to_target == Some(epochs) {
                 s.time_to_target_s
             } else if at_end {
@@ -120,7 +146,15 @@ impl NetCost {
                 acc.insert(tasks[0].clone(), v);
             }
         }
-        NetCost { id: id.to_string(), tasks: tasks.to_vec(), all_reached: reached.is_some(), epochs, cost, time_s, acc }
+        Ok(NetCost {
+            id: id.to_string(),
+            tasks: tasks.to_vec(),
+            all_reached: reached.is_some(),
+            epochs,
+            cost,
+            time_s,
+            acc,
+        })
     }
 }
 
@@ -160,30 +194,20 @@ pub struct MultitaskResult {
     pub table: String,
 }
 
-pub fn multitask_study_with(a: &MultitaskStudyArgs, trainer: Trainer) -> Result<MultitaskResult> {
+pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<MultitaskResult> {
     let g = resolve(a)?;
-    let study = Study::open_or_create(
-        &a.out,
-        StudyManifest {
-            protocol: crate::PROTOCOL_VERSION,
-            kind: "multitask".into(),
-            model: a.model.clone(),
-            data: data_key(&a.data),
-            grid: serde_json::to_value(&g)?,
-        },
-    )?;
-    let base = |tasks: &[String], seed: u64| {
-        let mut t = train_args(&a.model, &a.data);
-        t.tasks = Some(tasks.join(","));
-        t.batch_size = g.batch_size;
-        t.lr = g.lr;
-        t.epochs = g.epochs;
-        t.target_acc = Some(g.target_acc);
-        t.seed = seed;
-        t.device = g.device.clone();
-        t.energy = g.energy.clone();
-        t.watts = g.watts;
-        t
+    let study = Study::open_or_create(&a.out, StudyManifest::new("multitask", &a.model, &a.data, &g)?)?;
+    let base = |tasks: &[String], seed: u64| TrainConfig {
+        tasks: Some(tasks.join(",")),
+        batch_size: g.batch_size,
+        lr: g.lr,
+        epochs: g.epochs,
+        target_acc: Some(g.target_acc),
+        seed,
+        device: g.device.clone(),
+        energy: g.energy.clone(),
+        watts: g.watts,
+        ..TrainConfig::new(&a.model, &a.data)
     };
     let mut recs: Vec<(u64, RunRecord, Vec<RunRecord>)> = Vec::new();
     for seed in 0..g.seeds {
@@ -205,19 +229,20 @@ pub fn multitask_study_with(a: &MultitaskStudyArgs, trainer: Trainer) -> Result<
     warnings.extend(mixed_sources(summaries.iter().copied()));
     warnings.extend(mixed_machines(all.iter().copied()));
     let net = |r: &RunRecord, tasks: &[String]| {
-        r.summary.as_ref().map(|s| NetCost::of(metric, &r.id, tasks, s, &study.run_dir(&r.id)))
+        r.summary.as_ref().map(|s| NetCost::of(metric, &r.id, tasks, s, &study.run_dir(&r.id))).transpose()
     };
     let seeds: Vec<SeedCompare> = recs
         .iter()
-        .map(|(seed, m, s)| SeedCompare {
-            seed: *seed,
-            multi: net(m, &g.tasks),
-            singles: s.iter().zip(&g.tasks).map(|(r, t)| net(r, std::slice::from_ref(t))).collect(),
+        .map(|(seed, m, s)| {
+            Ok(SeedCompare {
+                seed: *seed,
+                multi: net(m, &g.tasks)?,
+                singles: s.iter().zip(&g.tasks).map(|(r, t)| net(r, std::slice::from_ref(t))).collect::<Result<_>>()?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let r = summarise(metric, &g, seeds, warnings, a);
-    study.write("multitask.md", &r.table)?;
-    study.write("multitask.json", &serde_json::to_string_pretty(&r)?)?;
+    study.write_table("multitask", &r.table, &r)?;
     println!("{}", r.table);
     Ok(r)
 }
@@ -227,7 +252,7 @@ fn summarise(
     g: &MultitaskGrid,
     seeds: Vec<SeedCompare>,
     warnings: Vec<String>,
-    a: &MultitaskStudyArgs,
+    a: &MultitaskOptions,
 ) -> MultitaskResult {
     let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     let mean_multi = mean(seeds.iter().filter_map(|s| s.multi.as_ref()?.cost).collect());
@@ -257,7 +282,7 @@ fn summarise(
         match n {
             None => {
                 let mut r = vec![seed.to_string(), name.to_string(), "failed".into()];
-                r.extend(std::iter::repeat("-".to_string()).take(3 + g.tasks.len()));
+                r.extend(std::iter::repeat_n("-".to_string(), 3 + g.tasks.len()));
                 r
             }
             Some(n) => {

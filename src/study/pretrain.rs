@@ -9,15 +9,38 @@
 //! and with the encoder frozen (`--init --freeze-encoder`), each until the target accuracy or the epoch limit.
 //! Break-even reuses = E_pretrain / (E_scratch - E_reuse); "never" when E_scratch - E_reuse <= 0.
 use super::{
-    check_model, data_key, fmt_num, md_table, mixed_machines, mixed_sources, train_args, Metric, RunRecord, Study,
-    StudyManifest, Trainer,
+    check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
-use crate::cli::PretrainStudyArgs;
-use crate::train::RunSummary;
+use crate::rundir::RunSummary;
+use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// What `powertrain pretrain-study` was asked for (its flags; `resolve` applies the defaults).
+#[derive(Clone, Debug)]
+pub struct PretrainOptions {
+    /// pamap2
+    pub model: String,
+    /// The PAMAP2 dataset directory.
+    pub data: PathBuf,
+    /// Seeds (3 is the default, which `quick` lowers).
+    pub seeds: u64,
+    pub batch_size: usize,
+    pub lr: f32,
+    /// Epoch limit per run (20 is the default, which `quick` lowers).
+    pub epochs: usize,
+    /// Downstream validation accuracy target (None: 0.80).
+    pub target_acc: Option<f64>,
+    pub device: String,
+    pub energy: String,
+    pub watts: Option<f64>,
+    /// Reduced settings for 2 CPU cores.
+    pub quick: bool,
+    /// The study directory.
+    pub out: PathBuf,
+}
 
 /// The downstream files of one target subject.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -146,7 +169,7 @@ pub struct PretrainGrid {
     pub watts: Option<f64>,
 }
 
-pub fn resolve(a: &PretrainStudyArgs) -> Result<PretrainGrid> {
+pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
     check_model(&a.model, &["pamap2"])?;
     let (seeds, epochs, target) = if a.quick {
         (if a.seeds == 3 { 2 } else { a.seeds }, if a.epochs == 20 { 2 } else { a.epochs }, 0.6)
@@ -300,34 +323,27 @@ pub struct PretrainResult {
     pub table: String,
 }
 
+/// A seed's downstream runs: (target subject, way, record; None: skipped).
+type Downstream<'a> = Vec<(u32, &'a str, Option<RunRecord>)>;
+
 /// The pretraining study with an injected trainer and split writer.
-pub fn pretrain_study_with(a: &PretrainStudyArgs, trainer: Trainer, splitter: Splitter) -> Result<PretrainResult> {
+pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Splitter) -> Result<PretrainResult> {
     let g = resolve(a)?;
-    let study = Study::open_or_create(
-        &a.out,
-        StudyManifest {
-            protocol: crate::PROTOCOL_VERSION,
-            kind: "pretrain".into(),
-            model: a.model.clone(),
-            data: data_key(&a.data),
-            grid: serde_json::to_value(&g)?,
-        },
-    )?;
+    let study = Study::open_or_create(&a.out, StudyManifest::new("pretrain", &a.model, &a.data, &g)?)?;
     let splits = splitter(&a.data, &a.out)?;
     let weights_dir = a.out.join("weights");
     std::fs::create_dir_all(&weights_dir).with_context(|| format!("{}: cannot create", weights_dir.display()))?;
-    let base = |data: &Path, seed: u64| {
-        let mut t = train_args(&a.model, data);
-        t.batch_size = g.batch_size;
-        t.lr = g.lr;
-        t.epochs = g.epochs;
-        t.seed = seed;
-        t.device = g.device.clone();
-        t.energy = g.energy.clone();
-        t.watts = g.watts;
-        t
+    let base = |data: &Path, seed: u64| TrainConfig {
+        batch_size: g.batch_size,
+        lr: g.lr,
+        epochs: g.epochs,
+        seed,
+        device: g.device.clone(),
+        energy: g.energy.clone(),
+        watts: g.watts,
+        ..TrainConfig::new(&a.model, data)
     };
-    let mut recs: Vec<(u64, Option<RunRecord>, Vec<(u32, &str, Option<RunRecord>)>)> = Vec::new();
+    let mut recs: Vec<(u64, Option<RunRecord>, Downstream)> = Vec::new();
     for seed in 0..g.seeds {
         let weights = weights_dir.join(format!("pretrain_s{seed}.safetensors"));
         let mut t = base(&a.data, seed);
@@ -382,8 +398,7 @@ pub fn pretrain_study_with(a: &PretrainStudyArgs, trainer: Trainer, splitter: Sp
         seeds.push(SeedResult { seed: *seed, pretrain, downstream: ds });
     }
     let r = summarise(metric, g.target_acc, seeds, warnings, a);
-    study.write("pretrain.md", &r.table)?;
-    study.write("pretrain.json", &serde_json::to_string_pretty(&r)?)?;
+    study.write_table("pretrain", &r.table, &r)?;
     println!("{}", r.table);
     Ok(r)
 }
@@ -394,7 +409,7 @@ pub fn summarise(
     target_acc: f64,
     seeds: Vec<SeedResult>,
     warnings: Vec<String>,
-    a: &PretrainStudyArgs,
+    a: &PretrainOptions,
 ) -> PretrainResult {
     let subjects: Vec<u32> = {
         let mut v: Vec<u32> = seeds.iter().flat_map(|s| s.downstream.keys().copied()).collect();

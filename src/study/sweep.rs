@@ -2,13 +2,46 @@
 //! target, the best and worst configurations that reach it, GPU utilisation per batch size; `--only` and
 //! `--emit-slurm` for Slurm job arrays writing into one shared study directory.
 use super::{
-    check_model, data_key, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, train_args, Metric, RunRecord,
-    Study, StudyManifest, Trainer,
+    check_model, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, Metric, RunRecord, Study, StudyManifest,
+    Trainer,
 };
-use crate::cli::SweepArgs;
+use crate::rundir::RunDir;
+use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// What `powertrain sweep` was asked for (its flags; `resolve` applies the defaults).
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// pamap2 or celeba
+    pub model: String,
+    /// The dataset directory.
+    pub data: PathBuf,
+    /// Comma-separated batch sizes (None: the protocol's).
+    pub batch_sizes: Option<String>,
+    /// Comma-separated learning rates (None: the protocol's).
+    pub lrs: Option<String>,
+    /// Repeats with seeds 0..N.
+    pub seeds: u64,
+    /// Validation accuracy target (None: pamap2 0.80, celeba 0.88).
+    pub target_acc: Option<f64>,
+    /// Epoch limit per run (20 is the default, which `quick` lowers).
+    pub epochs: usize,
+    pub optimizer: String,
+    pub tasks: Option<String>,
+    pub device: String,
+    pub energy: String,
+    pub watts: Option<f64>,
+    /// A reduced grid that finishes in minutes on 2 CPU cores.
+    pub quick: bool,
+    /// Write a Slurm job-array script here instead of running.
+    pub emit_slurm: Option<PathBuf>,
+    /// Run only this configuration index (Slurm array tasks).
+    pub only: Option<usize>,
+    /// The study directory.
+    pub out: PathBuf,
+}
 
 /// The resolved grid (written into study.json).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -41,7 +74,7 @@ impl Config {
 }
 
 /// The grid's defaults (protocol.md), `--quick` reductions, then the explicit flags.
-pub fn resolve(a: &SweepArgs) -> Result<SweepGrid> {
+pub fn resolve(a: &SweepOptions) -> Result<SweepGrid> {
     check_model(&a.model, &["pamap2", "celeba"])?;
     let (bs_default, lr_default, target_default, epochs) = if a.quick {
         // 2 CPU cores, synthetic small data: 4 runs of at most 4 epochs (the small PAMAP2 set reaches 0.6 in
@@ -142,17 +175,10 @@ pub struct SweepResult {
     pub table: String,
 }
 
-/// The sweep with an injected trainer (`run_sweep` passes `crate::train::run_train`).
-pub fn sweep_with(a: &SweepArgs, trainer: Trainer) -> Result<SweepResult> {
+/// The sweep with an injected trainer (`powertrain sweep` passes `crate::cmd::train::train_run`).
+pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
     let grid = resolve(a)?;
-    let manifest = StudyManifest {
-        protocol: crate::PROTOCOL_VERSION,
-        kind: "sweep".into(),
-        model: a.model.clone(),
-        data: data_key(&a.data),
-        grid: serde_json::to_value(&grid)?,
-    };
-    let study = Study::open_or_create(&a.out, manifest)?;
+    let study = Study::open_or_create(&a.out, StudyManifest::new("sweep", &a.model, &a.data, &grid)?)?;
     let cfgs = configs(&grid);
     if let Some(path) = &a.emit_slurm {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("powertrain"));
@@ -179,17 +205,19 @@ pub fn sweep_with(a: &SweepArgs, trainer: Trainer) -> Result<SweepResult> {
     };
     for (n, &i) in todo.iter().enumerate() {
         let c = &cfgs[i];
-        let mut t = train_args(&a.model, &a.data);
-        t.batch_size = c.batch_size;
-        t.lr = c.lr;
-        t.seed = c.seed;
-        t.epochs = grid.epochs;
-        t.target_acc = Some(grid.target_acc);
-        t.optimizer = grid.optimizer.clone();
-        t.tasks = grid.tasks.clone();
-        t.device = grid.device.clone();
-        t.energy = grid.energy.clone();
-        t.watts = grid.watts;
+        let t = TrainConfig {
+            batch_size: c.batch_size,
+            lr: c.lr,
+            seed: c.seed,
+            epochs: grid.epochs,
+            target_acc: Some(grid.target_acc),
+            optimizer: grid.optimizer.clone(),
+            tasks: grid.tasks.clone(),
+            device: grid.device.clone(),
+            energy: grid.energy.clone(),
+            watts: grid.watts,
+            ..TrainConfig::new(&a.model, &a.data)
+        };
         let rec = study.run(&c.id(), &t, trainer)?;
         let what = if rec.resumed { "already done" } else { &rec.status };
         eprintln!("sweep: [{}/{}] {} {}", n + 1, todo.len(), c.id(), what);
@@ -200,7 +228,7 @@ pub fn sweep_with(a: &SweepArgs, trainer: Trainer) -> Result<SweepResult> {
 }
 
 /// Build the table from what the study directory holds (finished, failed and pending runs).
-fn collect(study: &Study, a: &SweepArgs, grid: &SweepGrid, cfgs: &[Config]) -> Result<SweepResult> {
+fn collect(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config]) -> Result<SweepResult> {
     let mut recs: Vec<(Config, Option<RunRecord>)> = Vec::new();
     for c in cfgs {
         let rec = super::load_record(&study.run_dir(&c.id()), &c.id())?;
@@ -211,55 +239,8 @@ fn collect(study: &Study, a: &SweepArgs, grid: &SweepGrid, cfgs: &[Config]) -> R
     let mut warnings: Vec<String> = Vec::new();
     warnings.extend(mixed_sources(summaries.iter().copied()));
     warnings.extend(mixed_machines(recs.iter().filter_map(|(_, r)| r.as_ref())));
-
-    let rows: Vec<RunRow> = recs
-        .iter()
-        .map(|(c, r)| {
-            let mut row = RunRow {
-                id: c.id(),
-                batch_size: c.batch_size,
-                lr: c.lr,
-                seed: c.seed,
-                status: "pending".into(),
-                per_epoch: None,
-                epochs: None,
-                time_to_target_s: None,
-                energy_to_target_j: None,
-                target_reached: false,
-                final_val_acc: None,
-                error: None,
-            };
-            if let Some(r) = r {
-                row.status = r.status.clone();
-                row.error = r.errors.last().cloned();
-                if let Some(s) = &r.summary {
-                    row.per_epoch = metric.per_epoch(s);
-                    row.epochs = Some(s.epochs);
-                    row.target_reached = s.target_reached;
-                    row.time_to_target_s = if s.target_reached { s.time_to_target_s } else { None };
-                    row.energy_to_target_j = if s.target_reached { s.energy_to_target_j } else { None };
-                    row.final_val_acc = s.final_val_acc;
-                }
-            }
-            row
-        })
-        .collect();
-
-    // Per configuration: mean over seeds, counted only when every seed finished and reached the target.
-    let mut configs_cost = Vec::new();
-    for &bs in &grid.batch_sizes {
-        for &lr in &grid.lrs {
-            let mine: Vec<&(Config, Option<RunRecord>)> =
-                recs.iter().filter(|(c, _)| c.batch_size == bs && c.lr == lr).collect();
-            let vals: Vec<Option<f64>> = mine
-                .iter()
-                .map(|(_, r)| r.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.to_target(s)))
-                .collect();
-            let to_target =
-                vals.iter().all(|v| v.is_some()).then(|| vals.iter().flatten().sum::<f64>() / vals.len() as f64);
-            configs_cost.push(ConfigCost { batch_size: bs, lr, to_target });
-        }
-    }
+    let rows: Vec<RunRow> = recs.iter().map(|(c, r)| RunRow::of(c, r.as_ref(), metric)).collect();
+    let configs_cost = config_costs(grid, &recs, metric);
     let reached: Vec<&ConfigCost> = configs_cost.iter().filter(|c| c.to_target.is_some()).collect();
     let cmp =
         |x: &&ConfigCost, y: &&ConfigCost| x.to_target.partial_cmp(&y.to_target).unwrap_or(std::cmp::Ordering::Equal);
@@ -272,17 +253,7 @@ fn collect(study: &Study, a: &SweepArgs, grid: &SweepGrid, cfgs: &[Config]) -> R
         },
         _ => None,
     };
-
-    let mut gpu_util = Vec::new();
-    for &bs in &grid.batch_sizes {
-        let utils: Vec<f64> = rows
-            .iter()
-            .filter(|r| r.batch_size == bs && r.status == "ok")
-            .filter_map(|r| gpu_busy_fraction(&study.run_dir(&r.id)))
-            .collect();
-        gpu_util.push((bs, (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64)));
-    }
-
+    let gpu_util = gpu_utilisation(study, grid, &rows, &mut warnings);
     let table = render(a, grid, metric, &rows, &best, &worst, ratio, &gpu_util, &warnings);
     let r = SweepResult {
         metric,
@@ -296,14 +267,85 @@ fn collect(study: &Study, a: &SweepArgs, grid: &SweepGrid, cfgs: &[Config]) -> R
         warnings,
         table,
     };
-    study.write("sweep.md", &r.table)?;
-    study.write("sweep.json", &serde_json::to_string_pretty(&r)?)?;
+    study.write_table("sweep", &r.table, &r)?;
     Ok(r)
+}
+
+impl RunRow {
+    /// The row of configuration `c`: pending without a record.
+    fn of(c: &Config, r: Option<&RunRecord>, metric: Metric) -> RunRow {
+        let mut row = RunRow {
+            id: c.id(),
+            batch_size: c.batch_size,
+            lr: c.lr,
+            seed: c.seed,
+            status: "pending".into(),
+            per_epoch: None,
+            epochs: None,
+            time_to_target_s: None,
+            energy_to_target_j: None,
+            target_reached: false,
+            final_val_acc: None,
+            error: None,
+        };
+        if let Some(r) = r {
+            row.status = r.status.clone();
+            row.error = r.errors.last().cloned();
+            if let Some(s) = &r.summary {
+                row.per_epoch = metric.per_epoch(s);
+                row.epochs = Some(s.epochs);
+                row.target_reached = s.target_reached;
+                row.time_to_target_s = if s.target_reached { s.time_to_target_s } else { None };
+                row.energy_to_target_j = if s.target_reached { s.energy_to_target_j } else { None };
+                row.final_val_acc = s.final_val_acc;
+            }
+        }
+        row
+    }
+}
+
+/// Per configuration: mean over seeds, counted only when every seed finished and reached the target.
+fn config_costs(grid: &SweepGrid, recs: &[(Config, Option<RunRecord>)], metric: Metric) -> Vec<ConfigCost> {
+    let mut costs = Vec::new();
+    for &bs in &grid.batch_sizes {
+        for &lr in &grid.lrs {
+            let vals: Vec<Option<f64>> = recs
+                .iter()
+                .filter(|(c, _)| c.batch_size == bs && c.lr == lr)
+                .map(|(_, r)| r.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.to_target(s)))
+                .collect();
+            let to_target =
+                vals.iter().all(|v| v.is_some()).then(|| vals.iter().flatten().sum::<f64>() / vals.len() as f64);
+            costs.push(ConfigCost { batch_size: bs, lr, to_target });
+        }
+    }
+    costs
+}
+
+/// Mean GPU busy fraction of the finished runs per batch size; a damaged steps.jsonl becomes a warning.
+fn gpu_utilisation(
+    study: &Study,
+    grid: &SweepGrid,
+    rows: &[RunRow],
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, Option<f64>)> {
+    let mut gpu_util = Vec::new();
+    for &bs in &grid.batch_sizes {
+        let mut utils: Vec<f64> = Vec::new();
+        for r in rows.iter().filter(|r| r.batch_size == bs && r.status == "ok") {
+            match gpu_busy_fraction(&study.run_dir(&r.id)) {
+                Ok(u) => utils.extend(u),
+                Err(e) => warnings.push(format!("WARNING: {e:#}; the GPU utilisation of run {} is left out", r.id)),
+            }
+        }
+        gpu_util.push((bs, (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64)));
+    }
+    gpu_util
 }
 
 #[allow(clippy::too_many_arguments)]
 fn render(
-    a: &SweepArgs,
+    a: &SweepOptions,
     grid: &SweepGrid,
     metric: Metric,
     rows: &[RunRow],
@@ -402,23 +444,18 @@ fn render(
 /// GPU busy time / wall time of a run from steps.jsonl: the sum of its kernels' `time_s` (rows with launches;
 /// the `(between kernels)` and `(between steps)` rows are idle or host time) over the sum of the steps' metered
 /// windows (`window_s`, which holds the host time before each step; older runs: `wall_s`). None without kernel
-/// timings (runs without `--per-kernel`).
-pub fn gpu_busy_fraction(run_dir: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(run_dir.join("steps.jsonl")).ok()?;
+/// timings (runs without `--per-kernel`) or without steps.jsonl; an error naming the line when it is damaged.
+pub fn gpu_busy_fraction(run_dir: &Path) -> Result<Option<f64>> {
+    let Some(steps) = RunDir::new(run_dir).steps()? else { return Ok(None) };
     let (mut busy, mut wall, mut any) = (0.0, 0.0, false);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        wall += crate::energy::window_s(&v);
-        if let Some(ks) = v.get("kernels").and_then(|k| k.as_array()) {
-            for k in ks.iter().filter(|k| k.get("launches").and_then(|x| x.as_u64()).unwrap_or(1) > 0) {
-                if let Some(t) = k.get("time_s").and_then(|x| x.as_f64()) {
-                    busy += t;
-                    any = true;
-                }
-            }
+    for s in &steps {
+        wall += s.covered_s();
+        for k in s.kernels.iter().flatten().filter(|k| k.launches > 0) {
+            busy += k.time_s;
+            any = true;
         }
     }
-    (any && wall > 0.0).then(|| busy / wall)
+    Ok((any && wall > 0.0).then(|| busy / wall))
 }
 
 /// Quote for a POSIX shell.
@@ -433,7 +470,7 @@ fn sh(s: &str) -> String {
 /// A Slurm job-array script: one array task per configuration, each running this sweep with
 /// `--only $SLURM_ARRAY_TASK_ID` into the same study directory (the grid is written out in full, so every
 /// task resolves the same grid and study.json accepts it).
-pub fn slurm_script(exe: &Path, a: &SweepArgs, g: &SweepGrid, n: usize) -> Result<String> {
+pub fn slurm_script(exe: &Path, a: &SweepOptions, g: &SweepGrid, n: usize) -> Result<String> {
     if n == 0 {
         bail!("--emit-slurm: the grid is empty");
     }

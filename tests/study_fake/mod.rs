@@ -10,15 +10,16 @@
 //!   with `--freeze-encoder`;
 //! - CelebA (`--tasks`): 60 + 20*K J per epoch; alone, Male reaches the target at epoch 1, Young at 3,
 //!   others at 2; in a K>1 network one epoch earlier (at least 1). A K>1 network runs to the epoch limit.
+//!
 //! Wall time = energy / 100 W. Kernel busy fraction = batch / (batch + 64).
 #![allow(dead_code)]
 use anyhow::{Context, Result};
-use powertrain::cli::TrainArgs;
-use powertrain::train::RunSummary;
+use powertrain::rundir::RunSummary;
+use powertrain::train::TrainConfig;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-pub fn reach_epoch(a: &TrainArgs, task: &str, k: usize) -> Option<usize> {
+pub fn reach_epoch(a: &TrainConfig, task: &str, k: usize) -> Option<usize> {
     if a.val.is_some() {
         return Some(if a.init.is_some() { 1 } else { 3 });
     }
@@ -42,7 +43,7 @@ pub fn reach_epoch(a: &TrainArgs, task: &str, k: usize) -> Option<usize> {
     }
 }
 
-pub fn per_epoch_j(a: &TrainArgs, k: usize) -> f64 {
+pub fn per_epoch_j(a: &TrainConfig, k: usize) -> f64 {
     if a.val.is_some() {
         if a.freeze_encoder {
             50.0
@@ -58,7 +59,7 @@ pub fn per_epoch_j(a: &TrainArgs, k: usize) -> f64 {
     }
 }
 
-pub fn fake_train(a: &TrainArgs) -> Result<RunSummary> {
+pub fn fake_train(a: &TrainConfig) -> Result<RunSummary> {
     let out = a.out.clone().context("fake trainer: no --out")?;
     std::fs::create_dir_all(&out)?;
     let tasks: Vec<String> = match &a.tasks {
@@ -176,7 +177,7 @@ pub fn fake_train(a: &TrainArgs) -> Result<RunSummary> {
         wall_s: cum_t,
         mean_step_s: pe / 200.0,
         energy_source: source.into(),
-        energy_context: serde_json::json!({"gpu_uuid": "GPU-fake-0", "driver": "580.00"}),
+        energy_context: serde_json::from_value(serde_json::json!({"gpu_uuid": "GPU-fake-0", "driver": "580.00"}))?,
         host: "fakehost".into(),
         ..Default::default()
     };

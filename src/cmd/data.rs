@@ -4,11 +4,11 @@ use anyhow::Result;
 
 /// `powertrain data synth pamap2|celeba --out RAW_DIR [--seed N] [--scale small|medium]`.
 pub fn synth(a: &SynthArgs) -> Result<()> {
-    let scale = super::synth::Scale::parse(&a.scale)?;
+    let scale = crate::data::synth::Scale::parse(&a.scale)?;
     let t0 = std::time::Instant::now();
     match a.dataset.as_str() {
         "pamap2" => {
-            super::synth::synth_pamap2(&a.out, a.seed, scale)?;
+            crate::data::synth::synth_pamap2(&a.out, a.seed, scale)?;
             eprintln!(
                 "wrote {} in {:.1} s; convert with: powertrain data pamap2 --src {} --out DATASET_DIR",
                 a.out.join("PAMAP2_Dataset/Protocol").display(),
@@ -17,7 +17,7 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
             );
         }
         "celeba" => {
-            super::synth::synth_celeba(&a.out, a.seed, scale)?;
+            crate::data::synth::synth_celeba(&a.out, a.seed, scale)?;
             eprintln!(
                 "wrote {} (images, list_attr_celeba.txt, list_eval_partition.txt) in {:.1} s; convert with: powertrain data celeba --src {} --out DATASET_DIR",
                 a.out.display(),
@@ -32,7 +32,7 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
 
 /// `powertrain data pamap2 --src PAMAP2_DIR --out DATASET_DIR`.
 pub fn convert_pamap2(a: &ConvertPamap2Args) -> Result<()> {
-    let s = super::pamap2::convert(&a.src, &a.out)?;
+    let s = crate::data::pamap2::convert(&a.src, &a.out)?;
     eprintln!(
         "wrote {}: train {} / val {} / test {} windows from {} rows in {:.1} s ({:.0} rows/s)",
         s.out.display(),
@@ -48,7 +48,7 @@ pub fn convert_pamap2(a: &ConvertPamap2Args) -> Result<()> {
 
 /// `powertrain data celeba --src CELEBA_DIR --out DATASET_DIR [--size 64]`.
 pub fn convert_celeba(a: &ConvertCelebaArgs) -> Result<()> {
-    let s = super::celeba::convert(&a.src, &a.out, a.size)?;
+    let s = crate::data::celeba::convert(&a.src, &a.out, a.size)?;
     let n: usize = s.counts.iter().sum();
     if s.missing_rows > 0 {
         eprintln!(

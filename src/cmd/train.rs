@@ -1,0 +1,170 @@
+//! `powertrain train`, and [`train_run`]: one training from a `TrainConfig` start to finish (the trainer the
+//! studies call).
+use crate::cli::TrainArgs;
+use crate::cmd::device::{resolve_device, with_backend};
+use crate::rundir::{RunSummary, RunWriter};
+use crate::train::{Setup, TrainConfig};
+use anyhow::Result;
+
+/// The flags, one to one.
+impl From<&TrainArgs> for TrainConfig {
+    fn from(a: &TrainArgs) -> TrainConfig {
+        TrainConfig {
+            model: a.model.clone(),
+            data: a.data.clone(),
+            val: a.val.clone(),
+            tasks: a.tasks.clone(),
+            device: a.device.clone(),
+            optimizer: a.optimizer.clone(),
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            batch_size: a.batch_size,
+            epochs: a.epochs,
+            max_steps: a.max_steps,
+            target_acc: a.target_acc,
+            no_shuffle: a.no_shuffle,
+            seed: a.seed,
+            init: a.init.clone(),
+            save: a.save.clone(),
+            freeze_encoder: a.freeze_encoder,
+            energy: a.energy.clone(),
+            watts: a.watts,
+            per_kernel: a.per_kernel,
+            kernel_sample: a.kernel_sample,
+            kernel_timing: a.kernel_timing,
+            carbon_intensity: a.carbon_intensity,
+            pue: a.pue,
+            out: a.out.clone(),
+        }
+    }
+}
+
+pub fn run(a: &TrainArgs) -> Result<()> {
+    train_run(&TrainConfig::from(a)).map(|_| ())
+}
+
+/// Train as `cfg` says: everything checked that needs no device, the run directory staged, the backend
+/// picked, the loop run, the run directory renamed into place; prints the summary.
+pub fn train_run(cfg: &TrainConfig) -> Result<RunSummary> {
+    let setup = Setup::new(cfg)?;
+    let mut out = RunWriter::create(cfg.out.as_deref())?;
+    let kind = resolve_device(&cfg.device)?;
+    let summary = with_backend!(kind, |be| crate::train::train(be, &setup, &mut out))?;
+    if let Some(dir) = out.commit()? {
+        eprintln!("run written to {}", dir.display());
+    }
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn print_summary(s: &RunSummary) {
+    let e = |v: Option<f64>| v.map(|j| format!("{j:.1} J")).unwrap_or_else(|| "n/a".into());
+    let acc = s.final_val_acc.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
+    println!(
+        "{} on {}: {} epochs, {} steps, stop: {}, final train loss {:.4}, val acc {acc}, energy {} ({}), {:.1} s",
+        s.model,
+        s.device_name,
+        s.epochs,
+        s.steps,
+        s.stop_reason,
+        s.final_train_loss.unwrap_or(f64::NAN),
+        e(s.total_energy_j),
+        s.energy_source,
+        s.wall_s
+    );
+    if let Some(line) = energy_detail(s) {
+        println!("{line}");
+    }
+    if let Some(k) = &s.energy_context.kernel_timing {
+        let every = match k.sample {
+            n if n > 1 => format!(", 1 step in {n} timed, the others from the latest timed step"),
+            _ => String::new(),
+        };
+        println!(
+            "kernels: {}{every}: {} of {} launches timed in their own step (kernels.csv)",
+            k.clock, k.timed_launches, k.launches
+        );
+    }
+    if let Some(t) = s.target_acc {
+        match (s.epochs_to_target, s.energy_to_target_j) {
+            (Some(ep), en) => println!("target {t:.3} reached at epoch {ep}, energy to target {}", e(en)),
+            _ => println!("target {t:.3} not reached"),
+        }
+    }
+}
+
+/// For measured runs: idle/active split, how well the windows close on the total, and the counter's gap to
+/// integrated power.
+fn energy_detail(s: &RunSummary) -> Option<String> {
+    if !matches!(s.energy_source.as_str(), "nvml-counter" | "nvml-power" | "rapl") {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let (Some(p), Some(i), Some(a)) = (s.idle_power_w, s.idle_j, s.active_j) {
+        parts.push(format!("idle {p:.1} W -> {i:.1} J static + {a:.1} J active"));
+    }
+    if let Some(cl) = s.energy_context.closure() {
+        parts.push(format!("steps and evaluations hold {:.2} % of the total", 100.0 * cl));
+    }
+    let readings = s.energy_context.totals().and_then(|t| t.power_check.as_ref()).map(|p| p.readings.as_slice());
+    for r in readings.unwrap_or_default() {
+        if let Some(g) = r.gap_rel {
+            parts.push(format!("{}: {:+.1} % vs the counter", r.reading, 100.0 * g));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("energy: {}", parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::energy::{EnergyContext, PowerCheck, PowerReading, RunAccounting};
+    use argh::FromArgs;
+
+    #[test]
+    fn train_flags_default_to_the_library_defaults_and_map_one_to_one() {
+        let a = TrainArgs::from_args(&["train"], &["--model", "pamap2", "--data", "d"]).unwrap();
+        assert_eq!(TrainConfig::from(&a), TrainConfig::new("pamap2", std::path::Path::new("d")));
+        let a = TrainArgs::from_args(
+            &["train"],
+            &["--model", "celeba", "--data", "d", "--lr", "0.01", "--per-kernel", "--kernel-timing", "stamps"],
+        )
+        .unwrap();
+        let c = TrainConfig::from(&a);
+        assert_eq!((c.lr, c.per_kernel, c.kernel_timing.name(), c.batch_size), (0.01, true, "stamps", 64));
+    }
+
+    #[test]
+    fn energy_detail_reports_split_closure_and_power_gap_for_measured_runs_only() {
+        let reading = |r: &str, g: Option<f64>| PowerReading { reading: r.into(), gap_rel: g, ..Default::default() };
+        let mut s = RunSummary {
+            energy_source: "nvml-counter".into(),
+            idle_power_w: Some(70.0),
+            idle_j: Some(700.0),
+            active_j: Some(300.0),
+            energy_context: EnergyContext {
+                totals: Some(RunAccounting {
+                    closure: Some(0.9987),
+                    power_check: Some(PowerCheck {
+                        readings: vec![
+                            reading("field NVML_FI_DEV_POWER_INSTANT (186), polled every 50 ms", Some(-0.031)),
+                            reading("nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)", None),
+                        ],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let line = energy_detail(&s).unwrap();
+        assert!(line.contains("idle 70.0 W -> 700.0 J static + 300.0 J active"), "{line}");
+        assert!(line.contains("99.87 %"), "{line}");
+        assert!(line.contains("(186), polled every 50 ms: -3.1 % vs the counter"), "{line}");
+        assert!(!line.contains("Samples"), "no gap, no claim: {line}");
+        s.energy_source = "estimate".into();
+        assert!(energy_detail(&s).is_none(), "an estimate has nothing measured to detail");
+    }
+}
