@@ -264,3 +264,79 @@ fn real_celeba_sample_converts() {
     let mean = ds.manifest["normalisation"]["mean"].as_array().unwrap();
     assert!(mean.iter().all(|v| (0.2..0.8).contains(&v.as_f64().unwrap())), "{mean:?}");
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over "<relative path> <sha256 of the file>\n" for every file under `dir`, sorted by path.
+fn tree_digest(dir: &Path) -> String {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().to_string();
+                out.push((rel, sha256_hex(&std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    sha256_hex(files.iter().map(|(p, h)| format!("{p} {h}\n")).collect::<String>().as_bytes())
+}
+
+/// SHA-256 of the tensor bytes of a .safetensors file (everything after the header: the metadata may grow).
+fn tensor_data_digest(path: &Path) -> String {
+    let b = std::fs::read(path).unwrap();
+    let hlen = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    sha256_hex(&b[8 + hlen..])
+}
+
+/// The synthetic data is part of every study's result: the same seed and scale must give the same bytes. A
+/// change of the generators (or of the JPEG encoder) shows up here; update the pins only on purpose: the
+/// tables of studies run on synthetic data change with them.
+#[test]
+fn synthetic_output_is_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("pamap2");
+    synth_pamap2(&raw, 0, Scale::Tiny).unwrap();
+    let dat = std::fs::read(raw.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap();
+    assert_eq!(sha256_hex(&dat), "fe5415915f401e8762dfd3c9546136d79def04fa7cda5f10f2455f5f64771800", "subject101.dat");
+    assert_eq!(
+        tree_digest(&raw.join("PAMAP2_Dataset/Protocol")),
+        "231ed2d7dcd98617343b19ca17cfe3849896c76aa8414e263b50e9b6871e3497",
+        "PAMAP2 Protocol/"
+    );
+    let ds = tmp.path().join("pamap2-ds");
+    pamap2::convert(&raw.join("PAMAP2_Dataset"), &ds).unwrap();
+    assert_eq!(
+        tensor_data_digest(&ds.join("train.safetensors")),
+        "408fc6f853d9ccf0bd270a18019fc217af79ee735434d79bd7a1afddcbb3a9b9",
+        "converted PAMAP2 train split (tensor bytes)"
+    );
+
+    let mut r = powertrain::util::rng(11);
+    let a = powertrain::data::synth::sample_attrs(&mut r);
+    let px = powertrain::data::synth::draw_face(&a, &mut r);
+    assert_eq!(
+        sha256_hex(&px),
+        "15bedc93bf212f8d537398820bedb33f80cfe8706a2c07c8f3d4163ea8d19d17",
+        "draw_face pixels (seed 11)"
+    );
+    let raw = tmp.path().join("celeba");
+    synth_celeba(&raw, 0, Scale::Tiny).unwrap();
+    assert_eq!(
+        sha256_hex(&std::fs::read(raw.join("list_attr_celeba.txt")).unwrap()),
+        "67176d4529063a25cab16052308627fcd868354c5c6728cce7b1d5570e6c192a",
+        "list_attr_celeba.txt"
+    );
+    assert_eq!(
+        tree_digest(&raw.join("img_align_celeba")),
+        "6200476b445a1b93b18fc5728fb5318684b2836b323e7c3babd80dfcbae8878d",
+        "img_align_celeba/ (JPEG encoder included)"
+    );
+}

@@ -163,12 +163,22 @@ pub struct Summary {
     pub missing_rows: usize,
 }
 
-/// Convert `src` (CelebA) into the dataset directory `out` with images of `size`x`size`.
-pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
-    let t0 = std::time::Instant::now();
-    if size == 0 {
-        anyhow::bail!("--size must be at least 1 (default 64)");
-    }
+/// The annotation files, read and parsed, and where the images are.
+struct Sources {
+    attr_label: String,
+    part_label: String,
+    img_dir: PathBuf,
+    attr_bytes: Vec<u8>,
+    part_bytes: Vec<u8>,
+    table: AttrTable,
+    part: Vec<(String, u8, usize)>,
+}
+
+/// One row of the attribute file: (image name, 1-based line, values 0/1).
+type AttrRow = (String, usize, Vec<u8>);
+
+/// Find and parse `list_attr_celeba.txt` and `list_eval_partition.txt`, and find `img_align_celeba/`.
+fn read_sources(src: &Path) -> Result<Sources> {
     let attr_path = locate(src, "list_attr_celeba.txt", &["Anno"])?;
     let part_path = locate(src, "list_eval_partition.txt", &["Eval"])?;
     let img_dir = locate(src, "img_align_celeba", &["Img"])?;
@@ -184,24 +194,28 @@ pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
         std::str::from_utf8(&part_bytes).map_err(|_| anyhow::anyhow!("{part_label}: not a text file"))?,
         &part_label,
     )?;
-    // The two files must list the same images.
-    let mut split_of: HashMap<&str, (u8, usize)> = HashMap::with_capacity(part.len());
-    for (name, p, ln) in &part {
+    Ok(Sources { attr_label, part_label, img_dir, attr_bytes, part_bytes, table, part })
+}
+
+/// The rows of each split (train, val, test) in attribute-file order; the two files must list the same images.
+fn assign_splits(s: &Sources) -> Result<[Vec<&AttrRow>; 3]> {
+    let (attr_label, part_label) = (&s.attr_label, &s.part_label);
+    let mut split_of: HashMap<&str, (u8, usize)> = HashMap::with_capacity(s.part.len());
+    for (name, p, ln) in &s.part {
         if split_of.insert(name.as_str(), (*p, *ln)).is_some() {
             anyhow::bail!("{part_label}:{ln}: {name} is listed twice");
         }
     }
-    let attr_names: HashMap<&str, usize> = table.rows.iter().map(|(n, ln, _)| (n.as_str(), *ln)).collect();
-    for (name, _, ln) in &part {
+    let attr_names: HashMap<&str, usize> = s.table.rows.iter().map(|(n, ln, _)| (n.as_str(), *ln)).collect();
+    for (name, _, ln) in &s.part {
         if !attr_names.contains_key(name.as_str()) {
             anyhow::bail!(
                 "{part_label}:{ln}: {name} is not in {attr_label}: the partition and attribute files disagree"
             );
         }
     }
-    // Rows per split, in attribute-file order: (name, attr line, values).
-    let mut splits: [Vec<&(String, usize, Vec<u8>)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for row in &table.rows {
+    let mut splits: [Vec<&AttrRow>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for row in &s.table.rows {
         match split_of.get(row.0.as_str()) {
             Some((p, _)) => splits[*p as usize].push(row),
             None => anyhow::bail!(
@@ -211,108 +225,128 @@ pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
             ),
         }
     }
-    let missing_rows = table.count - table.rows.len();
-    let k = table.names.len();
-    let stage = crate::util::StagingDir::new(out, false)?;
-    let names_json = serde_json::to_string(&table.names)?;
-    let base_meta = |split: &str| -> BTreeMap<String, String> {
-        [
-            ("protocol", crate::PROTOCOL_VERSION.to_string()),
-            ("dataset", "celeba".to_string()),
-            ("split", split.to_string()),
-            ("names", names_json.clone()),
-            ("x_layout", format!("u8 [N, 3, {size}, {size}] RGB; load as (v/255 - mean[c]) / std[c]")),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b))
-        .collect()
-    };
-    let pb = super::progress(table.rows.len() as u64, "celeba: converting images");
-    let mut image_hashes: Vec<(usize, String)> = Vec::with_capacity(table.rows.len());
-    let mut image_bytes = 0u64;
-    let mut mean_std: Option<(Vec<f64>, Vec<f64>)> = None;
-    let mut split_info = serde_json::Map::new();
+    Ok(splits)
+}
+
+/// Per-channel mean and standard deviation of pixel values / 255 from sums over `count` pixels per channel
+/// (std 1 for a channel without spread).
+fn pixel_stats(sum: &[u64; 3], sum2: &[u64; 3], count: usize) -> (Vec<f64>, Vec<f64>) {
+    let cnt = count.max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| *s as f64 / cnt / 255.0).collect();
+    let std: Vec<f64> = (0..3)
+        .map(|c| {
+            let m = sum[c] as f64 / cnt;
+            let var = (sum2[c] as f64 / cnt - m * m).max(0.0);
+            if var > 0.0 {
+                var.sqrt() / 255.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    (mean, std)
+}
+
+/// What the splits written so far have gathered for dataset.json.
+#[derive(Default)]
+struct Written {
+    /// (attribute-file line, sha256) of every image.
+    image_hashes: Vec<(usize, String)>,
+    image_bytes: u64,
+    /// The training split's pixel mean/std, known once it is written.
+    mean_std: Option<(Vec<f64>, Vec<f64>)>,
+    split_info: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Write split `si` (`rows`) as `<split>.safetensors` in `dir`: images decoded in parallel chunks, then the
+/// targets; the training split (first) also measures the pixel statistics stored in every split.
+fn write_split(
+    dir: &Path,
+    si: usize,
+    rows: &[&AttrRow],
+    s: &Sources,
+    size: u32,
+    pb: &indicatif::ProgressBar,
+    acc: &mut Written,
+) -> Result<()> {
+    let split = ["train", "val", "test"][si];
+    let n = rows.len();
+    let k = s.table.names.len();
     let plane = (size * size) as usize;
-    for (si, split) in ["train", "val", "test"].iter().enumerate() {
-        let rows = &splits[si];
-        let n = rows.len();
-        let decls = vec![
-            TensorDecl::new("x", "U8", &[n, 3, size as usize, size as usize]),
-            TensorDecl::new("y", "U8", &[n, k]),
-        ];
-        let mut meta = base_meta(split);
-        if let Some((m, s)) = &mean_std {
-            meta.insert("mean".into(), serde_json::to_string(m)?);
-            meta.insert("std".into(), serde_json::to_string(s)?);
-        }
-        let path = stage.path().join(format!("{split}.safetensors"));
-        // Room for mean/std that the training split learns only at its end.
-        let mut w = StWriter::begin(&path, decls, &meta, 512)?;
-        let mut sum = [0u64; 3];
-        let mut sum2 = [0u64; 3];
-        for chunk in rows.chunks(CHUNK) {
-            let imgs: Vec<(Vec<u8>, String, u64)> = chunk
-                .par_iter()
-                .map(|(name, ln, _)| {
-                    let r = load_image(&img_dir.join(name), &attr_label, *ln, size);
-                    pb.inc(1);
-                    r
-                })
-                .collect::<Result<_>>()?;
-            for ((chw, sha, nb), (_, ln, _)) in imgs.into_iter().zip(chunk) {
-                if si == 0 {
-                    for c in 0..3 {
-                        for &v in &chw[c * plane..(c + 1) * plane] {
-                            sum[c] += v as u64;
-                            sum2[c] += (v as u64) * (v as u64);
-                        }
+    let decls =
+        vec![TensorDecl::new("x", "U8", &[n, 3, size as usize, size as usize]), TensorDecl::new("y", "U8", &[n, k])];
+    let mut meta: BTreeMap<String, String> = [
+        ("protocol", crate::PROTOCOL_VERSION.to_string()),
+        ("dataset", "celeba".to_string()),
+        ("split", split.to_string()),
+        ("names", serde_json::to_string(&s.table.names)?),
+        ("x_layout", format!("u8 [N, 3, {size}, {size}] RGB; load as (v/255 - mean[c]) / std[c]")),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b))
+    .collect();
+    if let Some((m, sd)) = &acc.mean_std {
+        meta.insert("mean".into(), serde_json::to_string(m)?);
+        meta.insert("std".into(), serde_json::to_string(sd)?);
+    }
+    let path = dir.join(format!("{split}.safetensors"));
+    // Room for mean/std that the training split learns only at its end.
+    let mut w = StWriter::begin(&path, decls, &meta, 512)?;
+    let mut sum = [0u64; 3];
+    let mut sum2 = [0u64; 3];
+    for chunk in rows.chunks(CHUNK) {
+        let imgs: Vec<(Vec<u8>, String, u64)> = chunk
+            .par_iter()
+            .map(|(name, ln, _)| {
+                let r = load_image(&s.img_dir.join(name), &s.attr_label, *ln, size);
+                pb.inc(1);
+                r
+            })
+            .collect::<Result<_>>()?;
+        for ((chw, sha, nb), (_, ln, _)) in imgs.into_iter().zip(chunk) {
+            if si == 0 {
+                for c in 0..3 {
+                    for &v in &chw[c * plane..(c + 1) * plane] {
+                        sum[c] += v as u64;
+                        sum2[c] += (v as u64) * (v as u64);
                     }
                 }
-                w.write(&chw)?;
-                image_hashes.push((*ln, sha));
-                image_bytes += nb;
             }
+            w.write(&chw)?;
+            acc.image_hashes.push((*ln, sha));
+            acc.image_bytes += nb;
         }
-        let mut pos = vec![0usize; k];
-        for (_, _, v) in rows {
-            w.write(v)?;
-            v.iter().enumerate().for_each(|(j, &b)| pos[j] += b as usize);
-        }
-        if si == 0 {
-            let cnt = (n * plane).max(1) as f64;
-            let mean: Vec<f64> = sum.iter().map(|s| *s as f64 / cnt / 255.0).collect();
-            let std: Vec<f64> = (0..3)
-                .map(|c| {
-                    let m = sum[c] as f64 / cnt;
-                    let var = (sum2[c] as f64 / cnt - m * m).max(0.0);
-                    if var > 0.0 {
-                        var.sqrt() / 255.0
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
-            meta.insert("mean".into(), serde_json::to_string(&mean)?);
-            meta.insert("std".into(), serde_json::to_string(&std)?);
-            mean_std = Some((mean, std));
-        }
-        w.finish(&meta)?;
-        let positives: serde_json::Map<String, serde_json::Value> =
-            table.names.iter().zip(&pos).map(|(a, p)| (a.clone(), (*p).into())).collect();
-        split_info.insert(
-            split.to_string(),
-            serde_json::json!({"file": format!("{split}.safetensors"), "partition": si, "n": n, "positives_per_attribute": positives}),
-        );
     }
-    pb.finish_and_clear();
+    let mut pos = vec![0usize; k];
+    for (_, _, v) in rows {
+        w.write(v)?;
+        v.iter().enumerate().for_each(|(j, &b)| pos[j] += b as usize);
+    }
+    if si == 0 {
+        let (mean, std) = pixel_stats(&sum, &sum2, n * plane);
+        meta.insert("mean".into(), serde_json::to_string(&mean)?);
+        meta.insert("std".into(), serde_json::to_string(&std)?);
+        acc.mean_std = Some((mean, std));
+    }
+    w.finish(&meta)?;
+    let positives: serde_json::Map<String, serde_json::Value> =
+        s.table.names.iter().zip(&pos).map(|(a, p)| (a.clone(), (*p).into())).collect();
+    acc.split_info.insert(
+        split.to_string(),
+        serde_json::json!({"file": format!("{split}.safetensors"), "partition": si, "n": n, "positives_per_attribute": positives}),
+    );
+    Ok(())
+}
+
+/// dataset.json: sources with checksums (one digest over the image files), layout, normalisation, splits.
+fn manifest(src: &Path, s: &Sources, size: u32, mut acc: Written) -> serde_json::Value {
     // One digest for the image folder: SHA-256 over "<name> <sha256>\n" in attribute-file order.
-    image_hashes.sort();
-    let by_line: HashMap<usize, &str> = table.rows.iter().map(|(n, ln, _)| (*ln, n.as_str())).collect();
+    acc.image_hashes.sort();
+    let by_line: HashMap<usize, &str> = s.table.rows.iter().map(|(n, ln, _)| (*ln, n.as_str())).collect();
     let list: String =
-        image_hashes.iter().map(|(ln, h)| format!("{} {h}\n", by_line.get(ln).unwrap_or(&"?"))).collect();
-    let (mean, std) = mean_std.unwrap_or_default();
-    let counts = [splits[0].len(), splits[1].len(), splits[2].len()];
-    let manifest = serde_json::json!({
+        acc.image_hashes.iter().map(|(ln, h)| format!("{} {h}\n", by_line.get(ln).unwrap_or(&"?"))).collect();
+    let (mean, std) = acc.mean_std.unwrap_or_default();
+    serde_json::json!({
         "dataset": "celeba",
         "protocol": crate::PROTOCOL_VERSION,
         "converter": "powertrain data celeba",
@@ -321,20 +355,40 @@ pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
         "source": {
             "dir": src.display().to_string(),
             "files": [
-                {"path": "list_attr_celeba.txt", "bytes": attr_bytes.len(), "sha256": super::sha256_hex(&attr_bytes),
-                 "count_line": table.count, "rows": table.rows.len()},
-                {"path": "list_eval_partition.txt", "bytes": part_bytes.len(), "sha256": super::sha256_hex(&part_bytes), "rows": part.len()},
-                {"path": "img_align_celeba/", "files": image_hashes.len(), "bytes": image_bytes,
+                {"path": "list_attr_celeba.txt", "bytes": s.attr_bytes.len(), "sha256": super::sha256_hex(&s.attr_bytes),
+                 "count_line": s.table.count, "rows": s.table.rows.len()},
+                {"path": "list_eval_partition.txt", "bytes": s.part_bytes.len(), "sha256": super::sha256_hex(&s.part_bytes), "rows": s.part.len()},
+                {"path": "img_align_celeba/", "files": acc.image_hashes.len(), "bytes": acc.image_bytes,
                  "sha256_of_list": super::sha256_hex(list.as_bytes()),
                  "sha256_of_list_means": "SHA-256 of the lines '<name> <sha256 of the file>\\n' in attribute-file order"},
             ],
         },
         "x": {"dtype": "U8", "row_shape": [3, size, size], "crop": "centre square (rows 20..198 of a 178x218 image)",
               "resize": "fast_image_resize Convolution(Bilinear), antialiased"},
-        "y": {"kind": "binary", "k": k, "names": table.names},
+        "y": {"kind": "binary", "k": s.table.names.len(), "names": s.table.names},
         "normalisation": {"mean": mean, "std": std, "over": "pixels of the training split, value/255", "applied": "at load time"},
-        "splits": split_info,
-    });
+        "splits": acc.split_info,
+    })
+}
+
+/// Convert `src` (CelebA) into the dataset directory `out` with images of `size`x`size`.
+pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
+    let t0 = std::time::Instant::now();
+    if size == 0 {
+        anyhow::bail!("--size must be at least 1 (default 64)");
+    }
+    let s = read_sources(src)?;
+    let splits = assign_splits(&s)?;
+    let missing_rows = s.table.count - s.table.rows.len();
+    let stage = crate::util::StagingDir::new(out, false)?;
+    let pb = super::progress(s.table.rows.len() as u64, "celeba: converting images");
+    let mut acc = Written { image_hashes: Vec::with_capacity(s.table.rows.len()), ..Written::default() };
+    for (si, rows) in splits.iter().enumerate() {
+        write_split(stage.path(), si, rows, &s, size, &pb, &mut acc)?;
+    }
+    pb.finish_and_clear();
+    let counts = [splits[0].len(), splits[1].len(), splits[2].len()];
+    let manifest = manifest(src, &s, size, acc);
     crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
     let out = stage.commit()?;
     Ok(Summary { out, counts, seconds: t0.elapsed().as_secs_f64(), missing_rows })

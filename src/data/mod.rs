@@ -99,19 +99,25 @@ fn meta_f32_list(path: &Path, meta: &HashMap<String, String>, key: &str) -> Resu
     }
 }
 
-impl Split {
-    /// Open and validate a split file (names, shapes, dtypes; NaN in f32 x is an error naming the file).
-    pub fn open(path: &Path) -> Result<Split> {
+/// What the header of a split file says about `x` and `y`, checked against each other.
+struct Header {
+    metadata: HashMap<String, String>,
+    n: usize,
+    row_shape: Vec<usize>,
+    x_type: XType,
+    x_off: usize,
+    y_type: YType,
+    y_off: usize,
+    /// y's shape: [N] or [N, K].
+    y_shape: Vec<usize>,
+    y_dtype: Dtype,
+}
+
+impl Header {
+    /// Parse and check the header of the mapped file `bytes` (names, dtypes, shapes, protocol).
+    fn read(path: &Path, bytes: &[u8]) -> Result<Header> {
         let p = path.display();
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {p}: check the path"))?;
-        let len = file.metadata().with_context(|| format!("cannot stat {p}"))?.len();
-        if len < 8 {
-            anyhow::bail!("{p}: truncated .safetensors file ({len} bytes): re-create it");
-        }
-        // SAFETY: the file is opened read-only and this crate never writes to it; a dataset file modified by
-        // another process while mapped is outside what we support (as for any mmap-based loader).
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot memory-map {p}"))?;
-        let (hlen, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| {
+        let (hlen, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
             anyhow::anyhow!("{p}: not a valid .safetensors file (truncated or corrupt: {e:?}): re-create it")
         })?;
         let data_start = 8 + hlen;
@@ -156,9 +162,34 @@ impl Split {
             Dtype::F32 => YType::F32,
             d => anyhow::bail!("{p}: y has dtype {d:?}, expected I64, I32 or U8 (class ids) or U8/F32 (0/1 targets)"),
         };
-        let x_off = data_start + xi.data_offsets.0;
-        let y_off = data_start + yi.data_offsets.0;
-        let names_meta: Vec<String> = match metadata.get("names") {
+        Ok(Header {
+            metadata,
+            n,
+            row_shape,
+            x_type,
+            x_off: data_start + xi.data_offsets.0,
+            y_type,
+            y_off: data_start + yi.data_offsets.0,
+            y_shape: yi.shape.clone(),
+            y_dtype: yi.dtype,
+        })
+    }
+}
+
+impl Split {
+    /// Open and validate a split file (names, shapes, dtypes; NaN in f32 x is an error naming the file).
+    pub fn open(path: &Path) -> Result<Split> {
+        let p = path.display();
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {p}: check the path"))?;
+        let len = file.metadata().with_context(|| format!("cannot stat {p}"))?.len();
+        if len < 8 {
+            anyhow::bail!("{p}: truncated .safetensors file ({len} bytes): re-create it");
+        }
+        // SAFETY: the file is opened read-only and this crate never writes to it; a dataset file modified by
+        // another process while mapped is outside what we support (as for any mmap-based loader).
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot memory-map {p}"))?;
+        let h = Header::read(path, &mmap)?;
+        let names_meta: Vec<String> = match h.metadata.get("names") {
             Some(s) => serde_json::from_str(s).map_err(|e| {
                 anyhow::anyhow!("{p}: metadata 'names' is not a JSON list of strings ({e}): re-create the file")
             })?,
@@ -166,99 +197,115 @@ impl Split {
         };
         let mut split = Split {
             path: path.to_path_buf(),
-            n,
-            row_shape,
+            n: h.n,
+            row_shape: h.row_shape,
             target: TargetKind::Classes { k: 0 },
-            metadata,
+            metadata: h.metadata,
             mmap,
-            x_off,
-            x_type,
-            y_off,
-            y_type,
+            x_off: h.x_off,
+            x_type: h.x_type,
+            y_off: h.y_off,
+            y_type: h.y_type,
             lut: Vec::new(),
         };
-        // Targets.
-        if yi.shape.len() == 1 {
-            if y_type == YType::F32 {
-                anyhow::bail!("{p}: y is F32 [N]: class ids must be integers (I64, I32 or U8)");
-            }
-            let mut max = -1i64;
-            for i in 0..n {
-                let v = split.y_int(i);
-                if v < 0 {
-                    anyhow::bail!("{p}: y[{i}] = {v}: class ids must be >= 0");
-                }
-                max = max.max(v);
-            }
-            let k = match split.metadata.get("num_classes") {
-                Some(s) => {
-                    let k: usize = s.trim().parse().map_err(|_| {
-                        anyhow::anyhow!("{p}: metadata 'num_classes' = '{s}' is not a count: re-create the file")
-                    })?;
-                    if max >= k as i64 {
-                        anyhow::bail!("{p}: y holds class id {max} but metadata says num_classes = {k}");
-                    }
-                    k
-                }
-                None => (max + 1) as usize,
-            };
-            split.target = TargetKind::Classes { k };
+        split.target = if h.y_shape.len() == 1 {
+            split.class_targets()?
         } else {
-            let k = yi.shape[1];
-            if !matches!(y_type, YType::U8 | YType::F32) {
-                anyhow::bail!("{p}: y is {:?} [N, K]: 0/1 targets must be U8 or F32", yi.dtype);
-            }
-            for i in 0..n * k {
-                let v = split.y_bin_flat(i);
-                if v != 0.0 && v != 1.0 {
-                    anyhow::bail!("{p}: y[{}, {}] = {v}: binary targets must be 0 or 1", i / k, i % k);
-                }
-            }
-            let names = if names_meta.len() == k { names_meta } else { Vec::new() };
-            split.target = TargetKind::Binary { k, names };
-        }
-        // Inputs.
-        match x_type {
-            XType::F32 => {
-                let bytes = &split.mmap[x_off..x_off + n * row_len * 4];
-                if let Some(pos) =
-                    bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
-                {
-                    let r = pos / row_len;
-                    anyhow::bail!(
-                        "{p}: x row {r} holds NaN or infinity (element {}): fix the converter or the data",
-                        pos % row_len
-                    );
-                }
-            }
-            XType::U8 => {
-                let c = split.row_shape[0];
-                let mean = meta_f32_list(path, &split.metadata, "mean")?.unwrap_or_else(|| vec![0.0; c]);
-                let std = meta_f32_list(path, &split.metadata, "std")?.unwrap_or_else(|| vec![1.0; c]);
-                if mean.len() != c || std.len() != c {
-                    anyhow::bail!(
-                        "{p}: metadata mean/std have {}/{} values, x has {c} channels (dim 1): re-create the file",
-                        mean.len(),
-                        std.len()
-                    );
-                }
-                if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
-                    anyhow::bail!(
-                        "{p}: metadata std must be positive and mean finite, found mean {mean:?} std {std:?}"
-                    );
-                }
-                split.lut = (0..c)
-                    .map(|ch| {
-                        let mut t = [0f32; 256];
-                        for (v, o) in t.iter_mut().enumerate() {
-                            *o = (v as f32 / 255.0 - mean[ch]) / std[ch];
-                        }
-                        t
-                    })
-                    .collect();
-            }
+            split.binary_targets(h.y_shape[1], h.y_dtype, names_meta)?
+        };
+        match split.x_type {
+            XType::F32 => split.check_finite_x()?,
+            XType::U8 => split.lut = split.normalisation_lut()?,
         }
         Ok(split)
+    }
+
+    /// Class ids (y [N]): integers >= 0, fewer than the metadata's `num_classes` when it has one.
+    fn class_targets(&self) -> Result<TargetKind> {
+        let p = self.path.display();
+        if self.y_type == YType::F32 {
+            anyhow::bail!("{p}: y is F32 [N]: class ids must be integers (I64, I32 or U8)");
+        }
+        let mut max = -1i64;
+        for i in 0..self.n {
+            let v = self.y_int(i);
+            if v < 0 {
+                anyhow::bail!("{p}: y[{i}] = {v}: class ids must be >= 0");
+            }
+            max = max.max(v);
+        }
+        let k = match self.metadata.get("num_classes") {
+            Some(s) => {
+                let k: usize = s.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("{p}: metadata 'num_classes' = '{s}' is not a count: re-create the file")
+                })?;
+                if max >= k as i64 {
+                    anyhow::bail!("{p}: y holds class id {max} but metadata says num_classes = {k}");
+                }
+                k
+            }
+            None => (max + 1) as usize,
+        };
+        Ok(TargetKind::Classes { k })
+    }
+
+    /// 0/1 targets (y [N, K], U8 or F32); `names` are kept when there is one per column.
+    fn binary_targets(&self, k: usize, dtype: Dtype, names: Vec<String>) -> Result<TargetKind> {
+        let p = self.path.display();
+        if !matches!(self.y_type, YType::U8 | YType::F32) {
+            anyhow::bail!("{p}: y is {dtype:?} [N, K]: 0/1 targets must be U8 or F32");
+        }
+        for i in 0..self.n * k {
+            let v = self.y_bin_flat(i);
+            if v != 0.0 && v != 1.0 {
+                anyhow::bail!("{p}: y[{}, {}] = {v}: binary targets must be 0 or 1", i / k, i % k);
+            }
+        }
+        let names = if names.len() == k { names } else { Vec::new() };
+        Ok(TargetKind::Binary { k, names })
+    }
+
+    /// f32 x: every value finite.
+    fn check_finite_x(&self) -> Result<()> {
+        let row_len = self.row_len();
+        let bytes = &self.mmap[self.x_off..self.x_off + self.n * row_len * 4];
+        if let Some(pos) = bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+        {
+            anyhow::bail!(
+                "{}: x row {} holds NaN or infinity (element {}): fix the converter or the data",
+                self.path.display(),
+                pos / row_len,
+                pos % row_len
+            );
+        }
+        Ok(())
+    }
+
+    /// u8 x: the [channels][256] table of (v/255 - mean[c]) / std[c] from the metadata's mean/std.
+    fn normalisation_lut(&self) -> Result<Vec<[f32; 256]>> {
+        let p = self.path.display();
+        let c = self.row_shape[0];
+        let mean = meta_f32_list(&self.path, &self.metadata, "mean")?.unwrap_or_else(|| vec![0.0; c]);
+        let std = meta_f32_list(&self.path, &self.metadata, "std")?.unwrap_or_else(|| vec![1.0; c]);
+        if mean.len() != c || std.len() != c {
+            anyhow::bail!(
+                "{p}: metadata mean/std have {}/{} values, x has {c} channels (dim 1): re-create the file",
+                mean.len(),
+                std.len()
+            );
+        }
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
+            anyhow::bail!("{p}: metadata std must be positive and mean finite, found mean {mean:?} std {std:?}");
+        }
+        Ok((0..c)
+            .map(|ch| {
+                let mut t = [0f32; 256];
+                for (v, o) in t.iter_mut().enumerate() {
+                    *o = (v as f32 / 255.0 - mean[ch]) / std[ch];
+                }
+                t
+            })
+            .collect())
     }
 
     /// Elements of one row of x.

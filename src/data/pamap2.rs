@@ -266,6 +266,28 @@ pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
     let t0 = std::time::Instant::now();
     let pdir = protocol_dir(src)?;
     let stage = crate::util::StagingDir::new(out, false)?;
+    let subjects = read_subjects(&pdir)?;
+    let in_set = |s: &Subject, set: &[u32]| set.contains(&s.id);
+    let (mean, std) = channel_stats(subjects.iter().filter(|s| in_set(s, &TRAIN_SUBJECTS)).flat_map(|s| s.runs.iter()));
+    let mut split_info = serde_json::Map::new();
+    let mut counts = [0usize; 3];
+    for (si, (split, set)) in
+        [("train", &TRAIN_SUBJECTS[..]), ("val", &VAL_SUBJECTS[..]), ("test", &TEST_SUBJECTS[..])].iter().enumerate()
+    {
+        let members: Vec<&Subject> = subjects.iter().filter(|s| in_set(s, set)).collect();
+        let (n, info) = write_split(stage.path(), split, set, &members, &mean, &std)?;
+        counts[si] = n;
+        split_info.insert(split.to_string(), info);
+    }
+    let rows: usize = subjects.iter().map(|s| s.rows).sum();
+    let manifest = manifest(src, &subjects, &mean, &std, split_info);
+    crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
+    let out = stage.commit()?;
+    Ok(Summary { out, rows, counts, seconds: t0.elapsed().as_secs_f64() })
+}
+
+/// Read, parse and cut into runs every subject file of the protocol (in parallel).
+fn read_subjects(pdir: &Path) -> Result<Vec<Subject>> {
     let pb = super::progress(SUBJECTS.len() as u64, "pamap2: parsing subjects");
     let subjects: Vec<Subject> = SUBJECTS
         .par_iter()
@@ -293,64 +315,77 @@ pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
         })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
-    let in_set = |s: &Subject, set: &[u32]| set.contains(&s.id);
-    let (mean, std) = channel_stats(subjects.iter().filter(|s| in_set(s, &TRAIN_SUBJECTS)).flat_map(|s| s.runs.iter()));
+    Ok(subjects)
+}
 
-    let names_json = serde_json::to_string(&CLASS_NAMES)?;
-    let mut split_info = serde_json::Map::new();
-    let mut counts = [0usize; 3];
-    for (si, (split, set)) in
-        [("train", &TRAIN_SUBJECTS[..]), ("val", &VAL_SUBJECTS[..]), ("test", &TEST_SUBJECTS[..])].iter().enumerate()
-    {
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        let mut per_subject = serde_json::Map::new();
-        for s in subjects.iter().filter(|s| in_set(s, set)) {
-            let (xs, ys) = windows(&s.runs, &mean, &std);
-            per_subject.insert(
-                s.id.to_string(),
-                serde_json::json!({"windows": ys.len(), "runs_kept": s.runs.len(), "runs_dropped_all_nan": s.dropped}),
-            );
-            x.extend(xs);
-            y.extend(ys);
-        }
-        let n = y.len();
-        let mut per_class = vec![0usize; CLASS_IDS.len()];
-        y.iter().for_each(|&l| per_class[l as usize] += 1);
-        let meta: BTreeMap<String, String> = [
-            ("protocol", crate::PROTOCOL_VERSION.to_string()),
-            ("dataset", "pamap2".to_string()),
-            ("split", split.to_string()),
-            ("names", names_json.clone()),
-            ("num_classes", CLASS_IDS.len().to_string()),
-            ("activity_ids", serde_json::to_string(&CLASS_IDS)?),
-            ("channels", serde_json::to_string(&channel_names())?),
-            ("mean", serde_json::to_string(&mean)?),
-            ("std", serde_json::to_string(&std)?),
-            ("x_normalised", "true: x = (value - mean[c]) / std[c], statistics of the training split".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let file = format!("{split}.safetensors");
-        write_file(
-            &stage.path().join(&file),
-            &[
-                (TensorDecl::new("x", "F32", &[n, CHANNELS, 1, WINDOW]), f32_bytes(&x)),
-                (TensorDecl::new("y", "I64", &[n]), i64_bytes(&y)),
-            ],
-            &meta,
-        )?;
-        counts[si] = n;
-        let per_class_named: serde_json::Map<String, serde_json::Value> =
-            CLASS_NAMES.iter().zip(&per_class).map(|(k, v)| (k.to_string(), (*v).into())).collect();
-        split_info.insert(
-            split.to_string(),
-            serde_json::json!({"file": file, "subjects": set, "n": n, "per_class": per_class_named, "per_subject": per_subject}),
+/// The string metadata of every split file.
+fn split_metadata(split: &str, mean: &[f32], std: &[f32]) -> Result<BTreeMap<String, String>> {
+    Ok([
+        ("protocol", crate::PROTOCOL_VERSION.to_string()),
+        ("dataset", "pamap2".to_string()),
+        ("split", split.to_string()),
+        ("names", serde_json::to_string(&CLASS_NAMES)?),
+        ("num_classes", CLASS_IDS.len().to_string()),
+        ("activity_ids", serde_json::to_string(&CLASS_IDS)?),
+        ("channels", serde_json::to_string(&channel_names())?),
+        ("mean", serde_json::to_string(mean)?),
+        ("std", serde_json::to_string(std)?),
+        ("x_normalised", "true: x = (value - mean[c]) / std[c], statistics of the training split".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// Write `<split>.safetensors` in `dir` from the windows of `members` (the subjects of `set`); returns the
+/// number of windows and the split's entry of dataset.json.
+fn write_split(
+    dir: &Path,
+    split: &str,
+    set: &[u32],
+    members: &[&Subject],
+    mean: &[f32],
+    std: &[f32],
+) -> Result<(usize, serde_json::Value)> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut per_subject = serde_json::Map::new();
+    for s in members {
+        let (xs, ys) = windows(&s.runs, mean, std);
+        per_subject.insert(
+            s.id.to_string(),
+            serde_json::json!({"windows": ys.len(), "runs_kept": s.runs.len(), "runs_dropped_all_nan": s.dropped}),
         );
+        x.extend(xs);
+        y.extend(ys);
     }
-    let rows: usize = subjects.iter().map(|s| s.rows).sum();
-    let manifest = serde_json::json!({
+    let n = y.len();
+    let mut per_class = vec![0usize; CLASS_IDS.len()];
+    y.iter().for_each(|&l| per_class[l as usize] += 1);
+    let file = format!("{split}.safetensors");
+    write_file(
+        &dir.join(&file),
+        &[
+            (TensorDecl::new("x", "F32", &[n, CHANNELS, 1, WINDOW]), f32_bytes(&x)),
+            (TensorDecl::new("y", "I64", &[n]), i64_bytes(&y)),
+        ],
+        &split_metadata(split, mean, std)?,
+    )?;
+    let per_class_named: serde_json::Map<String, serde_json::Value> =
+        CLASS_NAMES.iter().zip(&per_class).map(|(k, v)| (k.to_string(), (*v).into())).collect();
+    let info = serde_json::json!({"file": file, "subjects": set, "n": n, "per_class": per_class_named, "per_subject": per_subject});
+    Ok((n, info))
+}
+
+/// dataset.json: sources with checksums, layout, normalisation and the splits.
+fn manifest(
+    src: &Path,
+    subjects: &[Subject],
+    mean: &[f32],
+    std: &[f32],
+    split_info: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({
         "dataset": "pamap2",
         "protocol": crate::PROTOCOL_VERSION,
         "converter": "powertrain data pamap2",
@@ -365,10 +400,7 @@ pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
         "normalisation": {"mean": mean, "std": std, "over": "all rows of the training subjects' kept runs, after NaN filling", "applied": "stored x is normalised"},
         "windows": {"length": WINDOW, "stride": STRIDE},
         "splits": split_info,
-    });
-    crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
-    let out = stage.commit()?;
-    Ok(Summary { out, rows, counts, seconds: t0.elapsed().as_secs_f64() })
+    })
 }
 
 #[cfg(test)]
