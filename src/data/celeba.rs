@@ -3,6 +3,11 @@
 //! fast_image_resize's antialiased bilinear convolution), y u8 [N, 40] (1 -> 1, -1 -> 0), the official
 //! partition, and the per-channel mean/std of the training split's pixels (value/255) in every file's
 //! metadata. Files are streamed: memory stays bounded for the full 202,599 images.
+//!
+//! Damaged input is refused with the file (and line) named, before the output directory is touched where
+//! it can be: image names that are not plain file names, repeated attribute names, a truncated JPEG (no end
+//! marker), images larger than [`MAX_IMAGE_SIDE`], an empty training partition. A source folder written by
+//! `powertrain data synth celeba` (it holds [`super::synth::MARKER`]) gives a dataset marked `synthetic`.
 
 use super::st::{StWriter, TensorDecl};
 use anyhow::{Context, Result};
@@ -10,8 +15,12 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// Bumped whenever the converter's output changes for the same input.
-pub const CONVERTER_VERSION: u32 = 1;
+/// Bumped whenever the converter's output changes for the same input (2: `synthetic` in the metadata and
+/// dataset.json; the tensors are unchanged).
+pub const CONVERTER_VERSION: u32 = 2;
+/// Largest image width or height decoded (CelebA's aligned images are 178x218): a bigger header is refused
+/// before any pixel memory is allocated.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// Images decoded per parallel chunk (bounds memory).
 const CHUNK: usize = 256;
 
@@ -44,12 +53,22 @@ pub fn parse_attr(text: &str, label: &str) -> Result<AttrTable> {
     if names.is_empty() {
         anyhow::bail!("{label}:2: the header line holds no attribute names");
     }
+    if names.len() > super::MAX_TARGETS {
+        anyhow::bail!("{label}:2: {} attribute names, more than the {} supported", names.len(), super::MAX_TARGETS);
+    }
+    let mut seen_names = HashMap::new();
+    for (j, n) in names.iter().enumerate() {
+        if let Some(prev) = seen_names.insert(n.as_str(), j) {
+            anyhow::bail!("{label}:2: attribute '{n}' is named twice (columns {} and {})", prev + 1, j + 1);
+        }
+    }
     let mut rows = Vec::new();
     let mut seen = HashMap::new();
     for (i, l) in lines {
         let ln = i + 1;
         let mut tok = l.split_ascii_whitespace();
         let Some(name) = tok.next() else { continue };
+        check_image_name(name, label, ln)?;
         let vals: Vec<&str> = tok.collect();
         if vals.len() != names.len() {
             anyhow::bail!("{label}:{ln}: {} values for {name}, expected {}", vals.len(), names.len());
@@ -87,9 +106,44 @@ pub fn parse_partition(text: &str, label: &str) -> Result<Vec<(String, u8, usize
             [_, "2"] => 2,
             _ => anyhow::bail!("{label}:{}: expected '<image> <0|1|2>', found '{}'", i + 1, l.trim()),
         };
+        check_image_name(t[0], label, i + 1)?;
         out.push((t[0].to_string(), part, i + 1));
     }
     Ok(out)
+}
+
+/// An image name from an annotation file must name a file inside the image folder: no path separators, not
+/// `.` or `..` (a damaged or hostile file could otherwise make the converter read any file on the machine).
+fn check_image_name(name: &str, label: &str, line: usize) -> Result<()> {
+    if name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        anyhow::bail!("{label}:{line}: '{name}' is not an image file name (expected e.g. 000001.jpg)");
+    }
+    Ok(())
+}
+
+/// Decode a JPEG file's bytes to RGB8; `label` names the file in errors. Refused: a file that does not end
+/// with the JPEG end marker (truncated: the decoder would fill the missing rows with grey and succeed), a
+/// width or height over [`MAX_IMAGE_SIDE`] (checked from the header before the pixels are allocated), and
+/// anything the decoder rejects.
+pub fn decode_jpeg(bytes: &[u8], label: &str) -> Result<image::RgbImage> {
+    // Trailing padding after the end marker is tolerated; entropy-coded data never holds FF D9.
+    let end = bytes.iter().rposition(|b| !matches!(b, 0x00 | b'\r' | b'\n' | b' ')).map_or(0, |i| i + 1);
+    if !bytes[..end].ends_with(&[0xFF, 0xD9]) {
+        anyhow::bail!(
+            "{label}: not a valid JPEG: it ends without the end marker (FF D9), so it is truncated or damaged: \
+             replace the file from the original archive"
+        );
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{label}: not a valid JPEG ({e}): replace the file from the original archive"))?;
+    Ok(img.to_rgb8())
 }
 
 /// Centre-crop an RGB8 image [h, w, 3] to a square and resize it to `size`x`size`; returns CHW u8
@@ -134,17 +188,13 @@ fn locate(src: &Path, name: &str, subs: &[&str]) -> Result<PathBuf> {
 
 /// One image: decode, check, crop and resize. Returns (CHW pixels, sha256 of the file, file bytes).
 fn load_image(path: &Path, attr_label: &str, line: usize, size: u32) -> Result<(Vec<u8>, String, u64)> {
-    let bytes = std::fs::read(path).with_context(|| {
+    let bytes = super::files::read_regular(path, "").with_context(|| {
         format!(
             "{}: cannot read this image named in {attr_label} line {line}: is the image folder complete?",
             path.display()
         )
     })?;
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-        .map_err(|e| {
-            anyhow::anyhow!("{}: not a valid JPEG ({e}): replace the file from the original archive", path.display())
-        })?
-        .to_rgb8();
+    let img = decode_jpeg(&bytes, &path.display().to_string())?;
     let (w, h) = img.dimensions();
     if size > w.min(h) {
         anyhow::bail!("{}: {w}x{h} is smaller than --size {size}", path.display());
@@ -172,6 +222,8 @@ struct Sources {
     part_bytes: Vec<u8>,
     table: AttrTable,
     part: Vec<(String, u8, usize)>,
+    /// The synthetic-data marker's content, when the source was written by `powertrain data synth celeba`.
+    synthetic: Option<serde_json::Value>,
 }
 
 /// One row of the attribute file: (image name, 1-based line, values 0/1).
@@ -184,8 +236,8 @@ fn read_sources(src: &Path) -> Result<Sources> {
     let img_dir = locate(src, "img_align_celeba", &["Img"])?;
     let attr_label = attr_path.display().to_string();
     let part_label = part_path.display().to_string();
-    let attr_bytes = std::fs::read(&attr_path).with_context(|| format!("cannot read {attr_label}"))?;
-    let part_bytes = std::fs::read(&part_path).with_context(|| format!("cannot read {part_label}"))?;
+    let attr_bytes = super::files::read_regular(&attr_path, "")?;
+    let part_bytes = super::files::read_regular(&part_path, "")?;
     let table = parse_attr(
         std::str::from_utf8(&attr_bytes).map_err(|_| anyhow::anyhow!("{attr_label}: not a text file"))?,
         &attr_label,
@@ -194,7 +246,10 @@ fn read_sources(src: &Path) -> Result<Sources> {
         std::str::from_utf8(&part_bytes).map_err(|_| anyhow::anyhow!("{part_label}: not a text file"))?,
         &part_label,
     )?;
-    Ok(Sources { attr_label, part_label, img_dir, attr_bytes, part_bytes, table, part })
+    let mut marker_dirs = vec![src.to_path_buf()];
+    marker_dirs.extend(attr_path.parent().map(Path::to_path_buf));
+    let synthetic = super::synth::read_marker(&marker_dirs)?;
+    Ok(Sources { attr_label, part_label, img_dir, attr_bytes, part_bytes, table, part, synthetic })
 }
 
 /// The rows of each split (train, val, test) in attribute-file order; the two files must list the same images.
@@ -281,6 +336,7 @@ fn write_split(
         ("split", split.to_string()),
         ("names", serde_json::to_string(&s.table.names)?),
         ("x_layout", format!("u8 [N, 3, {size}, {size}] RGB; load as (v/255 - mean[c]) / std[c]")),
+        ("synthetic", s.synthetic.is_some().to_string()),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b))
@@ -346,9 +402,10 @@ fn manifest(src: &Path, s: &Sources, size: u32, mut acc: Written) -> serde_json:
     let list: String =
         acc.image_hashes.iter().map(|(ln, h)| format!("{} {h}\n", by_line.get(ln).unwrap_or(&"?"))).collect();
     let (mean, std) = acc.mean_std.unwrap_or_default();
-    serde_json::json!({
+    let mut m = serde_json::json!({
         "dataset": "celeba",
         "protocol": crate::PROTOCOL_VERSION,
+        "synthetic": s.synthetic.is_some(),
         "converter": "powertrain data celeba",
         "converter_version": CONVERTER_VERSION,
         "powertrain_version": env!("CARGO_PKG_VERSION"),
@@ -368,19 +425,33 @@ fn manifest(src: &Path, s: &Sources, size: u32, mut acc: Written) -> serde_json:
         "y": {"kind": "binary", "k": s.table.names.len(), "names": s.table.names},
         "normalisation": {"mean": mean, "std": std, "over": "pixels of the training split, value/255", "applied": "at load time"},
         "splits": acc.split_info,
-    })
+    });
+    if let Some(marker) = &s.synthetic {
+        m["synthetic_source"] = marker.clone();
+    }
+    m
 }
 
 /// Convert `src` (CelebA) into the dataset directory `out` with images of `size`x`size`.
 pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
     let t0 = std::time::Instant::now();
-    if size == 0 {
-        anyhow::bail!("--size must be at least 1 (default 64)");
+    if size == 0 || size > MAX_IMAGE_SIDE {
+        anyhow::bail!("--size {size}: must be between 1 and the images' side (default 64)");
     }
+    super::files::refuse_non_empty(out, "--out", "choose another --out or remove it")?;
     let s = read_sources(src)?;
     let splits = assign_splits(&s)?;
+    let Some((first, ln, _)) = splits[0].first() else {
+        anyhow::bail!(
+            "{}: no image is in the training partition (0 in {}): the dataset would have nothing to train on",
+            s.part_label,
+            s.attr_label
+        );
+    };
+    // --size against the first image, before anything is written (every image is checked again).
+    load_image(&s.img_dir.join(first), &s.attr_label, *ln, size)?;
     let missing_rows = s.table.count - s.table.rows.len();
-    let stage = crate::util::StagingDir::new(out, false)?;
+    let stage = super::files::Staging::new(out)?;
     let pb = super::progress(s.table.rows.len() as u64, "celeba: converting images");
     let mut acc = Written { image_hashes: Vec::with_capacity(s.table.rows.len()), ..Written::default() };
     for (si, rows) in splits.iter().enumerate() {
@@ -428,6 +499,15 @@ mod tests {
         assert_eq!(p, vec![("000001.jpg".into(), 0, 1), ("000002.jpg".into(), 2, 2)]);
         let e = parse_partition("000001.jpg 0\n000002.jpg 3\n", "p.txt").unwrap_err();
         assert!(e.to_string().contains("p.txt:2"), "{e}");
+        // Names that would leave the image folder, and repeated attribute names.
+        for bad in ["../000001.jpg", "/etc/passwd", "..", "a\\b.jpg"] {
+            let e = parse_attr(&format!("1\n{HEADER}\n{bad} 1 1 1\n"), "a.txt").unwrap_err().to_string();
+            assert!(e.contains("a.txt:3") && e.contains("not an image file name"), "{bad}: {e}");
+            let e = parse_partition(&format!("000001.jpg 0\n{bad} 0\n"), "p.txt").unwrap_err().to_string();
+            assert!(e.contains("p.txt:2") && e.contains("not an image file name"), "{bad}: {e}");
+        }
+        let e = parse_attr("1\nA B A\n000001.jpg 1 1 1\n", "a.txt").unwrap_err().to_string();
+        assert!(e.contains("a.txt:2") && e.contains("'A' is named twice"), "{e}");
     }
 
     #[test]
@@ -466,5 +546,28 @@ mod tests {
         // A uniform image stays uniform at any size.
         let grey = vec![77u8; (w * h * 3) as usize];
         assert!(crop_resize_chw(&grey, w, h, 64).unwrap().iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn truncated_and_oversized_jpegs_are_refused() {
+        let px = vec![128u8; 178 * 218 * 3];
+        let mut jpg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90)
+            .encode(&px, 178, 218, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let img = decode_jpeg(&jpg, "ok.jpg").unwrap();
+        assert_eq!(img.dimensions(), (178, 218));
+        let mut padded = jpg.clone();
+        padded.extend(b"\r\n\0\0");
+        assert!(decode_jpeg(&padded, "padded.jpg").is_ok());
+        // Cut in the middle: the decoder alone would fill the rest with grey and succeed.
+        let e = decode_jpeg(&jpg[..jpg.len() / 2], "cut.jpg").unwrap_err().to_string();
+        assert!(e.contains("cut.jpg") && e.contains("end marker"), "{e}");
+        // A header claiming 60000x60000 (SOF0 height/width at offsets 5..9 of the segment).
+        let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut big = jpg.clone();
+        big[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let e = decode_jpeg(&big, "big.jpg").unwrap_err().to_string();
+        assert!(e.contains("big.jpg") && e.contains("not a valid JPEG"), "{e}");
     }
 }

@@ -2,6 +2,10 @@
 //! the real datasets: PAMAP2 `Protocol/subject1xx.dat` files and CelebA `img_align_celeba/*.jpg` with
 //! `list_attr_celeba.txt` and `list_eval_partition.txt`. The signals and faces are generated so that the
 //! labels are learnable (class-specific frequencies/amplitudes/postures; attribute-driven facial features).
+//!
+//! The generators refuse an `--out` that is not empty (it might hold the real data) unless forced, and mark
+//! what they write with [`MARKER`] (in `Protocol/` for PAMAP2, beside the annotation files for CelebA), which
+//! the converters read: a dataset converted from synthetic files says `synthetic: true`.
 
 #![allow(clippy::needless_range_loop)] // index loops over small fixed arrays read clearer here
 
@@ -11,8 +15,10 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The file that marks a folder of synthetic raw data (JSON: generator, seed, scale, version).
+pub const MARKER: &str = "powertrain-synthetic.json";
 
 /// How much data to generate. `Tiny` is for tests only.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +37,56 @@ impl Scale {
             o => anyhow::bail!("--scale {o}: use small or medium"),
         }
     }
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Tiny => "tiny",
+            Scale::Small => "small",
+            Scale::Medium => "medium",
+        }
+    }
+}
+
+/// Refuse a non-empty `out` unless `force`, before anything is written.
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    super::files::refuse_non_empty(
+        out,
+        "--out",
+        "it may hold real data, which synthetic files must not mix with: choose a new or empty --out, or add \
+         --force to write into it anyway (files of the same names are replaced and the folder is marked synthetic)",
+    )
+}
+
+/// Write the synthetic-data marker into `dir` (first, so that even an interrupted run leaves it).
+fn write_marker(dir: &Path, dataset: &str, seed: u64, scale: Scale) -> Result<()> {
+    let m = serde_json::json!({
+        "synthetic": true,
+        "generator": format!("powertrain data synth {dataset}"),
+        "seed": seed,
+        "scale": scale.name(),
+        "powertrain_version": env!("CARGO_PKG_VERSION"),
+        "note": "synthetic data in the original raw format; datasets converted from it are marked synthetic",
+    });
+    crate::util::write_json(&dir.join(MARKER), &m)
+}
+
+/// The synthetic-data marker found in the first of `dirs` that has one (its JSON, or a note when it cannot
+/// be parsed: the folder is synthetic either way); None when there is none.
+pub fn read_marker(dirs: &[PathBuf]) -> Result<Option<serde_json::Value>> {
+    for d in dirs {
+        let p = d.join(MARKER);
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        let bytes = super::files::read_regular(&p, "")?;
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(
+            |e| serde_json::json!({"synthetic": true, "marker": p.display().to_string(), "unreadable": e.to_string()}),
+        );
+        return Ok(Some(v));
+    }
+    Ok(None)
 }
 
 /// Per-subject seed stream, independent of thread scheduling.
@@ -299,12 +355,15 @@ fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> 
     s
 }
 
-/// Write `out/PAMAP2_Dataset/Protocol/subject101.dat … subject109.dat`.
-pub fn synth_pamap2(out: &Path, seed: u64, scale: Scale) -> Result<()> {
+/// Write `out/PAMAP2_Dataset/Protocol/subject101.dat … subject109.dat` and the marker. `out` must be new or
+/// empty unless `force` (files of the same names are then replaced, each by a new file renamed into place).
+pub fn synth_pamap2(out: &Path, seed: u64, scale: Scale, force: bool) -> Result<()> {
     debug_assert_eq!(CHANNEL_COLS.len(), 27);
     debug_assert_eq!(FIELDS, 54);
+    check_out(out, force)?;
     let dir = out.join("PAMAP2_Dataset").join("Protocol");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}: check --out", dir.display()))?;
+    write_marker(&dir, "pamap2", seed, scale)?;
     let model = class_model(seed);
     let pb = super::progress(SUBJECTS.len() as u64, "synth pamap2");
     SUBJECTS.par_iter().try_for_each(|&id| -> Result<()> {
@@ -898,14 +957,17 @@ fn draw_mouth(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
 /// Write `out/img_align_celeba/%06d.jpg`, `out/list_attr_celeba.txt` and `out/list_eval_partition.txt` in the
 /// official formats (CRLF, count line, header with a trailing space, aligned -1/1 columns; contiguous
 /// partition: first ~80 % train, then ~10 % val, ~10 % test).
-pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
+/// `out` must be new or empty unless `force` (see [`synth_pamap2`]).
+pub fn synth_celeba(out: &Path, seed: u64, scale: Scale, force: bool) -> Result<()> {
     let n: usize = match scale {
         Scale::Tiny => 40,
         Scale::Small => 2500,
         Scale::Medium => 20000,
     };
+    check_out(out, force)?;
     let img_dir = out.join("img_align_celeba");
     std::fs::create_dir_all(&img_dir).with_context(|| format!("cannot create {}: check --out", img_dir.display()))?;
+    write_marker(out, "celeba", seed, scale)?;
     let pb = super::progress(n as u64, "synth celeba");
     let attrs: Vec<[bool; 40]> = (0..n)
         .into_par_iter()
@@ -923,6 +985,14 @@ pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
+    write_celeba_annotations(out, &attrs)
+}
+
+/// `list_attr_celeba.txt` (count line, header with a trailing space, aligned -1/1 columns) and
+/// `list_eval_partition.txt` (contiguous: first ~80 % train, ~10 % val, ~10 % test), CRLF, for the images
+/// `000001.jpg` … in order.
+fn write_celeba_annotations(out: &Path, attrs: &[[bool; 40]]) -> Result<()> {
+    let n = attrs.len();
     let mut s = String::with_capacity(n * 130);
     let _ = write!(s, "{n}\r\n{} \r\n", ATTRS.join(" "));
     for (i, a) in attrs.iter().enumerate() {
@@ -951,10 +1021,7 @@ pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
         };
         let _ = write!(p, "{:06}.jpg {part}\r\n", i + 1);
     }
-    let mut f = std::fs::File::create(out.join("list_eval_partition.txt"))
-        .with_context(|| format!("cannot write in {}", out.display()))?;
-    f.write_all(p.as_bytes()).with_context(|| format!("writing {}", out.join("list_eval_partition.txt").display()))?;
-    Ok(())
+    crate::util::write_atomic(&out.join("list_eval_partition.txt"), p.as_bytes())
 }
 
 #[cfg(test)]
