@@ -1069,10 +1069,16 @@ fn fuzz_jpeg_decoding() {
     let seeds = seed_jpegs();
     let t = Instant::now();
     let n = fuzz("jpeg_decoding", 600, 1024, |u| {
-        let mut b = pick(u, &(0..seeds.len()).collect::<Vec<_>>()[..]);
+        let b = index(u, seeds.len());
         let mut bytes = seeds[b].clone();
-        match num(u, 0..=3u8) {
+        let mode = num(u, 0..=4u8);
+        match mode {
             0 => {}
+            4 => {
+                // Cut anywhere before the end marker: must be refused (the decoder alone fills the rest grey).
+                let cut = num(u, 0..=bytes.len() - 2);
+                bytes.truncate(cut);
+            }
             1 => {
                 // Frame size fields of SOF0 (height, width) set to anything.
                 if let Some(sof) = bytes.windows(2).position(|w| w == [0xFF, 0xC0]) {
@@ -1087,10 +1093,10 @@ fn fuzz_jpeg_decoding() {
             }
             _ => damage_bytes(u, &mut bytes, 700),
         }
-        b += 1;
-        let label = format!("damaged{b}.jpg");
+        let label = format!("damaged-from-seed{b}.jpg");
         match celeba::decode_jpeg(&bytes, &label) {
             Err(e) => assert_names(&e, &[&label]),
+            Ok(_) if mode == 4 => panic!("a JPEG cut at {} of {} bytes was decoded", bytes.len(), seeds[b].len()),
             Ok(img) => {
                 let (w, h) = img.dimensions();
                 assert!(w >= 1 && h >= 1 && w <= celeba::MAX_IMAGE_SIDE && h <= celeba::MAX_IMAGE_SIDE);
