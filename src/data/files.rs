@@ -4,7 +4,7 @@
 //! * [`open_regular`] opens a file for reading only when it is a regular file: a FIFO, socket, device or
 //!   directory is refused before anything blocks on it (the open itself is non-blocking, so a FIFO swapped in
 //!   between the check and the open cannot hang either). Every file the data module reads goes through it;
-//!   other modules use it for their own inputs (`--init`) and outputs' parents the same way.
+//!   other modules can use it the same way for their inputs (`--init`, `--val`, a run directory's files).
 //! * Loaders hold an advisory shared lock ([`lock_shared`]) on every file they memory-map, for as long as the
 //!   mapping lives; writers of `.safetensors` files hold an exclusive one while they write
 //!   ([`super::st::StWriter`]).
