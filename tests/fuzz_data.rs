@@ -489,7 +489,7 @@ fn fuzz_split_reader() {
     let dir = tempfile::tempdir().unwrap();
     let mut case = 0u64;
     let t = Instant::now();
-    let n = fuzz("split_reader", 1500, 4096, |u| {
+    let n = fuzz("split_reader", 4000, 4096, |u| {
         case += 1;
         let (mut header, mut data, spec) = gen_split(u);
         let mode = num(u, 0..=5u8);
@@ -553,7 +553,7 @@ fn fuzz_checkpoint_reader() {
     let data = valid[8 + hlen..].to_vec();
     let mut case = 0u64;
     let t = Instant::now();
-    let n = fuzz("checkpoint_reader", 120, 2048, |u| {
+    let n = fuzz("checkpoint_reader", 300, 2048, |u| {
         case += 1;
         let mode = num(u, 0..=4u8);
         let bytes = match mode {
@@ -677,7 +677,7 @@ fn same_f32(a: &[f32], b: &[f32]) -> bool {
 #[test]
 fn fuzz_pamap2_parser() {
     let t = Instant::now();
-    let n = fuzz("pamap2_parser", 1500, 4096, |u| {
+    let n = fuzz("pamap2_parser", 4000, 4096, |u| {
         // A few rows, or one long run (enough for windows).
         let long = num(u, 0..=5u8) == 0;
         let nrows = if long { num(u, 250..=600usize) } else { num(u, 0..=12usize) };
@@ -828,7 +828,7 @@ fn fuzz_pamap2_convert() {
     let hostile: Vec<&str> = HOSTILE_NUMBERS.iter().copied().chain(["5", "24", "0", "1", "7"]).collect();
     let mut case = 0u64;
     let t = Instant::now();
-    let n = fuzz("pamap2_convert", 25, 1024, |u| {
+    let n = fuzz("pamap2_convert", 60, 1024, |u| {
         case += 1;
         let src = dir.path().join(format!("src{case}"));
         let id = pick(u, &pamap2::SUBJECTS);
@@ -918,7 +918,7 @@ fn gen_attr_text(u: &mut Unstructured) -> String {
 #[test]
 fn fuzz_celeba_parsers() {
     let t = Instant::now();
-    let n = fuzz("celeba_parsers", 2000, 2048, |u| {
+    let n = fuzz("celeba_parsers", 5000, 2048, |u| {
         let text = gen_attr_text(u);
         let lines = text.lines().count();
         let line_of = |m: &str, label: &str| -> Option<usize> {
@@ -993,7 +993,7 @@ fn fuzz_celeba_convert() {
     powertrain::data::synth::synth_celeba(&raw, 9, powertrain::data::synth::Scale::Tiny, false).unwrap();
     let mut case = 0u64;
     let t = Instant::now();
-    let n = fuzz("celeba_convert", 40, 1024, |u| {
+    let n = fuzz("celeba_convert", 100, 1024, |u| {
         case += 1;
         let src = dir.path().join(format!("src{case}"));
         std::fs::create_dir_all(&src).unwrap();
@@ -1068,7 +1068,7 @@ fn seed_jpegs() -> Vec<Vec<u8>> {
 fn fuzz_jpeg_decoding() {
     let seeds = seed_jpegs();
     let t = Instant::now();
-    let n = fuzz("jpeg_decoding", 600, 1024, |u| {
+    let n = fuzz("jpeg_decoding", 2000, 1024, |u| {
         let b = index(u, seeds.len());
         let mut bytes = seeds[b].clone();
         let mode = num(u, 0..=4u8);
