@@ -55,7 +55,7 @@ fn main() {
     println!("scale {scale:?}, rayon threads {}", rayon::current_num_threads());
 
     let t = Instant::now();
-    synth_pamap2(&raw_p, 0, scale).unwrap();
+    synth_pamap2(&raw_p, 0, scale, false).unwrap();
     println!("synth pamap2: {:.2} s", t.elapsed().as_secs_f64());
     let s = pamap2::convert(&raw_p.join("PAMAP2_Dataset"), &tmp.path().join("pamap2")).unwrap();
     let mb: u64 = std::fs::read_dir(raw_p.join("PAMAP2_Dataset/Protocol"))
@@ -72,7 +72,7 @@ fn main() {
     );
 
     let t = Instant::now();
-    synth_celeba(&raw_c, 0, scale).unwrap();
+    synth_celeba(&raw_c, 0, scale, false).unwrap();
     println!("synth celeba: {:.2} s", t.elapsed().as_secs_f64());
     let s = celeba::convert(&raw_c, &tmp.path().join("celeba"), 64).unwrap();
     let n: usize = s.counts.iter().sum();

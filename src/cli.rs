@@ -67,6 +67,9 @@ pub struct SynthArgs {
     #[argh(option, default = "String::from(\"small\")")]
     /// small or medium (default small)
     pub scale: String,
+    #[argh(switch)]
+    /// write into a non-empty --out (refused otherwise: it may hold real data)
+    pub force: bool,
 }
 
 #[derive(FromArgs, Debug)]

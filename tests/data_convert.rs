@@ -17,7 +17,7 @@ fn err_of<T>(r: anyhow::Result<T>) -> String {
 fn pamap2_synth_convert_load_roundtrip() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    synth_pamap2(&raw, 5, Scale::Tiny).unwrap();
+    synth_pamap2(&raw, 5, Scale::Tiny, false).unwrap();
     let first = std::fs::read_to_string(raw.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap();
     let line = first.lines().next().unwrap();
     assert_eq!(line.split_whitespace().count(), 54, "{line}");
@@ -33,6 +33,12 @@ fn pamap2_synth_convert_load_roundtrip() {
     assert_eq!(ds.train.target, TargetKind::Classes { k: 12 });
     assert_eq!(ds.manifest["splits"]["val"]["per_class"]["rope jumping"], 1);
     assert_eq!(ds.manifest["source"]["files"].as_array().unwrap().len(), 9);
+    // Made from synthetic raw files: marked so in dataset.json, in every file's metadata, and on the Dataset.
+    assert!(ds.synthetic());
+    assert_eq!(ds.manifest["synthetic"], true);
+    assert_eq!(ds.manifest["synthetic_source"]["seed"], 5);
+    assert_eq!(ds.train.metadata["synthetic"], "true");
+    assert_eq!(ds.test.as_ref().unwrap().metadata["synthetic"], "true");
     // Training windows are normalised with their own statistics: per-channel mean ~0, std ~1.
     let tr = &ds.train;
     let rows: Vec<Vec<f32>> = Loader::new(tr.clone(), 32, false, 0, 0, vec![]).unwrap().map(|b| b.unwrap().x).collect();
@@ -116,7 +122,7 @@ fn copy_dir(src: &Path, dst: &Path) {
 fn pamap2_bad_inputs_name_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    synth_pamap2(&raw, 1, Scale::Tiny).unwrap();
+    synth_pamap2(&raw, 1, Scale::Tiny, false).unwrap();
     let f = raw.join("PAMAP2_Dataset/Protocol/subject104.dat");
     let text = std::fs::read_to_string(&f).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
@@ -141,7 +147,7 @@ fn pamap2_bad_inputs_name_file_and_line() {
 fn celeba_synth_convert_load_roundtrip_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    synth_celeba(&raw, 2, Scale::Tiny).unwrap();
+    synth_celeba(&raw, 2, Scale::Tiny, false).unwrap();
     let attr = std::fs::read(raw.join("list_attr_celeba.txt")).unwrap();
     assert!(attr.starts_with(b"40\r\n5_o_Clock_Shadow Arched_Eyebrows"));
     assert!(attr.windows(9).any(|w| w == b" Young \r\n"));
@@ -151,6 +157,8 @@ fn celeba_synth_convert_load_roundtrip_and_errors() {
     let s = celeba::convert(&raw, &out, 64).unwrap();
     assert_eq!(s.counts, [32, 4, 4]);
     let ds = open_dataset(&out, None).unwrap();
+    assert!(ds.synthetic() && ds.val.as_ref().unwrap().synthetic());
+    assert_eq!(ds.manifest["synthetic_source"]["generator"], "powertrain data synth celeba");
     assert_eq!(ds.train.row_shape, vec![3, 64, 64]);
     let TargetKind::Binary { k, names } = &ds.train.target else { panic!("binary targets expected") };
     assert_eq!((*k, names[31].as_str(), names[20].as_str()), (40, "Smiling", "Male"));
@@ -201,7 +209,7 @@ fn celeba_synth_convert_load_roundtrip_and_errors() {
 fn protocol_version_mismatch_and_truncated_split_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    synth_celeba(&raw, 3, Scale::Tiny).unwrap();
+    synth_celeba(&raw, 3, Scale::Tiny, false).unwrap();
     let out = tmp.path().join("ds");
     celeba::convert(&raw, &out, 16).unwrap();
     let m = std::fs::read_to_string(out.join("dataset.json")).unwrap();
@@ -256,6 +264,9 @@ fn real_celeba_sample_converts() {
     assert_eq!(s.counts, [imgs.len(), 0, 0]);
     assert_eq!(s.missing_rows, 202599 - imgs.len());
     let ds = open_dataset(&out, None).unwrap();
+    assert!(!ds.synthetic());
+    assert_eq!(ds.manifest["synthetic"], false);
+    assert_eq!(ds.train.metadata["synthetic"], "false");
     assert_eq!(ds.train.n, imgs.len());
     assert!(ds.val.is_none());
     // 000001.jpg's attributes: -1 1 1 -1 ... (5_o_Clock_Shadow absent, Arched_Eyebrows and Attractive present).
@@ -263,4 +274,154 @@ fn real_celeba_sample_converts() {
     assert_eq!(b.y_bin, vec![0.0, 1.0, 1.0, 0.0]);
     let mean = ds.manifest["normalisation"]["mean"].as_array().unwrap();
     assert!(mean.iter().all(|v| (0.2..0.8).contains(&v.as_f64().unwrap())), "{mean:?}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over "<relative path> <sha256 of the file>\n" for every file under `dir` but the synthetic-data
+/// marker, sorted by path.
+fn tree_digest(dir: &Path) -> String {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if p.file_name().unwrap() != powertrain::data::synth::MARKER {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().to_string();
+                out.push((rel, sha256_hex(&std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    sha256_hex(files.iter().map(|(p, h)| format!("{p} {h}\n")).collect::<String>().as_bytes())
+}
+
+/// SHA-256 of the tensor bytes of a .safetensors file (everything after the header: the metadata may grow).
+fn tensor_data_digest(path: &Path) -> String {
+    let b = std::fs::read(path).unwrap();
+    let hlen = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    sha256_hex(&b[8 + hlen..])
+}
+
+/// The synthetic data is part of every study's result: the same seed and scale must give the same bytes. A
+/// change of the generators (or of the JPEG encoder) shows up here; update the pins only on purpose: the
+/// tables of studies run on synthetic data change with them.
+#[test]
+fn synthetic_output_is_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("pamap2");
+    synth_pamap2(&raw, 0, Scale::Tiny, false).unwrap();
+    let dat = std::fs::read(raw.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap();
+    assert_eq!(sha256_hex(&dat), "fe5415915f401e8762dfd3c9546136d79def04fa7cda5f10f2455f5f64771800", "subject101.dat");
+    assert_eq!(
+        tree_digest(&raw.join("PAMAP2_Dataset/Protocol")),
+        "231ed2d7dcd98617343b19ca17cfe3849896c76aa8414e263b50e9b6871e3497",
+        "PAMAP2 Protocol/"
+    );
+    let ds = tmp.path().join("pamap2-ds");
+    pamap2::convert(&raw.join("PAMAP2_Dataset"), &ds).unwrap();
+    assert_eq!(
+        tensor_data_digest(&ds.join("train.safetensors")),
+        "408fc6f853d9ccf0bd270a18019fc217af79ee735434d79bd7a1afddcbb3a9b9",
+        "converted PAMAP2 train split (tensor bytes)"
+    );
+
+    let mut r = powertrain::util::rng(11);
+    let a = powertrain::data::synth::sample_attrs(&mut r);
+    let px = powertrain::data::synth::draw_face(&a, &mut r);
+    assert_eq!(
+        sha256_hex(&px),
+        "15bedc93bf212f8d537398820bedb33f80cfe8706a2c07c8f3d4163ea8d19d17",
+        "draw_face pixels (seed 11)"
+    );
+    let raw = tmp.path().join("celeba");
+    synth_celeba(&raw, 0, Scale::Tiny, false).unwrap();
+    assert_eq!(
+        sha256_hex(&std::fs::read(raw.join("list_attr_celeba.txt")).unwrap()),
+        "67176d4529063a25cab16052308627fcd868354c5c6728cce7b1d5570e6c192a",
+        "list_attr_celeba.txt"
+    );
+    assert_eq!(
+        tree_digest(&raw.join("img_align_celeba")),
+        "6200476b445a1b93b18fc5728fb5318684b2836b323e7c3babd80dfcbae8878d",
+        "img_align_celeba/ (JPEG encoder included)"
+    );
+}
+
+#[test]
+fn synth_refuses_a_non_empty_out_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir_all(real.join("PAMAP2_Dataset/Protocol")).unwrap();
+    std::fs::write(real.join("PAMAP2_Dataset/Protocol/subject101.dat"), "real data\n").unwrap();
+    for e in [err_of(synth_pamap2(&real, 0, Scale::Tiny, false)), err_of(synth_celeba(&real, 0, Scale::Tiny, false))] {
+        assert!(e.contains("--out") && e.contains("real") && e.contains("not empty") && e.contains("--force"), "{e}");
+    }
+    assert_eq!(std::fs::read_to_string(real.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap(), "real data\n");
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 1);
+    // Forced: written, and the folder is marked, so a conversion of it says synthetic.
+    synth_pamap2(&real, 0, Scale::Tiny, true).unwrap();
+    let marker = real.join("PAMAP2_Dataset/Protocol").join(powertrain::data::synth::MARKER);
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(marker).unwrap()).unwrap();
+    assert_eq!((m["synthetic"].as_bool(), m["scale"].as_str()), (Some(true), Some("tiny")));
+    assert_ne!(std::fs::read_to_string(real.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap(), "real data\n");
+    // A file in the way is refused even when it is not a directory.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    assert!(err_of(synth_celeba(&file, 0, Scale::Tiny, false)).contains("not a directory"));
+}
+
+#[test]
+fn damaged_sources_that_used_to_convert_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    synth_pamap2(&raw, 4, Scale::Tiny, false).unwrap();
+    let proto = raw.join("PAMAP2_Dataset/Protocol");
+    // An empty subject file (a failed copy).
+    let keep = std::fs::read(proto.join("subject105.dat")).unwrap();
+    std::fs::write(proto.join("subject105.dat"), "").unwrap();
+    let e = err_of(pamap2::convert(&raw.join("PAMAP2_Dataset"), &tmp.path().join("o1")));
+    assert!(e.contains("subject105.dat") && e.contains("no data rows"), "{e}");
+    // Only transient rows for the validation subject: no window, the split would be empty.
+    let only0: String = String::from_utf8(keep.clone())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(' ').collect();
+            f[1] = "0";
+            f.join(" ") + "\n"
+        })
+        .collect();
+    std::fs::write(proto.join("subject105.dat"), only0).unwrap();
+    let e = err_of(pamap2::convert(&raw.join("PAMAP2_Dataset"), &tmp.path().join("o2")));
+    assert!(e.contains("subject105.dat") && e.contains("no window"), "{e}");
+    assert!(!tmp.path().join("o1").exists() && !tmp.path().join("o2").exists());
+    std::fs::write(proto.join("subject105.dat"), &keep).unwrap();
+
+    // CelebA: every image in the validation partition leaves nothing to train on.
+    let raw = tmp.path().join("celeba");
+    synth_celeba(&raw, 4, Scale::Tiny, false).unwrap();
+    let part = std::fs::read_to_string(raw.join("list_eval_partition.txt")).unwrap();
+    std::fs::write(raw.join("list_eval_partition.txt"), part.replace(" 0\r\n", " 1\r\n")).unwrap();
+    let e = err_of(celeba::convert(&raw, &tmp.path().join("o3"), 64));
+    assert!(e.contains("list_eval_partition.txt") && e.contains("training partition"), "{e}");
+    std::fs::write(raw.join("list_eval_partition.txt"), &part).unwrap();
+    // A truncated image (the decoder alone would grey-fill it) and a --size the images cannot give.
+    let img = raw.join("img_align_celeba/000002.jpg");
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let e = err_of(celeba::convert(&raw, &tmp.path().join("o4"), 64));
+    assert!(e.contains("000002.jpg") && e.contains("end marker"), "{e}");
+    std::fs::write(&img, &bytes).unwrap();
+    let e = err_of(celeba::convert(&raw, &tmp.path().join("o5"), 200));
+    assert!(e.contains("000001.jpg") && e.contains("--size 200"), "{e}");
+    for o in ["o3", "o4", "o5"] {
+        assert!(!tmp.path().join(o).exists(), "{o}");
+    }
+    assert!(tmp.path().read_dir().unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
 }

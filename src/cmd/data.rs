@@ -8,7 +8,7 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     match a.dataset.as_str() {
         "pamap2" => {
-            crate::data::synth::synth_pamap2(&a.out, a.seed, scale)?;
+            crate::data::synth::synth_pamap2(&a.out, a.seed, scale, a.force)?;
             eprintln!(
                 "wrote {} in {:.1} s; convert with: powertrain data pamap2 --src {} --out DATASET_DIR",
                 a.out.join("PAMAP2_Dataset/Protocol").display(),
@@ -17,7 +17,7 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
             );
         }
         "celeba" => {
-            crate::data::synth::synth_celeba(&a.out, a.seed, scale)?;
+            crate::data::synth::synth_celeba(&a.out, a.seed, scale, a.force)?;
             eprintln!(
                 "wrote {} (images, list_attr_celeba.txt, list_eval_partition.txt) in {:.1} s; convert with: powertrain data celeba --src {} --out DATASET_DIR",
                 a.out.display(),

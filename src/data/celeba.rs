@@ -3,6 +3,11 @@
 //! fast_image_resize's antialiased bilinear convolution), y u8 [N, 40] (1 -> 1, -1 -> 0), the official
 //! partition, and the per-channel mean/std of the training split's pixels (value/255) in every file's
 //! metadata. Files are streamed: memory stays bounded for the full 202,599 images.
+//!
+//! Damaged input is refused with the file (and line) named, before the output directory is touched where
+//! it can be: image names that are not plain file names, repeated attribute names, a truncated JPEG (no end
+//! marker), images larger than [`MAX_IMAGE_SIDE`], an empty training partition. A source folder written by
+//! `powertrain data synth celeba` (it holds [`super::synth::MARKER`]) gives a dataset marked `synthetic`.
 
 use super::st::{StWriter, TensorDecl};
 use anyhow::{Context, Result};
@@ -10,8 +15,12 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// Bumped whenever the converter's output changes for the same input.
-pub const CONVERTER_VERSION: u32 = 1;
+/// Bumped whenever the converter's output changes for the same input (2: `synthetic` in the metadata and
+/// dataset.json; the tensors are unchanged).
+pub const CONVERTER_VERSION: u32 = 2;
+/// Largest image width or height decoded (CelebA's aligned images are 178x218): a bigger header is refused
+/// before any pixel memory is allocated.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// Images decoded per parallel chunk (bounds memory).
 const CHUNK: usize = 256;
 
@@ -44,12 +53,22 @@ pub fn parse_attr(text: &str, label: &str) -> Result<AttrTable> {
     if names.is_empty() {
         anyhow::bail!("{label}:2: the header line holds no attribute names");
     }
+    if names.len() > super::MAX_TARGETS {
+        anyhow::bail!("{label}:2: {} attribute names, more than the {} supported", names.len(), super::MAX_TARGETS);
+    }
+    let mut seen_names = HashMap::new();
+    for (j, n) in names.iter().enumerate() {
+        if let Some(prev) = seen_names.insert(n.as_str(), j) {
+            anyhow::bail!("{label}:2: attribute '{n}' is named twice (columns {} and {})", prev + 1, j + 1);
+        }
+    }
     let mut rows = Vec::new();
     let mut seen = HashMap::new();
     for (i, l) in lines {
         let ln = i + 1;
         let mut tok = l.split_ascii_whitespace();
         let Some(name) = tok.next() else { continue };
+        check_image_name(name, label, ln)?;
         let vals: Vec<&str> = tok.collect();
         if vals.len() != names.len() {
             anyhow::bail!("{label}:{ln}: {} values for {name}, expected {}", vals.len(), names.len());
@@ -87,9 +106,44 @@ pub fn parse_partition(text: &str, label: &str) -> Result<Vec<(String, u8, usize
             [_, "2"] => 2,
             _ => anyhow::bail!("{label}:{}: expected '<image> <0|1|2>', found '{}'", i + 1, l.trim()),
         };
+        check_image_name(t[0], label, i + 1)?;
         out.push((t[0].to_string(), part, i + 1));
     }
     Ok(out)
+}
+
+/// An image name from an annotation file must name a file inside the image folder: no path separators, not
+/// `.` or `..` (a damaged or hostile file could otherwise make the converter read any file on the machine).
+fn check_image_name(name: &str, label: &str, line: usize) -> Result<()> {
+    if name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        anyhow::bail!("{label}:{line}: '{name}' is not an image file name (expected e.g. 000001.jpg)");
+    }
+    Ok(())
+}
+
+/// Decode a JPEG file's bytes to RGB8; `label` names the file in errors. Refused: a file that does not end
+/// with the JPEG end marker (truncated: the decoder would fill the missing rows with grey and succeed), a
+/// width or height over [`MAX_IMAGE_SIDE`] (checked from the header before the pixels are allocated), and
+/// anything the decoder rejects.
+pub fn decode_jpeg(bytes: &[u8], label: &str) -> Result<image::RgbImage> {
+    // Trailing padding after the end marker is tolerated; entropy-coded data never holds FF D9.
+    let end = bytes.iter().rposition(|b| !matches!(b, 0x00 | b'\r' | b'\n' | b' ')).map_or(0, |i| i + 1);
+    if !bytes[..end].ends_with(&[0xFF, 0xD9]) {
+        anyhow::bail!(
+            "{label}: not a valid JPEG: it ends without the end marker (FF D9), so it is truncated or damaged: \
+             replace the file from the original archive"
+        );
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{label}: not a valid JPEG ({e}): replace the file from the original archive"))?;
+    Ok(img.to_rgb8())
 }
 
 /// Centre-crop an RGB8 image [h, w, 3] to a square and resize it to `size`x`size`; returns CHW u8
@@ -134,17 +188,13 @@ fn locate(src: &Path, name: &str, subs: &[&str]) -> Result<PathBuf> {
 
 /// One image: decode, check, crop and resize. Returns (CHW pixels, sha256 of the file, file bytes).
 fn load_image(path: &Path, attr_label: &str, line: usize, size: u32) -> Result<(Vec<u8>, String, u64)> {
-    let bytes = std::fs::read(path).with_context(|| {
+    let bytes = super::files::read_regular(path, "").with_context(|| {
         format!(
             "{}: cannot read this image named in {attr_label} line {line}: is the image folder complete?",
             path.display()
         )
     })?;
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-        .map_err(|e| {
-            anyhow::anyhow!("{}: not a valid JPEG ({e}): replace the file from the original archive", path.display())
-        })?
-        .to_rgb8();
+    let img = decode_jpeg(&bytes, &path.display().to_string())?;
     let (w, h) = img.dimensions();
     if size > w.min(h) {
         anyhow::bail!("{}: {w}x{h} is smaller than --size {size}", path.display());
@@ -163,19 +213,31 @@ pub struct Summary {
     pub missing_rows: usize,
 }
 
-/// Convert `src` (CelebA) into the dataset directory `out` with images of `size`x`size`.
-pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
-    let t0 = std::time::Instant::now();
-    if size == 0 {
-        anyhow::bail!("--size must be at least 1 (default 64)");
-    }
+/// The annotation files, read and parsed, and where the images are.
+struct Sources {
+    attr_label: String,
+    part_label: String,
+    img_dir: PathBuf,
+    attr_bytes: Vec<u8>,
+    part_bytes: Vec<u8>,
+    table: AttrTable,
+    part: Vec<(String, u8, usize)>,
+    /// The synthetic-data marker's content, when the source was written by `powertrain data synth celeba`.
+    synthetic: Option<serde_json::Value>,
+}
+
+/// One row of the attribute file: (image name, 1-based line, values 0/1).
+type AttrRow = (String, usize, Vec<u8>);
+
+/// Find and parse `list_attr_celeba.txt` and `list_eval_partition.txt`, and find `img_align_celeba/`.
+fn read_sources(src: &Path) -> Result<Sources> {
     let attr_path = locate(src, "list_attr_celeba.txt", &["Anno"])?;
     let part_path = locate(src, "list_eval_partition.txt", &["Eval"])?;
     let img_dir = locate(src, "img_align_celeba", &["Img"])?;
     let attr_label = attr_path.display().to_string();
     let part_label = part_path.display().to_string();
-    let attr_bytes = std::fs::read(&attr_path).with_context(|| format!("cannot read {attr_label}"))?;
-    let part_bytes = std::fs::read(&part_path).with_context(|| format!("cannot read {part_label}"))?;
+    let attr_bytes = super::files::read_regular(&attr_path, "")?;
+    let part_bytes = super::files::read_regular(&part_path, "")?;
     let table = parse_attr(
         std::str::from_utf8(&attr_bytes).map_err(|_| anyhow::anyhow!("{attr_label}: not a text file"))?,
         &attr_label,
@@ -184,24 +246,31 @@ pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
         std::str::from_utf8(&part_bytes).map_err(|_| anyhow::anyhow!("{part_label}: not a text file"))?,
         &part_label,
     )?;
-    // The two files must list the same images.
-    let mut split_of: HashMap<&str, (u8, usize)> = HashMap::with_capacity(part.len());
-    for (name, p, ln) in &part {
+    let mut marker_dirs = vec![src.to_path_buf()];
+    marker_dirs.extend(attr_path.parent().map(Path::to_path_buf));
+    let synthetic = super::synth::read_marker(&marker_dirs)?;
+    Ok(Sources { attr_label, part_label, img_dir, attr_bytes, part_bytes, table, part, synthetic })
+}
+
+/// The rows of each split (train, val, test) in attribute-file order; the two files must list the same images.
+fn assign_splits(s: &Sources) -> Result<[Vec<&AttrRow>; 3]> {
+    let (attr_label, part_label) = (&s.attr_label, &s.part_label);
+    let mut split_of: HashMap<&str, (u8, usize)> = HashMap::with_capacity(s.part.len());
+    for (name, p, ln) in &s.part {
         if split_of.insert(name.as_str(), (*p, *ln)).is_some() {
             anyhow::bail!("{part_label}:{ln}: {name} is listed twice");
         }
     }
-    let attr_names: HashMap<&str, usize> = table.rows.iter().map(|(n, ln, _)| (n.as_str(), *ln)).collect();
-    for (name, _, ln) in &part {
+    let attr_names: HashMap<&str, usize> = s.table.rows.iter().map(|(n, ln, _)| (n.as_str(), *ln)).collect();
+    for (name, _, ln) in &s.part {
         if !attr_names.contains_key(name.as_str()) {
             anyhow::bail!(
                 "{part_label}:{ln}: {name} is not in {attr_label}: the partition and attribute files disagree"
             );
         }
     }
-    // Rows per split, in attribute-file order: (name, attr line, values).
-    let mut splits: [Vec<&(String, usize, Vec<u8>)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for row in &table.rows {
+    let mut splits: [Vec<&AttrRow>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for row in &s.table.rows {
         match split_of.get(row.0.as_str()) {
             Some((p, _)) => splits[*p as usize].push(row),
             None => anyhow::bail!(
@@ -211,130 +280,186 @@ pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
             ),
         }
     }
-    let missing_rows = table.count - table.rows.len();
-    let k = table.names.len();
-    let stage = crate::util::StagingDir::new(out, false)?;
-    let names_json = serde_json::to_string(&table.names)?;
-    let base_meta = |split: &str| -> BTreeMap<String, String> {
-        [
-            ("protocol", crate::PROTOCOL_VERSION.to_string()),
-            ("dataset", "celeba".to_string()),
-            ("split", split.to_string()),
-            ("names", names_json.clone()),
-            ("x_layout", format!("u8 [N, 3, {size}, {size}] RGB; load as (v/255 - mean[c]) / std[c]")),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b))
-        .collect()
-    };
-    let pb = super::progress(table.rows.len() as u64, "celeba: converting images");
-    let mut image_hashes: Vec<(usize, String)> = Vec::with_capacity(table.rows.len());
-    let mut image_bytes = 0u64;
-    let mut mean_std: Option<(Vec<f64>, Vec<f64>)> = None;
-    let mut split_info = serde_json::Map::new();
+    Ok(splits)
+}
+
+/// Per-channel mean and standard deviation of pixel values / 255 from sums over `count` pixels per channel
+/// (std 1 for a channel without spread).
+fn pixel_stats(sum: &[u64; 3], sum2: &[u64; 3], count: usize) -> (Vec<f64>, Vec<f64>) {
+    let cnt = count.max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| *s as f64 / cnt / 255.0).collect();
+    let std: Vec<f64> = (0..3)
+        .map(|c| {
+            let m = sum[c] as f64 / cnt;
+            let var = (sum2[c] as f64 / cnt - m * m).max(0.0);
+            if var > 0.0 {
+                var.sqrt() / 255.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    (mean, std)
+}
+
+/// What the splits written so far have gathered for dataset.json.
+#[derive(Default)]
+struct Written {
+    /// (attribute-file line, sha256) of every image.
+    image_hashes: Vec<(usize, String)>,
+    image_bytes: u64,
+    /// The training split's pixel mean/std, known once it is written.
+    mean_std: Option<(Vec<f64>, Vec<f64>)>,
+    split_info: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Write split `si` (`rows`) as `<split>.safetensors` in `dir`: images decoded in parallel chunks, then the
+/// targets; the training split (first) also measures the pixel statistics stored in every split.
+fn write_split(
+    dir: &Path,
+    si: usize,
+    rows: &[&AttrRow],
+    s: &Sources,
+    size: u32,
+    pb: &indicatif::ProgressBar,
+    acc: &mut Written,
+) -> Result<()> {
+    let split = ["train", "val", "test"][si];
+    let n = rows.len();
+    let k = s.table.names.len();
     let plane = (size * size) as usize;
-    for (si, split) in ["train", "val", "test"].iter().enumerate() {
-        let rows = &splits[si];
-        let n = rows.len();
-        let decls = vec![
-            TensorDecl::new("x", "U8", &[n, 3, size as usize, size as usize]),
-            TensorDecl::new("y", "U8", &[n, k]),
-        ];
-        let mut meta = base_meta(split);
-        if let Some((m, s)) = &mean_std {
-            meta.insert("mean".into(), serde_json::to_string(m)?);
-            meta.insert("std".into(), serde_json::to_string(s)?);
-        }
-        let path = stage.path().join(format!("{split}.safetensors"));
-        // Room for mean/std that the training split learns only at its end.
-        let mut w = StWriter::begin(&path, decls, &meta, 512)?;
-        let mut sum = [0u64; 3];
-        let mut sum2 = [0u64; 3];
-        for chunk in rows.chunks(CHUNK) {
-            let imgs: Vec<(Vec<u8>, String, u64)> = chunk
-                .par_iter()
-                .map(|(name, ln, _)| {
-                    let r = load_image(&img_dir.join(name), &attr_label, *ln, size);
-                    pb.inc(1);
-                    r
-                })
-                .collect::<Result<_>>()?;
-            for ((chw, sha, nb), (_, ln, _)) in imgs.into_iter().zip(chunk) {
-                if si == 0 {
-                    for c in 0..3 {
-                        for &v in &chw[c * plane..(c + 1) * plane] {
-                            sum[c] += v as u64;
-                            sum2[c] += (v as u64) * (v as u64);
-                        }
+    let decls =
+        vec![TensorDecl::new("x", "U8", &[n, 3, size as usize, size as usize]), TensorDecl::new("y", "U8", &[n, k])];
+    let mut meta: BTreeMap<String, String> = [
+        ("protocol", crate::PROTOCOL_VERSION.to_string()),
+        ("dataset", "celeba".to_string()),
+        ("split", split.to_string()),
+        ("names", serde_json::to_string(&s.table.names)?),
+        ("x_layout", format!("u8 [N, 3, {size}, {size}] RGB; load as (v/255 - mean[c]) / std[c]")),
+        ("synthetic", s.synthetic.is_some().to_string()),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b))
+    .collect();
+    if let Some((m, sd)) = &acc.mean_std {
+        meta.insert("mean".into(), serde_json::to_string(m)?);
+        meta.insert("std".into(), serde_json::to_string(sd)?);
+    }
+    let path = dir.join(format!("{split}.safetensors"));
+    // Room for mean/std that the training split learns only at its end.
+    let mut w = StWriter::begin(&path, decls, &meta, 512)?;
+    let mut sum = [0u64; 3];
+    let mut sum2 = [0u64; 3];
+    for chunk in rows.chunks(CHUNK) {
+        let imgs: Vec<(Vec<u8>, String, u64)> = chunk
+            .par_iter()
+            .map(|(name, ln, _)| {
+                let r = load_image(&s.img_dir.join(name), &s.attr_label, *ln, size);
+                pb.inc(1);
+                r
+            })
+            .collect::<Result<_>>()?;
+        for ((chw, sha, nb), (_, ln, _)) in imgs.into_iter().zip(chunk) {
+            if si == 0 {
+                for c in 0..3 {
+                    for &v in &chw[c * plane..(c + 1) * plane] {
+                        sum[c] += v as u64;
+                        sum2[c] += (v as u64) * (v as u64);
                     }
                 }
-                w.write(&chw)?;
-                image_hashes.push((*ln, sha));
-                image_bytes += nb;
             }
+            w.write(&chw)?;
+            acc.image_hashes.push((*ln, sha));
+            acc.image_bytes += nb;
         }
-        let mut pos = vec![0usize; k];
-        for (_, _, v) in rows {
-            w.write(v)?;
-            v.iter().enumerate().for_each(|(j, &b)| pos[j] += b as usize);
-        }
-        if si == 0 {
-            let cnt = (n * plane).max(1) as f64;
-            let mean: Vec<f64> = sum.iter().map(|s| *s as f64 / cnt / 255.0).collect();
-            let std: Vec<f64> = (0..3)
-                .map(|c| {
-                    let m = sum[c] as f64 / cnt;
-                    let var = (sum2[c] as f64 / cnt - m * m).max(0.0);
-                    if var > 0.0 {
-                        var.sqrt() / 255.0
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
-            meta.insert("mean".into(), serde_json::to_string(&mean)?);
-            meta.insert("std".into(), serde_json::to_string(&std)?);
-            mean_std = Some((mean, std));
-        }
-        w.finish(&meta)?;
-        let positives: serde_json::Map<String, serde_json::Value> =
-            table.names.iter().zip(&pos).map(|(a, p)| (a.clone(), (*p).into())).collect();
-        split_info.insert(
-            split.to_string(),
-            serde_json::json!({"file": format!("{split}.safetensors"), "partition": si, "n": n, "positives_per_attribute": positives}),
-        );
     }
-    pb.finish_and_clear();
+    let mut pos = vec![0usize; k];
+    for (_, _, v) in rows {
+        w.write(v)?;
+        v.iter().enumerate().for_each(|(j, &b)| pos[j] += b as usize);
+    }
+    if si == 0 {
+        let (mean, std) = pixel_stats(&sum, &sum2, n * plane);
+        meta.insert("mean".into(), serde_json::to_string(&mean)?);
+        meta.insert("std".into(), serde_json::to_string(&std)?);
+        acc.mean_std = Some((mean, std));
+    }
+    w.finish(&meta)?;
+    let positives: serde_json::Map<String, serde_json::Value> =
+        s.table.names.iter().zip(&pos).map(|(a, p)| (a.clone(), (*p).into())).collect();
+    acc.split_info.insert(
+        split.to_string(),
+        serde_json::json!({"file": format!("{split}.safetensors"), "partition": si, "n": n, "positives_per_attribute": positives}),
+    );
+    Ok(())
+}
+
+/// dataset.json: sources with checksums (one digest over the image files), layout, normalisation, splits.
+fn manifest(src: &Path, s: &Sources, size: u32, mut acc: Written) -> serde_json::Value {
     // One digest for the image folder: SHA-256 over "<name> <sha256>\n" in attribute-file order.
-    image_hashes.sort();
-    let by_line: HashMap<usize, &str> = table.rows.iter().map(|(n, ln, _)| (*ln, n.as_str())).collect();
+    acc.image_hashes.sort();
+    let by_line: HashMap<usize, &str> = s.table.rows.iter().map(|(n, ln, _)| (*ln, n.as_str())).collect();
     let list: String =
-        image_hashes.iter().map(|(ln, h)| format!("{} {h}\n", by_line.get(ln).unwrap_or(&"?"))).collect();
-    let (mean, std) = mean_std.unwrap_or_default();
-    let counts = [splits[0].len(), splits[1].len(), splits[2].len()];
-    let manifest = serde_json::json!({
+        acc.image_hashes.iter().map(|(ln, h)| format!("{} {h}\n", by_line.get(ln).unwrap_or(&"?"))).collect();
+    let (mean, std) = acc.mean_std.unwrap_or_default();
+    let mut m = serde_json::json!({
         "dataset": "celeba",
         "protocol": crate::PROTOCOL_VERSION,
+        "synthetic": s.synthetic.is_some(),
         "converter": "powertrain data celeba",
         "converter_version": CONVERTER_VERSION,
         "powertrain_version": env!("CARGO_PKG_VERSION"),
         "source": {
             "dir": src.display().to_string(),
             "files": [
-                {"path": "list_attr_celeba.txt", "bytes": attr_bytes.len(), "sha256": super::sha256_hex(&attr_bytes),
-                 "count_line": table.count, "rows": table.rows.len()},
-                {"path": "list_eval_partition.txt", "bytes": part_bytes.len(), "sha256": super::sha256_hex(&part_bytes), "rows": part.len()},
-                {"path": "img_align_celeba/", "files": image_hashes.len(), "bytes": image_bytes,
+                {"path": "list_attr_celeba.txt", "bytes": s.attr_bytes.len(), "sha256": super::sha256_hex(&s.attr_bytes),
+                 "count_line": s.table.count, "rows": s.table.rows.len()},
+                {"path": "list_eval_partition.txt", "bytes": s.part_bytes.len(), "sha256": super::sha256_hex(&s.part_bytes), "rows": s.part.len()},
+                {"path": "img_align_celeba/", "files": acc.image_hashes.len(), "bytes": acc.image_bytes,
                  "sha256_of_list": super::sha256_hex(list.as_bytes()),
                  "sha256_of_list_means": "SHA-256 of the lines '<name> <sha256 of the file>\\n' in attribute-file order"},
             ],
         },
         "x": {"dtype": "U8", "row_shape": [3, size, size], "crop": "centre square (rows 20..198 of a 178x218 image)",
               "resize": "fast_image_resize Convolution(Bilinear), antialiased"},
-        "y": {"kind": "binary", "k": k, "names": table.names},
+        "y": {"kind": "binary", "k": s.table.names.len(), "names": s.table.names},
         "normalisation": {"mean": mean, "std": std, "over": "pixels of the training split, value/255", "applied": "at load time"},
-        "splits": split_info,
+        "splits": acc.split_info,
     });
+    if let Some(marker) = &s.synthetic {
+        m["synthetic_source"] = marker.clone();
+    }
+    m
+}
+
+/// Convert `src` (CelebA) into the dataset directory `out` with images of `size`x`size`.
+pub fn convert(src: &Path, out: &Path, size: u32) -> Result<Summary> {
+    let t0 = std::time::Instant::now();
+    if size == 0 || size > MAX_IMAGE_SIDE {
+        anyhow::bail!("--size {size}: must be between 1 and the images' side (default 64)");
+    }
+    super::files::refuse_non_empty(out, "--out", "choose another --out or remove it")?;
+    let s = read_sources(src)?;
+    let splits = assign_splits(&s)?;
+    let Some((first, ln, _)) = splits[0].first() else {
+        anyhow::bail!(
+            "{}: no image is in the training partition (0 in {}): the dataset would have nothing to train on",
+            s.part_label,
+            s.attr_label
+        );
+    };
+    // --size against the first image, before anything is written (every image is checked again).
+    load_image(&s.img_dir.join(first), &s.attr_label, *ln, size)?;
+    let missing_rows = s.table.count - s.table.rows.len();
+    let stage = super::files::Staging::new(out)?;
+    let pb = super::progress(s.table.rows.len() as u64, "celeba: converting images");
+    let mut acc = Written { image_hashes: Vec::with_capacity(s.table.rows.len()), ..Written::default() };
+    for (si, rows) in splits.iter().enumerate() {
+        write_split(stage.path(), si, rows, &s, size, &pb, &mut acc)?;
+    }
+    pb.finish_and_clear();
+    let counts = [splits[0].len(), splits[1].len(), splits[2].len()];
+    let manifest = manifest(src, &s, size, acc);
     crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
     let out = stage.commit()?;
     Ok(Summary { out, counts, seconds: t0.elapsed().as_secs_f64(), missing_rows })
@@ -374,6 +499,15 @@ mod tests {
         assert_eq!(p, vec![("000001.jpg".into(), 0, 1), ("000002.jpg".into(), 2, 2)]);
         let e = parse_partition("000001.jpg 0\n000002.jpg 3\n", "p.txt").unwrap_err();
         assert!(e.to_string().contains("p.txt:2"), "{e}");
+        // Names that would leave the image folder, and repeated attribute names.
+        for bad in ["../000001.jpg", "/etc/passwd", "..", "a\\b.jpg"] {
+            let e = parse_attr(&format!("1\n{HEADER}\n{bad} 1 1 1\n"), "a.txt").unwrap_err().to_string();
+            assert!(e.contains("a.txt:3") && e.contains("not an image file name"), "{bad}: {e}");
+            let e = parse_partition(&format!("000001.jpg 0\n{bad} 0\n"), "p.txt").unwrap_err().to_string();
+            assert!(e.contains("p.txt:2") && e.contains("not an image file name"), "{bad}: {e}");
+        }
+        let e = parse_attr("1\nA B A\n000001.jpg 1 1 1\n", "a.txt").unwrap_err().to_string();
+        assert!(e.contains("a.txt:2") && e.contains("'A' is named twice"), "{e}");
     }
 
     #[test]
@@ -412,5 +546,28 @@ mod tests {
         // A uniform image stays uniform at any size.
         let grey = vec![77u8; (w * h * 3) as usize];
         assert!(crop_resize_chw(&grey, w, h, 64).unwrap().iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn truncated_and_oversized_jpegs_are_refused() {
+        let px = vec![128u8; 178 * 218 * 3];
+        let mut jpg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90)
+            .encode(&px, 178, 218, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let img = decode_jpeg(&jpg, "ok.jpg").unwrap();
+        assert_eq!(img.dimensions(), (178, 218));
+        let mut padded = jpg.clone();
+        padded.extend(b"\r\n\0\0");
+        assert!(decode_jpeg(&padded, "padded.jpg").is_ok());
+        // Cut in the middle: the decoder alone would fill the rest with grey and succeed.
+        let e = decode_jpeg(&jpg[..jpg.len() / 2], "cut.jpg").unwrap_err().to_string();
+        assert!(e.contains("cut.jpg") && e.contains("end marker"), "{e}");
+        // A header claiming 60000x60000 (SOF0 height/width at offsets 5..9 of the segment).
+        let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut big = jpg.clone();
+        big[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let e = decode_jpeg(&big, "big.jpg").unwrap_err().to_string();
+        assert!(e.contains("big.jpg") && e.contains("not a valid JPEG"), "{e}");
     }
 }

@@ -8,9 +8,19 @@
 //! [N, K] 0/1 = binary targets). String metadata keys read here (all optional):
 //! `protocol` (must equal `crate::PROTOCOL_VERSION` when present), `mean` / `std` (JSON arrays, one per
 //! channel; u8 x without them is just v/255), `names` (JSON array: attribute or class names),
-//! `num_classes` (class count when some classes are absent from a split).
+//! `num_classes` (class count when some classes are absent from a split), `synthetic` ("true" when the
+//! file was converted from `powertrain data synth` output).
+//!
+//! Hostile input: every size in a file's header is checked against the file's real length (the
+//! `safetensors` crate's validation) and against the bounds below before anything is allocated from it; a
+//! FIFO, device or directory given as a file is refused at once ([`files::open_regular`]). Loaders hold an
+//! advisory shared lock on the files they map, and converters only ever write new files and rename them into
+//! place, so a dataset being read is never rewritten in place by powertrain. The one case left: another
+//! program that ignores the lock and truncates a mapped file in place makes the reader die of SIGBUS on its
+//! next access to the lost pages (see `files` and data/README.md).
 
 pub mod celeba;
+pub mod files;
 pub mod pamap2;
 pub mod st;
 pub mod synth;
@@ -22,6 +32,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+pub use files::open_regular;
+
+/// Most elements in one row of x (2^28: 1 GiB of f32 per row).
+pub const MAX_ROW_LEN: usize = 1 << 28;
+/// Most channels (dim 1) of a u8 x: each gets a 1 KiB normalisation table.
+pub const MAX_U8_CHANNELS: usize = 65_536;
+/// Most classes (y [N]) or binary targets (y [N, K]) a dataset may have.
+pub const MAX_TARGETS: usize = 100_000;
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise (logs and tests stay clean).
 pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
@@ -78,6 +97,8 @@ pub struct Split {
     /// The file's string metadata (`__metadata__`), empty when it has none.
     pub metadata: HashMap<String, String>,
     mmap: memmap2::Mmap,
+    /// The open file: it holds the advisory shared lock for as long as the mapping lives.
+    _file: std::fs::File,
     x_off: usize,
     x_type: XType,
     y_off: usize,
@@ -98,19 +119,25 @@ fn meta_f32_list(path: &Path, meta: &HashMap<String, String>, key: &str) -> Resu
     }
 }
 
-impl Split {
-    /// Open and validate a split file (names, shapes, dtypes; NaN in f32 x is an error naming the file).
-    pub fn open(path: &Path) -> Result<Split> {
+/// What the header of a split file says about `x` and `y`, checked against each other.
+struct Header {
+    metadata: HashMap<String, String>,
+    n: usize,
+    row_shape: Vec<usize>,
+    x_type: XType,
+    x_off: usize,
+    y_type: YType,
+    y_off: usize,
+    /// y's shape: [N] or [N, K].
+    y_shape: Vec<usize>,
+    y_dtype: Dtype,
+}
+
+impl Header {
+    /// Parse and check the header of the mapped file `bytes` (names, dtypes, shapes, protocol).
+    fn read(path: &Path, bytes: &[u8]) -> Result<Header> {
         let p = path.display();
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {p}: check the path"))?;
-        let len = file.metadata().with_context(|| format!("cannot stat {p}"))?.len();
-        if len < 8 {
-            anyhow::bail!("{p}: truncated .safetensors file ({len} bytes): re-create it");
-        }
-        // SAFETY: the file is opened read-only and this crate never writes to it; a dataset file modified by
-        // another process while mapped is outside what we support (as for any mmap-based loader).
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot memory-map {p}"))?;
-        let (hlen, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| {
+        let (hlen, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
             anyhow::anyhow!("{p}: not a valid .safetensors file (truncated or corrupt: {e:?}): re-create it")
         })?;
         let data_start = 8 + hlen;
@@ -141,9 +168,30 @@ impl Split {
         }
         let n = xi.shape[0];
         let row_shape = xi.shape[1..].to_vec();
-        let row_len: usize = row_shape.iter().product();
+        // The data's size was checked against the file by `read_metadata`, but a split with no rows has no
+        // data: the row shape alone must stay within bounds.
+        let row_len = row_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
         if row_len == 0 {
             anyhow::bail!("{p}: x has shape {:?}: rows are empty", xi.shape);
+        }
+        if row_len > MAX_ROW_LEN {
+            anyhow::bail!(
+                "{p}: x has shape {:?}: rows of more than {MAX_ROW_LEN} values are not supported (corrupt header?): re-create the file",
+                xi.shape
+            );
+        }
+        if xi.dtype == Dtype::U8 && row_shape[0] > MAX_U8_CHANNELS {
+            anyhow::bail!(
+                "{p}: u8 x has {} channels (dim 1 of shape {:?}), more than the {MAX_U8_CHANNELS} supported (each \
+                 gets a normalisation table): store x as F32, or put the channels in dim 1",
+                row_shape[0],
+                xi.shape
+            );
+        }
+        if let Some(&k) = yi.shape.get(1) {
+            if k == 0 || k > MAX_TARGETS {
+                anyhow::bail!("{p}: y has shape {:?}: between 1 and {MAX_TARGETS} target columns expected", yi.shape);
+            }
         }
         if yi.shape.first() != Some(&n) || yi.shape.len() > 2 {
             anyhow::bail!("{p}: y has shape {:?}, expected [{n}] (class ids) or [{n}, K] (0/1 targets)", yi.shape);
@@ -155,9 +203,37 @@ impl Split {
             Dtype::F32 => YType::F32,
             d => anyhow::bail!("{p}: y has dtype {d:?}, expected I64, I32 or U8 (class ids) or U8/F32 (0/1 targets)"),
         };
-        let x_off = data_start + xi.data_offsets.0;
-        let y_off = data_start + yi.data_offsets.0;
-        let names_meta: Vec<String> = match metadata.get("names") {
+        Ok(Header {
+            metadata,
+            n,
+            row_shape,
+            x_type,
+            x_off: data_start + xi.data_offsets.0,
+            y_type,
+            y_off: data_start + yi.data_offsets.0,
+            y_shape: yi.shape.clone(),
+            y_dtype: yi.dtype,
+        })
+    }
+}
+
+impl Split {
+    /// Open and validate a split file (names, shapes, dtypes; NaN in f32 x is an error naming the file).
+    pub fn open(path: &Path) -> Result<Split> {
+        let p = path.display();
+        let file = open_regular(path, "")?;
+        files::lock_shared(&file, path)?;
+        let len = file.metadata().with_context(|| format!("cannot stat {p}"))?.len();
+        if len < 8 {
+            anyhow::bail!("{p}: truncated .safetensors file ({len} bytes): re-create it");
+        }
+        // SAFETY: the file is opened read-only and this crate never writes into an existing dataset file (its
+        // writers make new files and rename them into place); the shared lock held while mapped keeps our own
+        // writers out. A program that ignores the lock and truncates the file in place can still cause SIGBUS
+        // (documented in the module doc).
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot memory-map {p}"))?;
+        let h = Header::read(path, &mmap)?;
+        let names_meta: Vec<String> = match h.metadata.get("names") {
             Some(s) => serde_json::from_str(s).map_err(|e| {
                 anyhow::anyhow!("{p}: metadata 'names' is not a JSON list of strings ({e}): re-create the file")
             })?,
@@ -165,99 +241,137 @@ impl Split {
         };
         let mut split = Split {
             path: path.to_path_buf(),
-            n,
-            row_shape,
+            n: h.n,
+            row_shape: h.row_shape,
             target: TargetKind::Classes { k: 0 },
-            metadata,
+            metadata: h.metadata,
             mmap,
-            x_off,
-            x_type,
-            y_off,
-            y_type,
+            _file: file,
+            x_off: h.x_off,
+            x_type: h.x_type,
+            y_off: h.y_off,
+            y_type: h.y_type,
             lut: Vec::new(),
         };
-        // Targets.
-        if yi.shape.len() == 1 {
-            if y_type == YType::F32 {
-                anyhow::bail!("{p}: y is F32 [N]: class ids must be integers (I64, I32 or U8)");
-            }
-            let mut max = -1i64;
-            for i in 0..n {
-                let v = split.y_int(i);
-                if v < 0 {
-                    anyhow::bail!("{p}: y[{i}] = {v}: class ids must be >= 0");
-                }
-                max = max.max(v);
-            }
-            let k = match split.metadata.get("num_classes") {
-                Some(s) => {
-                    let k: usize = s.trim().parse().map_err(|_| {
-                        anyhow::anyhow!("{p}: metadata 'num_classes' = '{s}' is not a count: re-create the file")
-                    })?;
-                    if max >= k as i64 {
-                        anyhow::bail!("{p}: y holds class id {max} but metadata says num_classes = {k}");
-                    }
-                    k
-                }
-                None => (max + 1) as usize,
-            };
-            split.target = TargetKind::Classes { k };
+        split.target = if h.y_shape.len() == 1 {
+            split.class_targets()?
         } else {
-            let k = yi.shape[1];
-            if !matches!(y_type, YType::U8 | YType::F32) {
-                anyhow::bail!("{p}: y is {:?} [N, K]: 0/1 targets must be U8 or F32", yi.dtype);
-            }
-            for i in 0..n * k {
-                let v = split.y_bin_flat(i);
-                if v != 0.0 && v != 1.0 {
-                    anyhow::bail!("{p}: y[{}, {}] = {v}: binary targets must be 0 or 1", i / k, i % k);
-                }
-            }
-            let names = if names_meta.len() == k { names_meta } else { Vec::new() };
-            split.target = TargetKind::Binary { k, names };
-        }
-        // Inputs.
-        match x_type {
-            XType::F32 => {
-                let bytes = &split.mmap[x_off..x_off + n * row_len * 4];
-                if let Some(pos) =
-                    bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
-                {
-                    let r = pos / row_len;
-                    anyhow::bail!(
-                        "{p}: x row {r} holds NaN or infinity (element {}): fix the converter or the data",
-                        pos % row_len
-                    );
-                }
-            }
-            XType::U8 => {
-                let c = split.row_shape[0];
-                let mean = meta_f32_list(path, &split.metadata, "mean")?.unwrap_or_else(|| vec![0.0; c]);
-                let std = meta_f32_list(path, &split.metadata, "std")?.unwrap_or_else(|| vec![1.0; c]);
-                if mean.len() != c || std.len() != c {
-                    anyhow::bail!(
-                        "{p}: metadata mean/std have {}/{} values, x has {c} channels (dim 1): re-create the file",
-                        mean.len(),
-                        std.len()
-                    );
-                }
-                if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
-                    anyhow::bail!(
-                        "{p}: metadata std must be positive and mean finite, found mean {mean:?} std {std:?}"
-                    );
-                }
-                split.lut = (0..c)
-                    .map(|ch| {
-                        let mut t = [0f32; 256];
-                        for (v, o) in t.iter_mut().enumerate() {
-                            *o = (v as f32 / 255.0 - mean[ch]) / std[ch];
-                        }
-                        t
-                    })
-                    .collect();
-            }
+            split.binary_targets(h.y_shape[1], h.y_dtype, names_meta)?
+        };
+        match split.x_type {
+            XType::F32 => split.check_finite_x()?,
+            XType::U8 => split.lut = split.normalisation_lut()?,
         }
         Ok(split)
+    }
+
+    /// Class ids (y [N]): integers >= 0, fewer than the metadata's `num_classes` when it has one.
+    fn class_targets(&self) -> Result<TargetKind> {
+        let p = self.path.display();
+        if self.y_type == YType::F32 {
+            anyhow::bail!("{p}: y is F32 [N]: class ids must be integers (I64, I32 or U8)");
+        }
+        let mut max = -1i64;
+        for i in 0..self.n {
+            let v = self.y_int(i);
+            if v < 0 {
+                anyhow::bail!("{p}: y[{i}] = {v}: class ids must be >= 0");
+            }
+            max = max.max(v);
+        }
+        let k = match self.metadata.get("num_classes") {
+            Some(s) => {
+                let k: usize = s.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("{p}: metadata 'num_classes' = '{s}' is not a count: re-create the file")
+                })?;
+                if max >= k as i64 {
+                    anyhow::bail!("{p}: y holds class id {max} but metadata says num_classes = {k}");
+                }
+                k
+            }
+            None => (max + 1) as usize,
+        };
+        if k > MAX_TARGETS {
+            anyhow::bail!(
+                "{p}: {k} classes (largest class id {max}): more than the {MAX_TARGETS} supported: class ids must \
+                 be 0..K-1; re-create the file"
+            );
+        }
+        Ok(TargetKind::Classes { k })
+    }
+
+    /// 0/1 targets (y [N, K], U8 or F32); `names` are kept when there is one per column.
+    fn binary_targets(&self, k: usize, dtype: Dtype, names: Vec<String>) -> Result<TargetKind> {
+        let p = self.path.display();
+        if !matches!(self.y_type, YType::U8 | YType::F32) {
+            anyhow::bail!("{p}: y is {dtype:?} [N, K]: 0/1 targets must be U8 or F32");
+        }
+        for i in 0..self.n * k {
+            let v = self.y_bin_flat(i);
+            if v != 0.0 && v != 1.0 {
+                anyhow::bail!("{p}: y[{}, {}] = {v}: binary targets must be 0 or 1", i / k, i % k);
+            }
+        }
+        let names = if names.len() == k { names } else { Vec::new() };
+        Ok(TargetKind::Binary { k, names })
+    }
+
+    /// f32 x: every value finite.
+    fn check_finite_x(&self) -> Result<()> {
+        let row_len = self.row_len();
+        let bytes = &self.mmap[self.x_off..self.x_off + self.n * row_len * 4];
+        if let Some(pos) = bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+        {
+            anyhow::bail!(
+                "{}: x row {} holds NaN or infinity (element {}): fix the converter or the data",
+                self.path.display(),
+                pos / row_len,
+                pos % row_len
+            );
+        }
+        Ok(())
+    }
+
+    /// u8 x: the [channels][256] table of (v/255 - mean[c]) / std[c] from the metadata's mean/std.
+    fn normalisation_lut(&self) -> Result<Vec<[f32; 256]>> {
+        let p = self.path.display();
+        let c = self.row_shape[0];
+        let mean = meta_f32_list(&self.path, &self.metadata, "mean")?.unwrap_or_else(|| vec![0.0; c]);
+        let std = meta_f32_list(&self.path, &self.metadata, "std")?.unwrap_or_else(|| vec![1.0; c]);
+        if mean.len() != c || std.len() != c {
+            anyhow::bail!(
+                "{p}: metadata mean/std have {}/{} values, x has {c} channels (dim 1): re-create the file",
+                mean.len(),
+                std.len()
+            );
+        }
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
+            anyhow::bail!("{p}: metadata std must be positive and mean finite, found mean {mean:?} std {std:?}");
+        }
+        let lut: Vec<[f32; 256]> = (0..c)
+            .map(|ch| {
+                let mut t = [0f32; 256];
+                for (v, o) in t.iter_mut().enumerate() {
+                    *o = (v as f32 / 255.0 - mean[ch]) / std[ch];
+                }
+                t
+            })
+            .collect();
+        // A std so small (or a mean so large) that a normalised pixel overflows f32 (found by fuzzing).
+        if let Some(ch) = lut.iter().position(|t| t.iter().any(|v| !v.is_finite())) {
+            anyhow::bail!(
+                "{p}: metadata mean {} / std {} of channel {ch} make normalised pixels overflow to infinity: \
+                 re-create the file with the real pixel statistics",
+                mean[ch],
+                std[ch]
+            );
+        }
+        Ok(lut)
+    }
+
+    /// Whether the file says it was converted from synthetic raw data (`powertrain data synth`).
+    pub fn synthetic(&self) -> bool {
+        self.metadata.get("synthetic").is_some_and(|v| v.trim() == "true")
     }
 
     /// Elements of one row of x.
@@ -390,11 +504,19 @@ pub struct Dataset {
     pub manifest: serde_json::Value,
 }
 
+impl Dataset {
+    /// True when the data was made by `powertrain data synth` (dataset.json's `synthetic`, or the training
+    /// file's metadata): summaries and reports should say so next to any result.
+    pub fn synthetic(&self) -> bool {
+        self.manifest.get("synthetic").and_then(|v| v.as_bool()).unwrap_or(false) || self.train.synthetic()
+    }
+}
+
 /// Open `--data` (directory or file) and `--val`. In a directory, an empty val or test split (e.g. a
 /// conversion of a handful of images that all belong to the training partition) becomes `None`.
 pub fn open_dataset(data: &Path, val: Option<&Path>) -> Result<Dataset> {
     let d = data.display();
-    if !data.exists() {
+    if std::fs::metadata(data).is_err() {
         anyhow::bail!("--data {d}: no such file or directory");
     }
     let val_override = match val {
@@ -403,9 +525,11 @@ pub fn open_dataset(data: &Path, val: Option<&Path>) -> Result<Dataset> {
     };
     if data.is_dir() {
         let mpath = data.join("dataset.json");
-        let text = std::fs::read_to_string(&mpath).with_context(|| {
-            format!("cannot read {}: --data must be a dataset directory written by `powertrain data ...` or a .safetensors file", mpath.display())
+        let bytes = files::read_regular(&mpath, "").with_context(|| {
+            format!("--data {d}: a dataset directory written by `powertrain data ...` (with dataset.json) or a .safetensors file is expected")
         })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text: convert the dataset again", mpath.display()))?;
         let manifest: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: invalid JSON ({e}): convert the dataset again", mpath.display()))?;
         match manifest.get("protocol").and_then(|v| v.as_u64()) {
@@ -436,7 +560,7 @@ pub fn open_dataset(data: &Path, val: Option<&Path>) -> Result<Dataset> {
         let test = open_opt("test.safetensors")?;
         Ok(Dataset { train, val, test, manifest })
     } else {
-        let train = Arc::new(Split::open(data)?);
+        let train = Arc::new(Split::open(data).with_context(|| format!("--data {d}"))?);
         if train.n == 0 {
             anyhow::bail!("{d}: x has no rows");
         }
@@ -748,6 +872,104 @@ mod tests {
         assert!(e.contains("trunc.safetensors") && e.contains("truncated"), "{e}");
         std::fs::write(&p, b"abc").unwrap();
         assert!(Split::open(&p).is_err());
+    }
+
+    /// A file with header `json` whose data part is `data_len` bytes of holes (sparse: no disk space used).
+    fn write_sparse(path: &Path, json: &str, data_len: u64) {
+        let mut h = json.as_bytes().to_vec();
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(&h);
+        std::fs::write(path, &bytes).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_len(bytes.len() as u64 + data_len).unwrap();
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, json: &str, data_len: u64, want: &str| {
+            let p = dir.path().join(name);
+            write_sparse(&p, json, data_len);
+            let e = format!("{:#}", Split::open(&p).err().expect(name));
+            assert!(e.contains(name) && e.contains(want), "{name}: {e}");
+        };
+        // u8 x [1, 2^26, 1]: a 64 MiB sparse file whose 2^26 "channels" would need a 64 GiB table.
+        let m = 1u64 << 26;
+        check(
+            "channels.safetensors",
+            &format!(
+                r#"{{"x":{{"dtype":"U8","shape":[1,{m},1],"data_offsets":[0,{m}]}},"y":{{"dtype":"U8","shape":[1],"data_offsets":[{m},{}]}}}}"#,
+                m + 1
+            ),
+            m + 1,
+            "channels",
+        );
+        // No rows, so no data to check the shape against: rows of 2^40 values.
+        check(
+            "rows.safetensors",
+            r#"{"x":{"dtype":"F32","shape":[0,1048576,1048576],"data_offsets":[0,0]},"y":{"dtype":"I64","shape":[0],"data_offsets":[0,0]}}"#,
+            0,
+            "rows of more than",
+        );
+        check(
+            "cols.safetensors",
+            r#"{"x":{"dtype":"F32","shape":[0,4],"data_offsets":[0,0]},"y":{"dtype":"U8","shape":[0,1099511627776],"data_offsets":[0,0]}}"#,
+            0,
+            "target columns",
+        );
+        check(
+            "nocols.safetensors",
+            r#"{"x":{"dtype":"F32","shape":[1,4],"data_offsets":[0,16]},"y":{"dtype":"U8","shape":[1,0],"data_offsets":[16,16]}}"#,
+            16,
+            "target columns",
+        );
+        // A class id of 2^40 would make a model with 2^40 outputs.
+        let p = dir.path().join("classes.safetensors");
+        write_file(
+            &p,
+            &[
+                (TensorDecl::new("x", "F32", &[1, 2]), f32_bytes(&[0.0, 1.0])),
+                (TensorDecl::new("y", "I64", &[1]), i64_bytes(&[1 << 40])),
+            ],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let e = format!("{:#}", Split::open(&p).err().unwrap());
+        assert!(e.contains("classes.safetensors") && e.contains("classes"), "{e}");
+        // A std so small that normalised pixels overflow (found by fuzzing: it used to load as infinities).
+        let p = dir.path().join("tinystd.safetensors");
+        write_file(
+            &p,
+            &[(TensorDecl::new("x", "U8", &[1, 1, 2]), &[0, 255]), (TensorDecl::new("y", "U8", &[1]), &[0])],
+            &meta(&[("mean", "[0]"), ("std", "[1e-40]")]),
+        )
+        .unwrap();
+        let e = format!("{:#}", Split::open(&p).err().unwrap());
+        assert!(e.contains("tinystd.safetensors") && e.contains("overflow"), "{e}");
+        // The header's sizes against the file's real length (a missing byte).
+        write_sparse(
+            &dir.path().join("short.safetensors"),
+            r#"{"x":{"dtype":"F32","shape":[1,4],"data_offsets":[0,16]},"y":{"dtype":"U8","shape":[1],"data_offsets":[16,17]}}"#,
+            16,
+        );
+        let e = format!("{:#}", Split::open(&dir.path().join("short.safetensors")).err().unwrap());
+        assert!(e.contains("short.safetensors") && e.contains("truncated or corrupt"), "{e}");
+    }
+
+    #[test]
+    fn synthetic_flag_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.safetensors");
+        let tensors = [
+            (TensorDecl::new("x", "F32", &[1, 2]), f32_bytes(&[0.0, 1.0])),
+            (TensorDecl::new("y", "I64", &[1]), i64_bytes(&[0])),
+        ];
+        write_file(&p, &tensors, &meta(&[("synthetic", "true")])).unwrap();
+        let ds = open_dataset(&p, None).unwrap();
+        assert!(ds.synthetic() && ds.train.synthetic());
+        write_file(&p, &tensors, &meta(&[("synthetic", "false")])).unwrap();
+        assert!(!open_dataset(&p, None).unwrap().synthetic());
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! following protocol.md exactly: 27 channels, 12 classes, NaN filled by linear interpolation within a run
 //! (edges held; a run with an all-NaN channel is dropped), windows of 256 with stride 128 from each run's
 //! first row, subject split, per-channel normalisation over the training subjects' kept runs.
+//!
+//! Damaged input is refused naming the file and line: a field that is not a number or `NaN`, an infinite
+//! value, a sensor value beyond [`MAX_ABS_VALUE`], a wrong field count, an empty subject file or one
+//! without a single window. A source written by `powertrain data synth pamap2` (`Protocol/` holds
+//! [`super::synth::MARKER`]) gives a dataset marked `synthetic`.
 
 use super::st::{f32_bytes, i64_bytes, write_file, TensorDecl};
 use anyhow::{Context, Result};
@@ -9,8 +14,12 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Bumped whenever the converter's output changes for the same input.
-pub const CONVERTER_VERSION: u32 = 1;
+/// Bumped whenever the converter's output changes for the same input (2: `synthetic` in the metadata and
+/// dataset.json; the tensors are unchanged).
+pub const CONVERTER_VERSION: u32 = 2;
+/// Largest magnitude accepted in a used channel (the sensors read at most a few hundred m/s², rad/s or µT):
+/// anything beyond is damage, and would overflow the normalisation.
+pub const MAX_ABS_VALUE: f32 = 1e6;
 /// Fields per .dat row.
 pub const FIELDS: usize = 54;
 /// Activity IDs of the 12 classes; label = index in this list.
@@ -64,7 +73,8 @@ pub struct Recording {
 }
 
 /// Parse .dat text (whitespace-separated, LF or CRLF, blank lines ignored). Every row must have 54 numeric
-/// fields (`NaN` allowed) and an integer activityID >= 0; errors name `label:line`.
+/// fields (`NaN` allowed, infinity not; the 27 used channels within ±[`MAX_ABS_VALUE`]) and an integer
+/// activityID >= 0; errors name `label:line`.
 pub fn parse_dat(text: &str, label: &str) -> Result<Recording> {
     let mut rec = Recording::default();
     let mut is_channel = [usize::MAX; FIELDS + 1];
@@ -83,12 +93,24 @@ pub fn parse_dat(text: &str, label: &str) -> Result<Recording> {
             let v: f32 = tok.parse().map_err(|_| {
                 anyhow::anyhow!("{label}:{}: field {nf} is '{tok}', not a number (expected a number or NaN)", ln + 1)
             })?;
+            if v.is_infinite() {
+                anyhow::bail!(
+                    "{label}:{}: field {nf} is '{tok}', not a finite number (expected a number or NaN)",
+                    ln + 1
+                );
+            }
             if nf == 2 {
                 if !(v >= 0.0 && v.fract() == 0.0 && v < 1e6) {
                     anyhow::bail!("{label}:{}: activityID '{tok}' is not a non-negative integer", ln + 1);
                 }
                 activity = v as u32;
             } else if is_channel[nf] != usize::MAX {
+                if v.abs() > MAX_ABS_VALUE {
+                    anyhow::bail!(
+                        "{label}:{}: field {nf} is '{tok}', beyond ±{MAX_ABS_VALUE}: not a sensor reading (damaged file?)",
+                        ln + 1
+                    );
+                }
                 row[is_channel[nf]] = v;
             }
         }
@@ -182,7 +204,7 @@ pub fn kept_runs(rec: &Recording) -> (Vec<Run>, usize) {
 }
 
 /// Per-channel mean and population standard deviation over all rows of `runs` (f64 sums). A channel with
-/// zero spread gets std 1 so that normalisation stays finite.
+/// zero spread (or one lost in rounding, below 1e-30) gets std 1 so that normalisation stays finite.
 pub fn channel_stats<'a>(runs: impl Iterator<Item = &'a Run>) -> (Vec<f32>, Vec<f32>) {
     let mut s = [0f64; CHANNELS];
     let mut s2 = [0f64; CHANNELS];
@@ -202,7 +224,8 @@ pub fn channel_stats<'a>(runs: impl Iterator<Item = &'a Run>) -> (Vec<f32>, Vec<
         .map(|c| {
             let m = s[c] / n;
             let var = (s2[c] / n - m * m).max(0.0);
-            if var > 0.0 {
+            // A spread lost in rounding (or none) would blow the normalised values up to infinity.
+            if var > 0.0 && var.sqrt() as f32 > 1e-30 {
                 var.sqrt() as f32
             } else {
                 1.0
@@ -265,21 +288,61 @@ pub struct Summary {
 pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
     let t0 = std::time::Instant::now();
     let pdir = protocol_dir(src)?;
-    let stage = crate::util::StagingDir::new(out, false)?;
+    super::files::refuse_non_empty(out, "--out", "choose another --out or remove it")?;
+    let synthetic = super::synth::read_marker(std::slice::from_ref(&pdir))?;
+    let subjects = read_subjects(&pdir)?;
+    let in_set = |s: &Subject, set: &[u32]| set.contains(&s.id);
+    let (mean, std) = channel_stats(subjects.iter().filter(|s| in_set(s, &TRAIN_SUBJECTS)).flat_map(|s| s.runs.iter()));
+    let stage = super::files::Staging::new(out)?;
+    let mut split_info = serde_json::Map::new();
+    let mut counts = [0usize; 3];
+    for (si, (split, set)) in
+        [("train", &TRAIN_SUBJECTS[..]), ("val", &VAL_SUBJECTS[..]), ("test", &TEST_SUBJECTS[..])].iter().enumerate()
+    {
+        let members: Vec<&Subject> = subjects.iter().filter(|s| in_set(s, set)).collect();
+        let meta = split_metadata(split, &mean, &std, synthetic.is_some())?;
+        let (n, info) = write_split(stage.path(), split, set, &members, &mean, &std, &meta)?;
+        counts[si] = n;
+        split_info.insert(split.to_string(), info);
+    }
+    let rows: usize = subjects.iter().map(|s| s.rows).sum();
+    let mut manifest = manifest(src, &subjects, &mean, &std, split_info);
+    manifest["synthetic"] = synthetic.is_some().into();
+    if let Some(m) = synthetic {
+        manifest["synthetic_source"] = m;
+    }
+    crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
+    let out = stage.commit()?;
+    Ok(Summary { out, rows, counts, seconds: t0.elapsed().as_secs_f64() })
+}
+
+/// Read, parse and cut into runs every subject file of the protocol (in parallel).
+fn read_subjects(pdir: &Path) -> Result<Vec<Subject>> {
     let pb = super::progress(SUBJECTS.len() as u64, "pamap2: parsing subjects");
     let subjects: Vec<Subject> = SUBJECTS
         .par_iter()
         .map(|&id| -> Result<Subject> {
             let path = pdir.join(format!("subject{id}.dat"));
             let rel = format!("Protocol/subject{id}.dat");
-            let bytes = std::fs::read(&path).with_context(|| {
+            let bytes = super::files::read_regular(&path, "").with_context(|| {
                 format!("cannot read {}: the protocol needs Protocol/subject101.dat … subject109.dat", path.display())
             })?;
             let text = std::str::from_utf8(&bytes).map_err(|e| {
                 anyhow::anyhow!("{}: not text (invalid UTF-8 at byte {})", path.display(), e.valid_up_to())
             })?;
             let rec = parse_dat(text, &path.display().to_string())?;
+            if rec.activity.is_empty() {
+                anyhow::bail!("{}: no data rows: the file is empty or damaged; unpack it again", path.display());
+            }
             let (runs, dropped) = kept_runs(&rec);
+            // Every real subject file has windows (109, the shortest, about 48): none means damage.
+            if runs.iter().all(|r| window_starts(r.len).next().is_none()) {
+                anyhow::bail!(
+                    "{}: no window: the file holds no run of {WINDOW} rows of a protocol activity without an \
+                     all-NaN channel, so it is damaged or not a PAMAP2 Protocol file; unpack it again",
+                    path.display()
+                );
+            }
             pb.inc(1);
             Ok(Subject {
                 id,
@@ -293,64 +356,87 @@ pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
         })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
-    let in_set = |s: &Subject, set: &[u32]| set.contains(&s.id);
-    let (mean, std) = channel_stats(subjects.iter().filter(|s| in_set(s, &TRAIN_SUBJECTS)).flat_map(|s| s.runs.iter()));
+    Ok(subjects)
+}
 
-    let names_json = serde_json::to_string(&CLASS_NAMES)?;
-    let mut split_info = serde_json::Map::new();
-    let mut counts = [0usize; 3];
-    for (si, (split, set)) in
-        [("train", &TRAIN_SUBJECTS[..]), ("val", &VAL_SUBJECTS[..]), ("test", &TEST_SUBJECTS[..])].iter().enumerate()
-    {
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        let mut per_subject = serde_json::Map::new();
-        for s in subjects.iter().filter(|s| in_set(s, set)) {
-            let (xs, ys) = windows(&s.runs, &mean, &std);
-            per_subject.insert(
-                s.id.to_string(),
-                serde_json::json!({"windows": ys.len(), "runs_kept": s.runs.len(), "runs_dropped_all_nan": s.dropped}),
-            );
-            x.extend(xs);
-            y.extend(ys);
-        }
-        let n = y.len();
-        let mut per_class = vec![0usize; CLASS_IDS.len()];
-        y.iter().for_each(|&l| per_class[l as usize] += 1);
-        let meta: BTreeMap<String, String> = [
-            ("protocol", crate::PROTOCOL_VERSION.to_string()),
-            ("dataset", "pamap2".to_string()),
-            ("split", split.to_string()),
-            ("names", names_json.clone()),
-            ("num_classes", CLASS_IDS.len().to_string()),
-            ("activity_ids", serde_json::to_string(&CLASS_IDS)?),
-            ("channels", serde_json::to_string(&channel_names())?),
-            ("mean", serde_json::to_string(&mean)?),
-            ("std", serde_json::to_string(&std)?),
-            ("x_normalised", "true: x = (value - mean[c]) / std[c], statistics of the training split".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let file = format!("{split}.safetensors");
-        write_file(
-            &stage.path().join(&file),
-            &[
-                (TensorDecl::new("x", "F32", &[n, CHANNELS, 1, WINDOW]), f32_bytes(&x)),
-                (TensorDecl::new("y", "I64", &[n]), i64_bytes(&y)),
-            ],
-            &meta,
-        )?;
-        counts[si] = n;
-        let per_class_named: serde_json::Map<String, serde_json::Value> =
-            CLASS_NAMES.iter().zip(&per_class).map(|(k, v)| (k.to_string(), (*v).into())).collect();
-        split_info.insert(
-            split.to_string(),
-            serde_json::json!({"file": file, "subjects": set, "n": n, "per_class": per_class_named, "per_subject": per_subject}),
+/// The string metadata of every split file.
+fn split_metadata(split: &str, mean: &[f32], std: &[f32], synthetic: bool) -> Result<BTreeMap<String, String>> {
+    Ok([
+        ("protocol", crate::PROTOCOL_VERSION.to_string()),
+        ("dataset", "pamap2".to_string()),
+        ("split", split.to_string()),
+        ("names", serde_json::to_string(&CLASS_NAMES)?),
+        ("num_classes", CLASS_IDS.len().to_string()),
+        ("activity_ids", serde_json::to_string(&CLASS_IDS)?),
+        ("channels", serde_json::to_string(&channel_names())?),
+        ("mean", serde_json::to_string(mean)?),
+        ("std", serde_json::to_string(std)?),
+        ("x_normalised", "true: x = (value - mean[c]) / std[c], statistics of the training split".to_string()),
+        ("synthetic", synthetic.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// Write `<split>.safetensors` in `dir` from the windows of `members` (the subjects of `set`); returns the
+/// number of windows and the split's entry of dataset.json.
+fn write_split(
+    dir: &Path,
+    split: &str,
+    set: &[u32],
+    members: &[&Subject],
+    mean: &[f32],
+    std: &[f32],
+    meta: &BTreeMap<String, String>,
+) -> Result<(usize, serde_json::Value)> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut per_subject = serde_json::Map::new();
+    for s in members {
+        let (xs, ys) = windows(&s.runs, mean, std);
+        per_subject.insert(
+            s.id.to_string(),
+            serde_json::json!({"windows": ys.len(), "runs_kept": s.runs.len(), "runs_dropped_all_nan": s.dropped}),
+        );
+        x.extend(xs);
+        y.extend(ys);
+    }
+    let n = y.len();
+    if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "{split} split: channel {} of window {} is not finite after normalisation: the source values are too \
+             extreme to be sensor readings",
+            pos / WINDOW % CHANNELS,
+            pos / (CHANNELS * WINDOW)
         );
     }
-    let rows: usize = subjects.iter().map(|s| s.rows).sum();
-    let manifest = serde_json::json!({
+    let mut per_class = vec![0usize; CLASS_IDS.len()];
+    y.iter().for_each(|&l| per_class[l as usize] += 1);
+    let file = format!("{split}.safetensors");
+    write_file(
+        &dir.join(&file),
+        &[
+            (TensorDecl::new("x", "F32", &[n, CHANNELS, 1, WINDOW]), f32_bytes(&x)),
+            (TensorDecl::new("y", "I64", &[n]), i64_bytes(&y)),
+        ],
+        meta,
+    )?;
+    let per_class_named: serde_json::Map<String, serde_json::Value> =
+        CLASS_NAMES.iter().zip(&per_class).map(|(k, v)| (k.to_string(), (*v).into())).collect();
+    let info = serde_json::json!({"file": file, "subjects": set, "n": n, "per_class": per_class_named, "per_subject": per_subject});
+    Ok((n, info))
+}
+
+/// dataset.json: sources with checksums, layout, normalisation and the splits.
+fn manifest(
+    src: &Path,
+    subjects: &[Subject],
+    mean: &[f32],
+    std: &[f32],
+    split_info: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({
         "dataset": "pamap2",
         "protocol": crate::PROTOCOL_VERSION,
         "converter": "powertrain data pamap2",
@@ -365,10 +451,7 @@ pub fn convert(src: &Path, out: &Path) -> Result<Summary> {
         "normalisation": {"mean": mean, "std": std, "over": "all rows of the training subjects' kept runs, after NaN filling", "applied": "stored x is normalised"},
         "windows": {"length": WINDOW, "stride": STRIDE},
         "splits": split_info,
-    });
-    crate::util::write_json(&stage.path().join("dataset.json"), &manifest)?;
-    let out = stage.commit()?;
-    Ok(Summary { out, rows, counts, seconds: t0.elapsed().as_secs_f64() })
+    })
 }
 
 #[cfg(test)]
@@ -419,6 +502,14 @@ mod tests {
         assert!(e.contains("s.dat:3") && e.contains("'0.5x'"), "{e}");
         let e = parse_dat(&row(1.0, 1, 0.5).replacen(" 1 ", " 1.5 ", 1), "s.dat").unwrap_err().to_string();
         assert!(e.contains("activityID"), "{e}");
+        // Infinity (any spelling Rust parses) and values no sensor reads are damage, not data.
+        for bad in ["inf", "-infinity", "1e39"] {
+            let e = parse_dat(&format!("{good}\n{}", good.replacen("0.5", bad, 1)), "s.dat").unwrap_err().to_string();
+            assert!(e.contains("s.dat:2") && e.contains("finite"), "{bad}: {e}");
+        }
+        let e = parse_dat(&good.replacen("0.5", "2e6", 1), "s.dat").unwrap_err().to_string();
+        assert!(e.contains("s.dat:1") && e.contains("'2e6'") && e.contains("sensor"), "{e}");
+        assert!(parse_dat(&good.replacen("0.5", "-9.5e5", 1), "s.dat").is_ok());
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! only known at the end, such as the training split's pixel statistics), then each tensor's bytes in order.
 //! The layout is exactly what the `safetensors` crate reads: u64 LE header length, JSON header padded with
 //! spaces to a multiple of 8, then the data of the tensors in header order.
+//!
+//! A file is never written in place: the bytes go to a new hidden file beside the target (held under an
+//! exclusive advisory lock while it is written), which `finish` renames over the target. A reader that has
+//! the old file mapped keeps the old inode; a failed write leaves the target as it was.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -52,10 +56,13 @@ fn header_json(decls: &[TensorDecl], metadata: &BTreeMap<String, String>) -> Str
 }
 
 /// Writes one file: `begin` (header with `reserve` spare bytes), `write` the tensors' bytes in declaration
-/// order, then `finish` with the final metadata (which must fit in the reserved room).
+/// order, then `finish` with the final metadata (which must fit in the reserved room). Dropped unfinished, it
+/// removes its temporary file.
 pub struct StWriter {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// The temporary file being written (renamed to `path` by `finish`).
+    tmp: PathBuf,
+    file: Option<BufWriter<File>>,
     decls: Vec<TensorDecl>,
     header_len: usize,
     expected: usize,
@@ -69,17 +76,41 @@ impl StWriter {
         metadata: &BTreeMap<String, String>,
         reserve: usize,
     ) -> Result<StWriter> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let h = header_json(&decls, metadata);
         let header_len = (h.len() + reserve).div_ceil(8) * 8;
-        let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+        let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}: is {} writable?", path.display(), dir.display()))?;
+        // Uncontended (a new file); it tells a reader that finds the file before `finish` that it is not done.
+        let _ = file.try_lock();
+        let expected = decls.iter().map(|d| d.nbytes()).sum();
+        let mut w = StWriter {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            decls,
+            header_len,
+            expected,
+            written: 0,
+        };
         // Placeholder header (rewritten by finish) so the data lands at its final offset.
         let mut buf = vec![b' '; 8 + header_len];
         buf[..8].copy_from_slice(&(header_len as u64).to_le_bytes());
         buf[8..8 + h.len()].copy_from_slice(h.as_bytes());
-        file.write_all(&buf).with_context(|| format!("writing {}", path.display()))?;
-        let expected = decls.iter().map(|d| d.nbytes()).sum();
-        Ok(StWriter { path: path.to_path_buf(), file, decls, header_len, expected, written: 0 })
+        w.out()?.write_all(&buf).with_context(|| format!("writing {}", w.path.display()))?;
+        Ok(w)
+    }
+
+    fn out(&mut self) -> Result<&mut BufWriter<File>> {
+        let p = &self.path;
+        self.file.as_mut().ok_or_else(|| anyhow::anyhow!("{}: internal error: writer already finished", p.display()))
     }
 
     /// Append raw little-endian tensor bytes (tensors back to back, in declaration order).
@@ -88,7 +119,8 @@ impl StWriter {
         if self.written > self.expected {
             anyhow::bail!("{}: internal error: more tensor bytes than declared", self.path.display());
         }
-        self.file.write_all(bytes).with_context(|| format!("writing {}", self.path.display()))
+        let p = self.path.display().to_string();
+        self.out()?.write_all(bytes).with_context(|| format!("writing {p}"))
     }
 
     pub fn finish(mut self, metadata: &BTreeMap<String, String>) -> Result<()> {
@@ -106,13 +138,23 @@ impl StWriter {
         }
         let mut buf = vec![b' '; self.header_len];
         buf[..h.len()].copy_from_slice(h.as_bytes());
-        self.file.flush().with_context(|| format!("writing {}", self.path.display()))?;
-        let mut f = self.file.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {}", self.path.display(), e))?;
-        f.seek(SeekFrom::Start(8))
-            .and_then(|_| f.write_all(&buf))
-            .with_context(|| format!("writing {}", self.path.display()))?;
+        let p = self.path.display().to_string();
+        let file = self.file.take().ok_or_else(|| anyhow::anyhow!("{p}: internal error: writer already finished"))?;
+        let mut f = file.into_inner().map_err(|e| anyhow::anyhow!("writing {p}: {}", e.error()))?;
+        f.seek(SeekFrom::Start(8)).and_then(|_| f.write_all(&buf)).with_context(|| format!("writing {p}"))?;
         f.sync_all().ok();
+        drop(f);
+        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("cannot move the new {p} into place"))?;
         Ok(())
+    }
+}
+
+impl Drop for StWriter {
+    fn drop(&mut self) {
+        // Unfinished (an error on the way) or a failed rename: the temporary file goes.
+        if self.file.take().is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

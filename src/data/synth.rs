@@ -2,6 +2,10 @@
 //! the real datasets: PAMAP2 `Protocol/subject1xx.dat` files and CelebA `img_align_celeba/*.jpg` with
 //! `list_attr_celeba.txt` and `list_eval_partition.txt`. The signals and faces are generated so that the
 //! labels are learnable (class-specific frequencies/amplitudes/postures; attribute-driven facial features).
+//!
+//! The generators refuse an `--out` that is not empty (it might hold the real data) unless forced, and mark
+//! what they write with [`MARKER`] (in `Protocol/` for PAMAP2, beside the annotation files for CelebA), which
+//! the converters read: a dataset converted from synthetic files says `synthetic: true`.
 
 #![allow(clippy::needless_range_loop)] // index loops over small fixed arrays read clearer here
 
@@ -11,8 +15,10 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The file that marks a folder of synthetic raw data (JSON: generator, seed, scale, version).
+pub const MARKER: &str = "powertrain-synthetic.json";
 
 /// How much data to generate. `Tiny` is for tests only.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +37,56 @@ impl Scale {
             o => anyhow::bail!("--scale {o}: use small or medium"),
         }
     }
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Tiny => "tiny",
+            Scale::Small => "small",
+            Scale::Medium => "medium",
+        }
+    }
+}
+
+/// Refuse a non-empty `out` unless `force`, before anything is written.
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    super::files::refuse_non_empty(
+        out,
+        "--out",
+        "it may hold real data, which synthetic files must not mix with: choose a new or empty --out, or add \
+         --force to write into it anyway (files of the same names are replaced and the folder is marked synthetic)",
+    )
+}
+
+/// Write the synthetic-data marker into `dir` (first, so that even an interrupted run leaves it).
+fn write_marker(dir: &Path, dataset: &str, seed: u64, scale: Scale) -> Result<()> {
+    let m = serde_json::json!({
+        "synthetic": true,
+        "generator": format!("powertrain data synth {dataset}"),
+        "seed": seed,
+        "scale": scale.name(),
+        "powertrain_version": env!("CARGO_PKG_VERSION"),
+        "note": "synthetic data in the original raw format; datasets converted from it are marked synthetic",
+    });
+    crate::util::write_json(&dir.join(MARKER), &m)
+}
+
+/// The synthetic-data marker found in the first of `dirs` that has one (its JSON, or a note when it cannot
+/// be parsed: the folder is synthetic either way); None when there is none.
+pub fn read_marker(dirs: &[PathBuf]) -> Result<Option<serde_json::Value>> {
+    for d in dirs {
+        let p = d.join(MARKER);
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        let bytes = super::files::read_regular(&p, "")?;
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(
+            |e| serde_json::json!({"synthetic": true, "marker": p.display().to_string(), "unreadable": e.to_string()}),
+        );
+        return Ok(Some(v));
+    }
+    Ok(None)
 }
 
 /// Per-subject seed stream, independent of thread scheduling.
@@ -149,115 +205,165 @@ fn push_num(s: &mut String, v: f32) {
     }
 }
 
-/// Rows of one subject's Protocol file (text, LF line ends).
-fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> String {
+/// Per-subject variation: tempo, strength, sensor placement offsets, IMU temperatures.
+struct SubjectTraits {
+    tempo: f32,
+    strength: f32,
+    place: Vec<f32>,
+    temp0: [f32; 3],
+}
+
+/// The subject's protocol: (activity id, seconds), transient (ID 0) bouts between the activities.
+fn bout_sequence(id: u32, scale: Scale) -> Vec<(u32, f64)> {
     let (act_s, trans_s) = match scale {
         Scale::Tiny => (2.6, 0.2),
         Scale::Small => (30.0, 3.0),
         Scale::Medium => (120.0, 8.0),
     };
-    let mut r = sub_rng(seed, id as u64, 1);
-    let noise = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
-    // Per-subject variation: tempo, strength, sensor placement offsets, temperature.
-    let tempo = r.random_range(0.85f32..1.15);
-    let strength = r.random_range(0.7f32..1.3);
-    let place: Vec<f32> = (0..27).map(|_| r.random_range(-1.5f32..1.5)).collect();
-    let temp0 = [r.random_range(30.0f32..33.0), r.random_range(31.0f32..34.0), r.random_range(29.0f32..32.0)];
-    let mut s = String::with_capacity(1 << 20);
-    let mut t = r.random_range(5.0f64..10.0);
-    let mut dropout = [0usize; 3];
-    let mut hr = 80.0f32;
     let mut seq: Vec<(u32, f64)> = Vec::new();
     for a in subject_activities(id) {
         seq.push((0, trans_s));
         seq.push((a, act_s));
     }
     seq.push((0, trans_s));
-    let mut ch = [0f32; 27];
-    for (a, dur) in seq {
+    seq
+}
+
+/// Offset, amplitude and phase of channel `c` for class `k` (None: transient).
+fn channel_shape(model: &ClassModel, k: Option<usize>, c: usize, strength: f32) -> (f32, f32, f32) {
+    match k {
+        // Each class is pulled towards a similar one (sitting/standing, walking/Nordic walking, stairs
+        // up/down, running/rope jumping, vacuuming/ironing) so that they overlap.
+        Some(k) => {
+            let j = CONFUSER[k];
+            let mixw = 0.45;
+            (
+                (1.0 - mixw) * model.offset[k][c] + mixw * model.offset[j][c],
+                ((1.0 - mixw) * model.amp[k][c] + mixw * model.amp[j][c]) * strength,
+                model.phase[k][c],
+            )
+        }
+        // Transient: a weak mix of standing and walking.
+        None => (model.offset[2][c], 0.5 * model.amp[3][c], model.phase[3][c]),
+    }
+}
+
+/// The state of one subject's recording as it is written row by row.
+struct Recorder<R: Rng> {
+    r: R,
+    noise: Normal<f32>,
+    traits: SubjectTraits,
+    /// Current timestamp (s).
+    t: f64,
+    /// Rows left in each IMU's current drop-out.
+    dropout: [usize; 3],
+    hr: f32,
+}
+
+impl<R: Rng> Recorder<R> {
+    /// The 27 used channels at time `tt` of a bout of class `k` with movement frequency `f`.
+    fn channels(&mut self, model: &ClassModel, k: Option<usize>, f: f32, heading: &[f32], tt: f32) -> [f32; 27] {
+        let mut ch = [0f32; 27];
+        for c in 0..27 {
+            let (o, amp, ph) = channel_shape(model, k, c, self.traits.strength);
+            let w = std::f32::consts::TAU * f * tt + ph;
+            let sigma = match c % 9 {
+                0..=2 => 1.2 + 0.8 * amp,
+                3..=5 => 0.2 + 0.5 * amp,
+                _ => 3.0,
+            };
+            ch[c] = o
+                + heading[c]
+                + self.traits.place[c]
+                + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin())
+                + sigma * self.noise.sample(&mut self.r);
+        }
+        ch
+    }
+
+    /// Append one 54-field row (activity `a`, channels `ch`) to `s`.
+    fn push_row(&mut self, s: &mut String, a: u32, ch: &[f32; 27], tt: f32) {
+        let _ = write!(s, "{:.2} {a} ", self.t);
+        push_num(s, if self.r.random_bool(1.0 / 11.0) { self.hr.round() } else { f32::NAN });
+        for imu in 0..3 {
+            let nan = self.dropout[imu] > 0;
+            let v = |x: f32| if nan { f32::NAN } else { x };
+            let mut block = [f32::NAN; 17];
+            block[0] = (self.traits.temp0[imu] + 0.3 * (tt / 600.0).sin()) * 16.0;
+            block[0] = block[0].round() / 16.0;
+            for a in 0..3 {
+                let acc = ch[imu * 9 + a];
+                block[1 + a] = acc;
+                block[4 + a] = acc.clamp(-58.86, 58.86) + 0.05 * self.noise.sample(&mut self.r);
+                block[7 + a] = ch[imu * 9 + 3 + a];
+                block[10 + a] = ch[imu * 9 + 6 + a];
+            }
+            block[13] = 1.0;
+            block[14] = 0.0;
+            block[15] = 0.0;
+            block[16] = 0.0;
+            for b in block {
+                s.push(' ');
+                push_num(s, v(b));
+            }
+        }
+        s.push('\n');
+    }
+
+    /// Append the rows of one bout of activity `a` lasting `dur` seconds.
+    fn bout(&mut self, s: &mut String, model: &ClassModel, a: u32, dur: f64) {
         let k = CLASS_IDS.iter().position(|&c| c == a);
         let rows = (dur * 100.0).round() as usize;
         let (f, _, hr_target) = k.map(|k| MOTION[k]).unwrap_or((1.0, 0.3, 95.0));
         // Heading of this bout: the magnetometers read the earth's field rotated by it, whatever the activity.
         let heading: Vec<f32> =
-            (0..27).map(|c| if c % 9 >= 6 { r.random_range(-40.0f32..40.0) } else { 0.0 }).collect();
-        let f = f * tempo;
+            (0..27).map(|c| if c % 9 >= 6 { self.r.random_range(-40.0f32..40.0) } else { 0.0 }).collect();
+        let f = f * self.traits.tempo;
         for _ in 0..rows {
-            let tt = t as f32;
-            for c in 0..27 {
-                let (o, amp, ph) = match k {
-                    // Each class is pulled towards a similar one (sitting/standing, walking/Nordic walking,
-                    // stairs up/down, running/rope jumping, vacuuming/ironing) so that they overlap.
-                    Some(k) => {
-                        let j = CONFUSER[k];
-                        let mixw = 0.45;
-                        (
-                            (1.0 - mixw) * model.offset[k][c] + mixw * model.offset[j][c],
-                            ((1.0 - mixw) * model.amp[k][c] + mixw * model.amp[j][c]) * strength,
-                            model.phase[k][c],
-                        )
-                    }
-                    // Transient: a weak mix of standing and walking.
-                    None => (model.offset[2][c], 0.5 * model.amp[3][c], model.phase[3][c]),
-                };
-                let w = std::f32::consts::TAU * f * tt + ph;
-                let sigma = match c % 9 {
-                    0..=2 => 1.2 + 0.8 * amp,
-                    3..=5 => 0.2 + 0.5 * amp,
-                    _ => 3.0,
-                };
-                ch[c] = o
-                    + heading[c]
-                    + place[c]
-                    + amp * (w.sin() + 0.35 * (2.0 * w + 0.5).sin())
-                    + sigma * noise.sample(&mut r);
-            }
-            hr += 0.02 * (hr_target - hr) + 0.3 * noise.sample(&mut r);
-            for d in dropout.iter_mut() {
-                if *d == 0 && r.random_bool(1.0 / 4000.0) {
-                    *d = r.random_range(5..40);
+            let tt = self.t as f32;
+            let ch = self.channels(model, k, f, &heading, tt);
+            self.hr += 0.02 * (hr_target - self.hr) + 0.3 * self.noise.sample(&mut self.r);
+            for d in self.dropout.iter_mut() {
+                if *d == 0 && self.r.random_bool(1.0 / 4000.0) {
+                    *d = self.r.random_range(5..40);
                 }
             }
-            let _ = write!(s, "{t:.2} {a} ");
-            push_num(&mut s, if r.random_bool(1.0 / 11.0) { hr.round() } else { f32::NAN });
-            for imu in 0..3 {
-                let nan = dropout[imu] > 0;
-                let v = |x: f32| if nan { f32::NAN } else { x };
-                let mut block = [f32::NAN; 17];
-                block[0] = (temp0[imu] + 0.3 * (tt / 600.0).sin()) * 16.0;
-                block[0] = block[0].round() / 16.0;
-                for a in 0..3 {
-                    let acc = ch[imu * 9 + a];
-                    block[1 + a] = acc;
-                    block[4 + a] = acc.clamp(-58.86, 58.86) + 0.05 * noise.sample(&mut r);
-                    block[7 + a] = ch[imu * 9 + 3 + a];
-                    block[10 + a] = ch[imu * 9 + 6 + a];
-                }
-                block[13] = 1.0;
-                block[14] = 0.0;
-                block[15] = 0.0;
-                block[16] = 0.0;
-                for b in block {
-                    s.push(' ');
-                    push_num(&mut s, v(b));
-                }
-            }
-            s.push('\n');
-            for d in dropout.iter_mut() {
+            self.push_row(s, a, &ch, tt);
+            for d in self.dropout.iter_mut() {
                 *d = d.saturating_sub(1);
             }
-            t += 0.01;
+            self.t += 0.01;
         }
+    }
+}
+
+/// Rows of one subject's Protocol file (text, LF line ends).
+fn pamap2_subject_text(seed: u64, id: u32, scale: Scale, model: &ClassModel) -> String {
+    let mut r = sub_rng(seed, id as u64, 1);
+    let noise = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
+    let tempo = r.random_range(0.85f32..1.15);
+    let strength = r.random_range(0.7f32..1.3);
+    let place: Vec<f32> = (0..27).map(|_| r.random_range(-1.5f32..1.5)).collect();
+    let temp0 = [r.random_range(30.0f32..33.0), r.random_range(31.0f32..34.0), r.random_range(29.0f32..32.0)];
+    let t = r.random_range(5.0f64..10.0);
+    let traits = SubjectTraits { tempo, strength, place, temp0 };
+    let mut rec = Recorder { r, noise, traits, t, dropout: [0; 3], hr: 80.0 };
+    let mut s = String::with_capacity(1 << 20);
+    for (a, dur) in bout_sequence(id, scale) {
+        rec.bout(&mut s, model, a, dur);
     }
     s
 }
 
-/// Write `out/PAMAP2_Dataset/Protocol/subject101.dat … subject109.dat`.
-pub fn synth_pamap2(out: &Path, seed: u64, scale: Scale) -> Result<()> {
+/// Write `out/PAMAP2_Dataset/Protocol/subject101.dat … subject109.dat` and the marker. `out` must be new or
+/// empty unless `force` (files of the same names are then replaced, each by a new file renamed into place).
+pub fn synth_pamap2(out: &Path, seed: u64, scale: Scale, force: bool) -> Result<()> {
     debug_assert_eq!(CHANNEL_COLS.len(), 27);
     debug_assert_eq!(FIELDS, 54);
+    check_out(out, force)?;
     let dir = out.join("PAMAP2_Dataset").join("Protocol");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}: check --out", dir.display()))?;
+    write_marker(&dir, "pamap2", seed, scale)?;
     let model = class_model(seed);
     let pb = super::progress(SUBJECTS.len() as u64, "synth pamap2");
     SUBJECTS.par_iter().try_for_each(|&id| -> Result<()> {
@@ -522,13 +628,64 @@ fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
     [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
 }
 
+/// The face being drawn: its attributes and the geometry and colours every part is placed with.
+struct Face<'a> {
+    a: &'a [bool; 40],
+    male: bool,
+    young: bool,
+    bald: bool,
+    /// Centre and radii of the face ellipse.
+    cx: f32,
+    cy: f32,
+    rx: f32,
+    ry: f32,
+    skin: Rgb,
+    hair: Rgb,
+}
+
+/// Canvas width and height (the aligned CelebA image, 178x218).
+const FACE_W: usize = 178;
+const FACE_H: usize = 218;
+
+impl Face<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.a[attr(name)]
+    }
+    /// Beard colour: the hair colour darkened.
+    fn beard(&self) -> Rgb {
+        mix(self.hair, [30.0, 25.0, 20.0], 0.5)
+    }
+}
+
 /// Draw one 178x218 aligned face showing the attributes `a`. Returns RGB8 [218, 178, 3].
+/// The random draws happen in a fixed order (background, geometry, hair, clothes, head, mouth, texture), so
+/// the same generator state always gives the same image.
 pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
-    let has = |n: &str| a[attr(n)];
-    let (w, h) = (178usize, 218usize);
+    let mut cv = background(r);
+    let f = face_layout(a, r);
+    draw_back_hair(&mut cv, &f, r);
+    draw_neck_and_clothes(&mut cv, &f, r);
+    draw_head(&mut cv, &f, r);
+    draw_eyes(&mut cv, &f);
+    draw_cheeks_and_nose(&mut cv, &f);
+    draw_mouth(&mut cv, &f, r);
+    // Skin texture: attractive = smoother; then optional blur.
+    let sigma = if f.has("Attractive") { 3.0 } else { 8.0 };
+    let noise = Normal::new(0.0f32, sigma).unwrap_or_else(|_| unreachable!());
+    for v in cv.px.iter_mut() {
+        *v += noise.sample(r);
+    }
+    if f.has("Blurry") {
+        cv.box_blur(3);
+    }
+    cv.to_u8()
+}
+
+/// A random background colour with a horizontal lighting gradient.
+fn background(r: &mut impl Rng) -> Canvas {
+    let (w, h) = (FACE_W, FACE_H);
     let bg = [r.random_range(30.0..230.0), r.random_range(30.0..230.0), r.random_range(30.0..230.0)];
     let mut cv = Canvas::new(w, h, bg);
-    // Background gradient (lighting).
     let shade = r.random_range(-40.0f32..40.0);
     for y in 0..h {
         for x in 0..w {
@@ -539,8 +696,13 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
             }
         }
     }
+    cv
+}
+
+/// Position, size, skin tone and hair colour of the face.
+fn face_layout<'a>(a: &'a [bool; 40], r: &mut impl Rng) -> Face<'a> {
+    let has = |n: &str| a[attr(n)];
     let male = has("Male");
-    let young = has("Young");
     let cx = 89.0 + r.random_range(-4.0f32..4.0);
     let cy = 125.0 + r.random_range(-4.0f32..4.0);
     let s = r.random_range(0.95f32..1.05);
@@ -552,7 +714,6 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
     if has("Chubby") {
         ry *= 1.02;
     }
-    // Skin tone.
     let tone = r.random_range(0.0f32..1.0);
     let mut skin = mix([236.0, 200.0, 175.0], [120.0, 80.0, 55.0], tone * 0.8);
     if has("Pale_Skin") {
@@ -561,7 +722,6 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
     if male {
         skin = mix(skin, [150.0, 100.0, 80.0], 0.12);
     }
-    // Hair colour.
     let hair: Rgb = if has("Gray_Hair") {
         [175.0, 175.0, 178.0]
     } else if has("Blond_Hair") {
@@ -573,38 +733,48 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
     } else {
         [r.random_range(60.0..140.0), r.random_range(40.0..90.0), r.random_range(20.0..60.0)]
     };
-    let bald = has("Bald");
-    // Long hair behind the head for most women.
-    if !bald && (!male || r.random_bool(0.1)) {
+    Face { a, male, young: has("Young"), bald: has("Bald"), cx, cy, rx, ry, skin, hair }
+}
+
+/// Hair behind the head (long hair for most women), with wavy or straight strands.
+fn draw_back_hair(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, rx, ry, hair) = (f.cx, f.cy, f.rx, f.ry, f.hair);
+    if !f.bald && (!f.male || r.random_bool(0.1)) {
         cv.ellipse(cx, cy + 10.0, rx * 1.35, ry * 1.25, hair, 1.0);
     }
-    if !bald {
-        cv.ellipse(cx, cy - ry * 0.25, rx * 1.18, ry * 0.95, hair, 1.0);
-        if has("Wavy_Hair") {
-            for k in 0..6 {
-                let yy = cy - ry * 0.9 + k as f32 * 12.0;
-                cv.curve(
-                    cx - rx * 1.25,
-                    cx + rx * 1.25,
-                    |x| yy + 3.0 * (x * 0.35).sin(),
-                    2.0,
-                    mix(hair, [0.0; 3], 0.35),
-                    0.8,
-                );
-            }
-        }
-        if has("Straight_Hair") {
-            for k in 0..14 {
-                let xx = cx - rx * 1.1 + k as f32 * rx * 2.2 / 13.0;
-                cv.rect(xx, cy - ry * 1.1, xx + 1.0, cy + 10.0, mix(hair, [255.0; 3], 0.25), 0.6);
-            }
+    if f.bald {
+        return;
+    }
+    cv.ellipse(cx, cy - ry * 0.25, rx * 1.18, ry * 0.95, hair, 1.0);
+    if f.has("Wavy_Hair") {
+        for k in 0..6 {
+            let yy = cy - ry * 0.9 + k as f32 * 12.0;
+            cv.curve(
+                cx - rx * 1.25,
+                cx + rx * 1.25,
+                |x| yy + 3.0 * (x * 0.35).sin(),
+                2.0,
+                mix(hair, [0.0; 3], 0.35),
+                0.8,
+            );
         }
     }
-    // Neck and shoulders.
-    cv.rect(cx - rx * 0.45, cy + ry * 0.7, cx + rx * 0.45, h as f32, mix(skin, [0.0; 3], 0.1), 1.0);
+    if f.has("Straight_Hair") {
+        for k in 0..14 {
+            let xx = cx - rx * 1.1 + k as f32 * rx * 2.2 / 13.0;
+            cv.rect(xx, cy - ry * 1.1, xx + 1.0, cy + 10.0, mix(hair, [255.0; 3], 0.25), 0.6);
+        }
+    }
+}
+
+/// Neck, shirt, necktie and necklace.
+fn draw_neck_and_clothes(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, rx, ry) = (f.cx, f.cy, f.rx, f.ry);
+    let h = FACE_H;
+    cv.rect(cx - rx * 0.45, cy + ry * 0.7, cx + rx * 0.45, h as f32, mix(f.skin, [0.0; 3], 0.1), 1.0);
     let shirt = [r.random_range(20.0..230.0), r.random_range(20.0..230.0), r.random_range(20.0..230.0)];
     cv.ellipse_if(cx, h as f32 + 20.0, 95.0, 45.0, shirt, 1.0, |_, _| true);
-    if has("Wearing_Necktie") {
+    if f.has("Wearing_Necktie") {
         cv.rect(cx - 15.0, h as f32 - 28.0, cx + 15.0, h as f32, [245.0; 3], 1.0);
         let tie = [r.random_range(60.0..200.0), 20.0, r.random_range(20.0..120.0)];
         for y in (h - 28)..h {
@@ -612,7 +782,7 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
             cv.rect(cx - half, y as f32, cx + half, y as f32 + 1.0, tie, 1.0);
         }
     }
-    if has("Wearing_Necklace") {
+    if f.has("Wearing_Necklace") {
         cv.curve(
             cx - 26.0,
             cx + 26.0,
@@ -622,9 +792,13 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
             1.0,
         );
     }
-    // Face.
+}
+
+/// The face itself: skin, chin, hair line and hat, beard, ears and earrings, forehead wrinkles.
+fn draw_head(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, rx, ry, skin) = (f.cx, f.cy, f.rx, f.ry, f.skin);
     cv.ellipse(cx, cy, rx, ry, skin, 1.0);
-    if has("Double_Chin") {
+    if f.has("Double_Chin") {
         cv.curve(
             cx - rx * 0.45,
             cx + rx * 0.45,
@@ -634,49 +808,17 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
             0.9,
         );
     }
-    // Forehead hair line, bangs, receding hairline.
-    if !bald {
-        let top = cy - ry * if has("Receding_Hairline") { 0.85 } else { 0.62 };
-        cv.ellipse_if(cx, cy - ry * 0.3, rx * 1.02, ry * 0.75, hair, 1.0, |_, y| y < top);
-        if has("Bangs") {
-            cv.ellipse_if(cx, cy - ry * 0.55, rx * 0.95, ry * 0.4, hair, 1.0, |_, y| y < cy - ry * 0.35);
-        }
-    }
-    if has("Wearing_Hat") {
-        let hat = [r.random_range(20.0..230.0), r.random_range(20.0..230.0), r.random_range(20.0..230.0)];
-        cv.ellipse_if(cx, cy - ry * 0.55, rx * 1.15, ry * 0.75, hat, 1.0, |_, y| y < cy - ry * 0.5);
-        cv.rect(cx - rx * 1.35, cy - ry * 0.58, cx + rx * 1.35, cy - ry * 0.48, mix(hat, [0.0; 3], 0.3), 1.0);
-    }
-    // Beard region: darker lower face.
-    let beard = mix(hair, [30.0, 25.0, 20.0], 0.5);
-    if male && !has("No_Beard") {
-        cv.ellipse_if(cx, cy, rx, ry, beard, 0.55, |_, y| y > cy + ry * 0.25);
-    }
-    if has("5_o_Clock_Shadow") {
-        for _ in 0..500 {
-            let x = cx + r.random_range(-rx * 0.8..rx * 0.8);
-            let y = cy + r.random_range(ry * 0.3..ry * 0.95);
-            if ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) < 1.0 {
-                cv.blend(x as i64, y as i64, [60.0, 50.0, 45.0], 0.5);
-            }
-        }
-    }
-    if has("Sideburns") {
-        cv.rect(cx - rx * 0.98, cy - 15.0, cx - rx * 0.8, cy + 20.0, beard, 0.9);
-        cv.rect(cx + rx * 0.8, cy - 15.0, cx + rx * 0.98, cy + 20.0, beard, 0.9);
-    }
-    if has("Goatee") {
-        cv.ellipse(cx, cy + ry * 0.82, 12.0, 10.0, beard, 0.95);
-    }
+    draw_hairline_and_hat(cv, f, r);
+    draw_beard(cv, f, r);
     // Ears and earrings.
     cv.ellipse(cx - rx, cy + 2.0, 6.0, 12.0, skin, 1.0);
     cv.ellipse(cx + rx, cy + 2.0, 6.0, 12.0, skin, 1.0);
-    if has("Wearing_Earrings") {
+    if f.has("Wearing_Earrings") {
         cv.ellipse(cx - rx, cy + 17.0, 3.5, 3.5, [240.0, 210.0, 80.0], 1.0);
         cv.ellipse(cx + rx, cy + 17.0, 3.5, 3.5, [240.0, 210.0, 80.0], 1.0);
     }
-    // Age: wrinkles on the forehead, greyish skin.
-    if !young {
+    // Age: wrinkles on the forehead.
+    if !f.young {
         for k in 0..3 {
             let yy = cy - ry * 0.45 + k as f32 * 5.0;
             cv.curve(
@@ -689,33 +831,72 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
             );
         }
     }
-    // Eyes (image left = subject's right).
+}
+
+/// Forehead hair line, bangs, receding hairline; a hat over them.
+fn draw_hairline_and_hat(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, rx, ry, hair) = (f.cx, f.cy, f.rx, f.ry, f.hair);
+    if !f.bald {
+        let top = cy - ry * if f.has("Receding_Hairline") { 0.85 } else { 0.62 };
+        cv.ellipse_if(cx, cy - ry * 0.3, rx * 1.02, ry * 0.75, hair, 1.0, |_, y| y < top);
+        if f.has("Bangs") {
+            cv.ellipse_if(cx, cy - ry * 0.55, rx * 0.95, ry * 0.4, hair, 1.0, |_, y| y < cy - ry * 0.35);
+        }
+    }
+    if f.has("Wearing_Hat") {
+        let hat = [r.random_range(20.0..230.0), r.random_range(20.0..230.0), r.random_range(20.0..230.0)];
+        cv.ellipse_if(cx, cy - ry * 0.55, rx * 1.15, ry * 0.75, hat, 1.0, |_, y| y < cy - ry * 0.5);
+        cv.rect(cx - rx * 1.35, cy - ry * 0.58, cx + rx * 1.35, cy - ry * 0.48, mix(hat, [0.0; 3], 0.3), 1.0);
+    }
+}
+
+/// Beard region (darker lower face), stubble, sideburns, goatee.
+fn draw_beard(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, rx, ry) = (f.cx, f.cy, f.rx, f.ry);
+    let beard = f.beard();
+    if f.male && !f.has("No_Beard") {
+        cv.ellipse_if(cx, cy, rx, ry, beard, 0.55, |_, y| y > cy + ry * 0.25);
+    }
+    if f.has("5_o_Clock_Shadow") {
+        for _ in 0..500 {
+            let x = cx + r.random_range(-rx * 0.8..rx * 0.8);
+            let y = cy + r.random_range(ry * 0.3..ry * 0.95);
+            if ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) < 1.0 {
+                cv.blend(x as i64, y as i64, [60.0, 50.0, 45.0], 0.5);
+            }
+        }
+    }
+    if f.has("Sideburns") {
+        cv.rect(cx - rx * 0.98, cy - 15.0, cx - rx * 0.8, cy + 20.0, beard, 0.9);
+        cv.rect(cx + rx * 0.8, cy - 15.0, cx + rx * 0.98, cy + 20.0, beard, 0.9);
+    }
+    if f.has("Goatee") {
+        cv.ellipse(cx, cy + ry * 0.82, 12.0, 10.0, beard, 0.95);
+    }
+}
+
+/// Eyes (image left = subject's right) with makeup, bags and eyebrows; eyeglasses.
+fn draw_eyes(cv: &mut Canvas, f: &Face) {
+    let (cx, cy, skin) = (f.cx, f.cy, f.skin);
     let ey = cy - 13.0;
     let ex = [cx - 19.0, cx + 19.0];
-    let eye_h = if has("Narrow_Eyes") { 2.2 } else { 4.5 } * if has("Attractive") { 1.15 } else { 1.0 };
+    let eye_h = if f.has("Narrow_Eyes") { 2.2 } else { 4.5 } * if f.has("Attractive") { 1.15 } else { 1.0 };
     for &x in &ex {
-        if has("Heavy_Makeup") {
+        if f.has("Heavy_Makeup") {
             cv.ellipse(x, ey - 3.0, 11.0, 6.0, [90.0, 50.0, 110.0], 0.7);
         }
-        if has("Bags_Under_Eyes") {
-            cv.curve(
-                x - 8.0,
-                x + 8.0,
-                |xx| ey + 7.0 + ((xx - x) / 8.0).powi(2) * -3.0,
-                2.0,
-                mix(skin, [60.0, 40.0, 60.0], 0.4),
-                0.8,
-            );
+        if f.has("Bags_Under_Eyes") {
+            let bag = mix(skin, [60.0, 40.0, 60.0], 0.4);
+            cv.curve(x - 8.0, x + 8.0, |xx| ey + 7.0 + ((xx - x) / 8.0).powi(2) * -3.0, 2.0, bag, 0.8);
         }
         cv.ellipse(x, ey, 9.0, eye_h, [245.0, 245.0, 240.0], 1.0);
         cv.ellipse(x, ey, 3.5, eye_h.min(3.5), [40.0, 30.0, 25.0], 1.0);
-        // Eyebrows.
-        let brow = mix(hair, [20.0, 15.0, 10.0], if bald { 0.8 } else { 0.4 });
-        let thick = if has("Bushy_Eyebrows") { 4.5 } else { 2.0 };
-        let arch = if has("Arched_Eyebrows") { 5.0 } else { 1.5 };
+        let brow = mix(f.hair, [20.0, 15.0, 10.0], if f.bald { 0.8 } else { 0.4 });
+        let thick = if f.has("Bushy_Eyebrows") { 4.5 } else { 2.0 };
+        let arch = if f.has("Arched_Eyebrows") { 5.0 } else { 1.5 };
         cv.curve(x - 10.0, x + 10.0, |xx| ey - 10.0 - arch * (1.0 - ((xx - x) / 10.0).powi(2)), thick, brow, 1.0);
     }
-    if has("Eyeglasses") {
+    if f.has("Eyeglasses") {
         let frame = [20.0, 20.0, 20.0];
         for &x in &ex {
             for (x0, x1, y0, y1) in [(x - 13.0, x + 13.0, ey - 8.0, ey - 6.5), (x - 13.0, x + 13.0, ey + 7.0, ey + 8.5)]
@@ -727,66 +908,66 @@ pub fn draw_face(a: &[bool; 40], r: &mut impl Rng) -> Vec<u8> {
         }
         cv.rect(cx - 6.0, ey - 4.0, cx + 6.0, ey - 2.5, frame, 1.0);
     }
-    // Cheeks.
-    if has("High_Cheekbones") {
+}
+
+/// High cheekbones, rosy cheeks or blush, and the nose.
+fn draw_cheeks_and_nose(cv: &mut Canvas, f: &Face) {
+    let (cx, cy, skin) = (f.cx, f.cy, f.skin);
+    if f.has("High_Cheekbones") {
         cv.ellipse(cx - 24.0, cy + 8.0, 9.0, 5.0, mix(skin, [255.0; 3], 0.35), 0.8);
         cv.ellipse(cx + 24.0, cy + 8.0, 9.0, 5.0, mix(skin, [255.0; 3], 0.35), 0.8);
     }
-    if has("Rosy_Cheeks") || has("Heavy_Makeup") {
-        let a = if has("Rosy_Cheeks") { 0.55 } else { 0.3 };
+    if f.has("Rosy_Cheeks") || f.has("Heavy_Makeup") {
+        let a = if f.has("Rosy_Cheeks") { 0.55 } else { 0.3 };
         cv.ellipse(cx - 25.0, cy + 14.0, 9.0, 7.0, [220.0, 90.0, 100.0], a);
         cv.ellipse(cx + 25.0, cy + 14.0, 9.0, 7.0, [220.0, 90.0, 100.0], a);
     }
-    // Nose.
-    let nose_w = if has("Big_Nose") { 9.0 } else { 5.5 };
+    let nose_w = if f.has("Big_Nose") { 9.0 } else { 5.5 };
     let nose = mix(skin, [0.0; 3], 0.3);
     for y in 0..22 {
         let t = y as f32 / 22.0;
-        let half = if has("Pointy_Nose") { nose_w * t * t } else { nose_w * (0.3 + 0.7 * t) };
+        let half = if f.has("Pointy_Nose") { nose_w * t * t } else { nose_w * (0.3 + 0.7 * t) };
         cv.rect(cx - half, cy - 5.0 + y as f32, cx - half + 1.2, cy - 4.0 + y as f32, nose, 0.6);
         cv.rect(cx + half - 1.2, cy - 5.0 + y as f32, cx + half, cy - 4.0 + y as f32, nose, 0.6);
     }
     cv.ellipse(cx, cy + 17.0, nose_w, 3.5, nose, 0.6);
-    // Mustache.
-    if has("Mustache") {
-        cv.curve(cx - 14.0, cx + 14.0, |x| cy + 23.0 + ((x - cx) / 14.0).powi(2) * 3.0, 4.5, beard, 1.0);
+}
+
+/// Mustache and mouth: smiling curves up at the corners.
+fn draw_mouth(cv: &mut Canvas, f: &Face, r: &mut impl Rng) {
+    let (cx, cy, skin) = (f.cx, f.cy, f.skin);
+    if f.has("Mustache") {
+        cv.curve(cx - 14.0, cx + 14.0, |x| cy + 23.0 + ((x - cx) / 14.0).powi(2) * 3.0, 4.5, f.beard(), 1.0);
     }
-    // Mouth: smiling curves up at the corners.
+    let smiling = f.has("Smiling");
     let my = cy + 31.0;
-    let mw = if has("Smiling") { 18.0 } else { 13.0 };
-    let bend = if has("Smiling") { 7.0 } else { r.random_range(-1.5..1.0) };
-    let lips: Rgb = if has("Wearing_Lipstick") { [200.0, 30.0, 50.0] } else { mix(skin, [150.0, 70.0, 70.0], 0.5) };
-    let lip_t = if has("Big_Lips") { 6.0 } else { 3.5 };
-    if has("Mouth_Slightly_Open") {
+    let mw = if smiling { 18.0 } else { 13.0 };
+    let bend = if smiling { 7.0 } else { r.random_range(-1.5..1.0) };
+    let lips: Rgb = if f.has("Wearing_Lipstick") { [200.0, 30.0, 50.0] } else { mix(skin, [150.0, 70.0, 70.0], 0.5) };
+    let lip_t = if f.has("Big_Lips") { 6.0 } else { 3.5 };
+    if f.has("Mouth_Slightly_Open") {
         cv.ellipse(cx, my + bend * 0.4, mw * 0.7, 4.0 + bend * 0.3, [60.0, 20.0, 25.0], 1.0);
-        if has("Smiling") {
+        if smiling {
             cv.rect(cx - mw * 0.5, my + bend * 0.4 - 3.0, cx + mw * 0.5, my + bend * 0.4 - 1.0, [240.0; 3], 1.0);
         }
     }
     cv.curve(cx - mw, cx + mw, |x| my + bend * (1.0 - ((x - cx) / mw).powi(2)) - bend * 0.2, lip_t, lips, 1.0);
-    // Skin texture: attractive = smoother; then optional blur.
-    let sigma = if has("Attractive") { 3.0 } else { 8.0 };
-    let noise = Normal::new(0.0f32, sigma).unwrap_or_else(|_| unreachable!());
-    for v in cv.px.iter_mut() {
-        *v += noise.sample(r);
-    }
-    if has("Blurry") {
-        cv.box_blur(3);
-    }
-    cv.to_u8()
 }
 
 /// Write `out/img_align_celeba/%06d.jpg`, `out/list_attr_celeba.txt` and `out/list_eval_partition.txt` in the
 /// official formats (CRLF, count line, header with a trailing space, aligned -1/1 columns; contiguous
 /// partition: first ~80 % train, then ~10 % val, ~10 % test).
-pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
+/// `out` must be new or empty unless `force` (see [`synth_pamap2`]).
+pub fn synth_celeba(out: &Path, seed: u64, scale: Scale, force: bool) -> Result<()> {
     let n: usize = match scale {
         Scale::Tiny => 40,
         Scale::Small => 2500,
         Scale::Medium => 20000,
     };
+    check_out(out, force)?;
     let img_dir = out.join("img_align_celeba");
     std::fs::create_dir_all(&img_dir).with_context(|| format!("cannot create {}: check --out", img_dir.display()))?;
+    write_marker(out, "celeba", seed, scale)?;
     let pb = super::progress(n as u64, "synth celeba");
     let attrs: Vec<[bool; 40]> = (0..n)
         .into_par_iter()
@@ -804,6 +985,14 @@ pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
+    write_celeba_annotations(out, &attrs)
+}
+
+/// `list_attr_celeba.txt` (count line, header with a trailing space, aligned -1/1 columns) and
+/// `list_eval_partition.txt` (contiguous: first ~80 % train, ~10 % val, ~10 % test), CRLF, for the images
+/// `000001.jpg` … in order.
+fn write_celeba_annotations(out: &Path, attrs: &[[bool; 40]]) -> Result<()> {
+    let n = attrs.len();
     let mut s = String::with_capacity(n * 130);
     let _ = write!(s, "{n}\r\n{} \r\n", ATTRS.join(" "));
     for (i, a) in attrs.iter().enumerate() {
@@ -832,10 +1021,7 @@ pub fn synth_celeba(out: &Path, seed: u64, scale: Scale) -> Result<()> {
         };
         let _ = write!(p, "{:06}.jpg {part}\r\n", i + 1);
     }
-    let mut f = std::fs::File::create(out.join("list_eval_partition.txt"))
-        .with_context(|| format!("cannot write in {}", out.display()))?;
-    f.write_all(p.as_bytes()).with_context(|| format!("writing {}", out.join("list_eval_partition.txt").display()))?;
-    Ok(())
+    crate::util::write_atomic(&out.join("list_eval_partition.txt"), p.as_bytes())
 }
 
 #[cfg(test)]
