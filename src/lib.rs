@@ -5,6 +5,7 @@
 //! records (`train`, `energy`) -> `report`s. The energy meter observes launches and steps; it never changes
 //! what is computed.
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod data;

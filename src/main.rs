@@ -25,7 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PretrainStudy(a) => powertrain::study::run_pretrain_study(&a),
         Command::MultitaskStudy(a) => powertrain::study::run_multitask_study(&a),
         Command::Report(a) => powertrain::report::run_report(&a),
-        Command::Check(a) => powertrain::ops::cuda::check::run_check(&a),
+        Command::Check(a) => powertrain::cmd::check::run(&a),
         Command::Bench(a) => bench(&a),
         Command::Info(a) => powertrain::train::run_info(&a),
     }
@@ -33,12 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     match a.what.as_str() {
-        "kernels" => {
-            if a.kernel_timing.is_some() {
-                anyhow::bail!("bench kernels: --kernel-timing belongs to 'bench step' (the cost of per-kernel timing)");
-            }
-            powertrain::ops::bench::run_bench_kernels(a)
-        }
+        "kernels" => powertrain::cmd::bench_kernels::run(a),
         "step" => {
             let kernel_only = [
                 (a.kernel.is_some(), "--kernel"),

@@ -17,7 +17,7 @@ use crate::data::{open_dataset, Dataset, Loader, Split, TargetKind};
 use crate::energy::{Meter, MeterConfig, StepKernels};
 use crate::model::{checkpoint, Arch, Layout, Model, Optimizer};
 use crate::ops::cpu::CpuBackend;
-use crate::ops::{Backend, DeviceKind, KernelClock};
+use crate::ops::{Backend, Device, DeviceKind, KernelClock};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
