@@ -159,7 +159,7 @@ fn the_host_bookkeeping_times_ops_across_a_ring_wrap() {
     let t = book.take((anchor_gt, 10.0)).unwrap();
     assert_eq!(t.len(), 2 + probes, "timed ops only (the untimed gemm is not among them)");
     assert_eq!((t[0].name, t[1].name, t[2].name), ("relu_forward", "gemm", "fill"));
-    assert!((t[0].start_s - 10.0).abs() < 1e-12, "{:?}", t[0]);
+    approx::assert_abs_diff_eq!(t[0].start_s, 10.0, epsilon = 1e-12);
     // The timed gemm's two launches make one op, after the untimed gemm.
     assert!(t[1].dur_s > 0.0 && t[1].start_s > t[0].start_s + t[0].dur_s, "{:?}", &t[..2]);
     for w in t.windows(2) {

@@ -6,7 +6,7 @@
 //! with itself: a self-test of the harness, which checks no kernel.
 
 use crate::cli::CheckArgs;
-use crate::ops::check::{compare, table, Case, Row};
+use crate::ops::check::{compare_each, table, Case, Row};
 use crate::ops::cpu::CpuBackend;
 use crate::ops::cuda::CudaBackend;
 use crate::ops::emu::EmuBackend;
@@ -56,18 +56,14 @@ pub fn run(a: &CheckArgs) -> Result<()> {
     output(a, &device, seed, &rows)
 }
 
-/// Compare every case (case `j` with seed `seed + j`, as `ops::check::compare_all`), with a progress line per
-/// 20 cases on stderr when asked (the emulation takes minutes).
+/// Compare every case, with a progress line per 20 cases on stderr when asked (the emulation takes minutes).
 fn compare_all<T: Backend, R: Backend>(t: &T, r: &R, cases: &[Case], seed: u64, progress: bool) -> Vec<Row> {
     let t0 = std::time::Instant::now();
-    let mut rows = Vec::with_capacity(cases.len());
-    for (j, c) in cases.iter().enumerate() {
-        rows.push(compare(t, r, c, seed.wrapping_add(j as u64)));
+    compare_each(t, r, cases, seed, |j, _| {
         if progress && ((j + 1) % 20 == 0 || j + 1 == cases.len()) {
             eprintln!("check: {}/{} cases, {:.0} s", j + 1, cases.len(), t0.elapsed().as_secs_f64());
         }
-    }
-    rows
+    })
 }
 
 /// The table or JSON document, then an error naming the failed kernels when any case failed.

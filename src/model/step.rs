@@ -12,7 +12,7 @@ fn conv_input<'a, B: Backend>(be: &B, x: &'a B::Buf, pooled: &'a [B::Buf], i: us
 
 impl<B: Backend> Model<'_, B> {
     /// Forward pass of the loaded batch of `n` rows up to the logits.
-    pub(super) fn forward(&mut self, n: usize) -> Result<()> {
+    pub fn forward(&mut self, n: usize) -> Result<()> {
         let be = self.be;
         let lay = &self.layout;
         for (i, l) in lay.conv_layers(n).iter().enumerate() {

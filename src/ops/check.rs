@@ -316,7 +316,23 @@ pub fn awkward_cases() -> Vec<Case> {
 
 /// Compare every case of `cases` on `t` against `r`; case `j` uses seed `seed + j`.
 pub fn compare_all<T: Backend, R: Backend>(t: &T, r: &R, cases: &[Case], seed: u64) -> Vec<Row> {
-    cases.iter().enumerate().map(|(j, c)| compare(t, r, c, seed.wrapping_add(j as u64))).collect()
+    compare_each(t, r, cases, seed, |_, _| {})
+}
+
+/// `compare_all`, calling `done(j, row)` after each case (for progress on slow backends).
+pub fn compare_each<T: Backend, R: Backend>(
+    t: &T,
+    r: &R,
+    cases: &[Case],
+    seed: u64,
+    mut done: impl FnMut(usize, &Row),
+) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(cases.len());
+    for (j, c) in cases.iter().enumerate() {
+        rows.push(compare(t, r, c, seed.wrapping_add(j as u64)));
+        done(j, &rows[j]);
+    }
+    rows
 }
 
 /// The rows as a fixed-width table.

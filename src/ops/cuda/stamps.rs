@@ -135,6 +135,7 @@ impl StampBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn chunks_split_at_the_ring_end() {
@@ -162,8 +163,10 @@ mod tests {
         let t = b.take((1000, 2.0)).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].name, "gemm");
-        assert!((t[0].start_s - (2.0 + 100e-9)).abs() < 1e-15 && (t[0].dur_s - 1000e-9).abs() < 1e-15, "{t:?}");
-        assert!((t[1].start_s - (2.0 + 1200e-9)).abs() < 1e-15 && (t[1].dur_s - 100e-9).abs() < 1e-15, "{t:?}");
+        assert_abs_diff_eq!(t[0].start_s, 2.0 + 100e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[0].dur_s, 1000e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[1].start_s, 2.0 + 1200e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[1].dur_s, 100e-9, epsilon = 1e-15);
         assert_eq!(b.unread(), None);
         // A launch that was never read, or a zero stamp, is an error, not a made-up time.
         b.end_op("gemm", Some(b.launched), 1);

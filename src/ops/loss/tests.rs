@@ -80,7 +80,9 @@ fn bce_logits_value_and_gradient() {
     // Stable at extreme logits: loss 100 for a confident wrong answer, 0 for a confident right one.
     let (mut g, mut l) = (vec![0.0f32; 2], vec![0.0f32]);
     CpuBackend::new().bce_logits(&LossParams::new(1, 2), &[100.0, -100.0], &[0.0, 0.0], &mut g, &mut l).unwrap();
-    assert!((l[0] - 50.0).abs() < 1e-4 && (g[0] - 0.5).abs() < 1e-6 && g[1].abs() < 1e-30, "{l:?} {g:?}");
+    assert_abs_diff_eq!(l[0], 50.0, epsilon = 1e-4);
+    assert_abs_diff_eq!(g[0], 0.5, epsilon = 1e-6);
+    assert_abs_diff_eq!(g[1], 0.0, epsilon = 1e-30);
 }
 
 #[test]

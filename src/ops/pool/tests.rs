@@ -2,6 +2,7 @@
 //! values (tests/fixtures/ops.safetensors, written by scripts/make_fixtures.py), the CUDA source under the
 //! emulation (the scatter and gather backward paths, ties, overlapping windows), and bad input.
 use super::*;
+use approx::assert_abs_diff_eq;
 use crate::ops::cpu::CpuBackend;
 use crate::ops::emu::EmuBackend;
 use crate::ops::testutil::*;
@@ -26,7 +27,7 @@ fn avgpool_forward_and_gradient() {
         // Spot value: the first window of the first plane.
         let (kh, kw, w) = (p.kh as usize, p.kw as usize, p.w as usize);
         let first: f64 = (0..kh).flat_map(|i| (0..kw).map(move |j| (i, j))).map(|(i, j)| x[i * w + j]).sum();
-        assert!((y[0] - first / (kh * kw) as f64).abs() < 1e-14, "{p:?}");
+        assert_abs_diff_eq!(y[0], first / (kh * kw) as f64, epsilon = 1e-14);
         let loss = |x: &[f64]| {
             let mut y = vec![0.0; p.y_len()];
             cpu::avgpool2d_forward(&p, x, &mut y).unwrap();
