@@ -70,7 +70,9 @@ impl CallInfo for BiasCall {
         use Role::*;
         match *self {
             BiasCall::Forward(p) => (vec![sp("b", p.c as usize, In, U), sp("y", p.len(), InOut, U)], vec![]),
-            BiasCall::Backward(p) => (vec![sp("dy", p.len(), In, U), sp("db", p.c as usize, Out, Init::Poison)], vec![]),
+            BiasCall::Backward(p) => {
+                (vec![sp("dy", p.len(), In, U), sp("db", p.c as usize, Out, Init::Poison)], vec![])
+            }
         }
     }
     fn tolerance(&self) -> f64 {

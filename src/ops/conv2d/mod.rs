@@ -215,5 +215,6 @@ pub fn awkward_calls() -> Vec<Conv2dCall> {
         Conv2dParams::new(5, 7, 3, 3, 33, 1, 1, 0, 0),
         Conv2dParams::new(2, 3, 5, 6, 4, 5, 5, 0, 0),
     ];
-    convs.into_iter().flat_map(|c| [Conv2dCall::Forward(c), Conv2dCall::BackwardData(c), Conv2dCall::BackwardFilter(c)]).collect()
+    let calls = |c| [Conv2dCall::Forward(c), Conv2dCall::BackwardData(c), Conv2dCall::BackwardFilter(c)];
+    convs.into_iter().flat_map(calls).collect()
 }

@@ -92,7 +92,10 @@ pub enum PoolCall {
 impl PoolCall {
     fn params(&self) -> &Pool2dParams {
         match self {
-            PoolCall::MaxForward(p) | PoolCall::MaxBackward(p) | PoolCall::AvgForward(p) | PoolCall::AvgBackward(p) => p,
+            PoolCall::MaxForward(p)
+            | PoolCall::MaxBackward(p)
+            | PoolCall::AvgForward(p)
+            | PoolCall::AvgBackward(p) => p,
         }
     }
 }
@@ -144,8 +147,10 @@ impl KernelCall for PoolCall {
 
 /// `check`'s awkward pools: odd sizes (floor mode), 27 channels 1x2, 3x3 windows; max and avg, both ways.
 pub fn awkward_calls() -> Vec<PoolCall> {
-    [Pool2dParams::new(3, 5, 7, 9, 2, 2), Pool2dParams::new(2, 27, 1, 37, 1, 2), Pool2dParams::new(2, 3, 10, 11, 3, 3)]
-        .into_iter()
-        .flat_map(|p| [PoolCall::MaxForward(p), PoolCall::MaxBackward(p), PoolCall::AvgForward(p), PoolCall::AvgBackward(p)])
-        .collect()
+    let pools = [(3, 5, 7, 9, 2, 2), (2, 27, 1, 37, 1, 2), (2, 3, 10, 11, 3, 3)];
+    let calls = |(n, c, h, w, kh, kw)| {
+        let p = Pool2dParams::new(n, c, h, w, kh, kw);
+        [PoolCall::MaxForward(p), PoolCall::MaxBackward(p), PoolCall::AvgForward(p), PoolCall::AvgBackward(p)]
+    };
+    pools.into_iter().flat_map(calls).collect()
 }
