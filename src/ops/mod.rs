@@ -14,8 +14,9 @@
 //! - `cpu.rs`: the CPU code; `cuda.rs`: buffer checks and the launch plan (shared by CUDA and the emulation);
 //! - `<family>.cu`: the kernels; `tests.rs`: f64 references, finite differences, PyTorch fixtures, emulation.
 //!
-//! Adding a kernel family: a folder like the others and one line in `op_families!` below (the steps are in
-//! `kernels/README.md`). build.rs finds the `.cu` files by globbing `src/ops/*/`.
+//! Adding a kernel to a family touches only its folder; adding a family is a folder like the others, its
+//! `pub mod` line and one row in `op_families!` below (the steps are in `kernels/README.md`). build.rs finds
+//! the `.cu` files by globbing `src/ops/*/`.
 //!
 //! Layout conventions (all row-major, PyTorch's): activations NCHW `[n, c, h, w]` f32; conv weights
 //! `[c_out, c_in, kh, kw]`, linear weights `[out, in]`; class labels i32 `[n]`; binary targets f32 `[n, k]` (0/1).
@@ -58,12 +59,11 @@ macro_rules! cuda_const {
     ($($i:item)+) => { $($i)+ };
 }
 
-/// The op families, one line each: `Op` variant, module, trait, call type, parameter structs. It declares the
-/// modules, re-exports the trait, calls and params, and builds `Backend`, `KERNEL_NAMES`, `Op`, the awkward check
-/// cases and `PARAM_LAYOUTS` from them (in this order).
+/// The op families, one row each: `Op` variant, module, trait, call type, parameter structs. It re-exports the
+/// trait, calls and params, and builds `Backend`, `KERNEL_NAMES`, `Op`, the awkward check cases and
+/// `PARAM_LAYOUTS` from them (in this order). (The modules are declared outside the macro, where rustfmt sees them.)
 macro_rules! op_families {
     ($($variant:ident: $module:ident, $ops:ident, $call:ident, [$($param:ident),+];)+) => {
-        $(pub mod $module;)+
         $(pub use $module::{$ops, $call, $($param),+};)+
 
         /// Every op family on one device, with memory and a clock: what models and the training loop use.
@@ -127,6 +127,15 @@ pub mod launch;
 mod tests;
 #[cfg(test)]
 mod testutil;
+
+// The op families: one folder each, and one row in `op_families!` below.
+pub mod bias;
+pub mod conv2d;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod optim;
+pub mod pool;
 
 op_families! {
     // Op variant   module        trait            call type         parameter structs

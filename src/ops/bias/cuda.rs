@@ -16,8 +16,7 @@ pub fn bias_forward_plan(p: &BiasParams) -> Vec<Launch> {
 pub fn bias_backward_plan(p: &BiasParams, dev: &DeviceSpec) -> Vec<Launch> {
     let (c, n, inner) = (u(p.c).max(1), u(p.n), u(p.inner));
     // Enough blocks to fill the device, each summing at least BIAS_MIN_SLICE elements.
-    let splits =
-        dev.split_target_blocks().div_ceil(c).min((n * inner) / BIAS_MIN_SLICE).min(n).min(BIAS_SPLIT_CAP / c);
+    let splits = dev.split_target_blocks().div_ceil(c).min((n * inner) / BIAS_MIN_SLICE).min(n).min(BIAS_SPLIT_CAP / c);
     bias_backward_plan_with_splits(p, splits.max(1))
 }
 

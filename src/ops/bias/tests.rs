@@ -5,8 +5,8 @@ use super::cuda::bias_backward_plan_with_splits;
 use super::*;
 use crate::ops::cpu::CpuBackend;
 use crate::ops::emu::EmuBackend;
-use crate::ops::testutil::*;
 use crate::ops::launch::{Arg, Launcher};
+use crate::ops::testutil::*;
 
 #[test]
 fn bias_forward_and_backward() {

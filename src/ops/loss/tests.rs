@@ -5,8 +5,8 @@ use super::*;
 use crate::ops::cpu::CpuBackend;
 use crate::ops::emu::EmuBackend;
 use crate::ops::testutil::*;
-use approx::assert_abs_diff_eq;
 use anyhow::Result;
+use approx::assert_abs_diff_eq;
 use rand::Rng as _;
 
 #[test]

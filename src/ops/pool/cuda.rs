@@ -1,6 +1,6 @@
 //! Max / average pooling on the GPU (and under the emulation): buffer checks and the launch plans of pool.cu
 //! (grid-stride, one thread per output element, or per input element where the backward pass gathers).
-use super::{PoolOps, Pool2dParams};
+use super::{Pool2dParams, PoolOps};
 use crate::ops::launch::{elems, grid_1d, need, Arg, Launch, Launcher};
 use anyhow::Result;
 

@@ -92,10 +92,9 @@ pub enum PoolCall {
 impl PoolCall {
     fn params(&self) -> &Pool2dParams {
         match self {
-            PoolCall::MaxForward(p)
-            | PoolCall::MaxBackward(p)
-            | PoolCall::AvgForward(p)
-            | PoolCall::AvgBackward(p) => p,
+            PoolCall::MaxForward(p) | PoolCall::MaxBackward(p) | PoolCall::AvgForward(p) | PoolCall::AvgBackward(p) => {
+                p
+            }
         }
     }
 }

@@ -2,11 +2,11 @@
 //! values (tests/fixtures/ops.safetensors, written by scripts/make_fixtures.py), the CUDA source under the
 //! emulation (the scatter and gather backward paths, ties, overlapping windows), and bad input.
 use super::*;
-use approx::assert_abs_diff_eq;
 use crate::ops::cpu::CpuBackend;
 use crate::ops::emu::EmuBackend;
 use crate::ops::testutil::*;
 use anyhow::Result;
+use approx::assert_abs_diff_eq;
 use rand::Rng as _;
 
 /// Window = stride pools (floor mode on odd sizes) and one overlapping pool (3x2 window, stride 2x1).
