@@ -35,10 +35,7 @@ pub fn run(a: &CheckArgs) -> Result<()> {
         }
         "emu" => {
             let emu = EmuBackend::new();
-            say(format!(
-                "check: the CUDA kernels under the CPU emulation ({}) against the CPU backend, seed {seed}",
-                emu.device_name()
-            ));
+            say(format!("check: {} against the CPU backend, seed {seed}", emu.device_name()));
             (emu.device_name(), compare_all(&emu, &cpu, &cases, seed, !a.json))
         }
         "cpu" => {
