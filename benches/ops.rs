@@ -2,12 +2,16 @@
 //!
 //! Each op is validated before it is timed (conv: the adjoint identities <y, dy> = <x, dx> = <w, dw> plus a
 //! spot check of y against the defining sum; GEMM: spot checks against dot products), then run once to warm up
-//! and timed as the median of repeats. Also times one whole training step made of the CPU ops (forward,
-//! backward, SGD; no data loading) and the machine's single-GEMM peak (a large square sgemm).
+//! and timed as the median of repeats. Also times one whole training step of the model on the CPU backend
+//! (forward, backward, SGD; the batch loaded once, no data loading) and the machine's single-GEMM peak (a large
+//! square sgemm). The layer shapes come from the models' layer table (`powertrain::model`).
 //! Optional argument: a filter substring of "<model> <conv|fc|step> n<batch>" or "peak" (e.g.
 //! `cargo bench --bench ops -- celeba`, `-- "step n64"`).
-use powertrain::ops::cpu::{conv2d, elementwise, gemm, loss, optim, pool};
-use powertrain::ops::*;
+use powertrain::model::{Arch, Layout, Model, Optimizer, CELEBA_K};
+use powertrain::ops::conv2d::cpu as conv2d;
+use powertrain::ops::cpu::CpuBackend;
+use powertrain::ops::gemm::cpu as gemm;
+use powertrain::ops::{Conv2dParams, GemmParams};
 use std::time::Instant;
 
 struct Rng(u64);
@@ -143,118 +147,37 @@ fn bench_gemm(tag: &str, p: GemmParams, reps: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// One layer of the protocol's CNNs: conv -> bias -> ReLU -> maxpool.
-struct ConvLayer {
-    conv: Conv2dParams,
-    pool: Pool2dParams,
-}
-
-/// Time a whole training step (forward, softmax cross-entropy or BCE when k = 1, backward, SGD) made of the CPU ops, with every
-/// buffer allocated up front (what a model's step costs in compute, without data loading).
-fn bench_step(tag: &str, n: usize, layers: &[ConvLayer], hidden: usize, k: usize, reps: usize) {
+/// Time a whole training step of `arch` at batch `n` on the CPU backend (forward, softmax cross-entropy or BCE,
+/// backward, SGD) with the batch loaded once: what a model's step costs in compute, without data loading.
+fn bench_step(arch: Arch, n: usize, reps: usize) {
+    let tag = arch.name();
+    let cpu = CpuBackend::new();
+    let layout = Layout::new(arch);
+    let mut model = match Model::new(&cpu, arch, n, &layout.init(42)) {
+        Ok(m) => m,
+        Err(e) => return println!("{tag}: step failed: {e:#}"),
+    };
     let mut rng = Rng(42);
-    let flat = layers.last().map(|l| l.pool.y_len() / n).unwrap_or(0);
-    let x0 = rng.vec(layers[0].conv.x_len(), 1.0);
+    let [c, h, w] = arch.input_shape();
+    let k = arch.outputs();
+    let x = rng.vec(n * c * h * w, 1.0);
     let labels: Vec<i32> = (0..n).map(|i| (i % k) as i32).collect();
     let targets: Vec<f32> = (0..n * k).map(|i| (i % 2) as f32).collect();
-    // Parameters: per conv layer w, b; fc1 w, b; fc2 w, b (one flat buffer each for params and grads).
-    let mut sizes: Vec<usize> = layers.iter().flat_map(|l| [l.conv.w_len(), l.conv.c_out as usize]).collect();
-    sizes.extend([hidden * flat, hidden, k * hidden, k]);
-    let total: usize = sizes.iter().sum();
-    let mut params = rng.vec(total, 0.05);
-    let (mut grads, mut mom) = (vec![0.0f32; total], vec![0.0f32; total]);
-    let offs: Vec<usize> = sizes.iter().scan(0, |o, s| Some(std::mem::replace(o, *o + s))).collect();
-    // Activations: per layer conv output (post-ReLU) and pool output, plus pool indices.
-    let mut conv_out: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.conv.y_len()]).collect();
-    let mut pool_out: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.pool.y_len()]).collect();
-    let mut idx: Vec<Vec<i32>> = layers.iter().map(|l| vec![0; l.pool.y_len()]).collect();
-    let mut d_conv: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.conv.y_len()]).collect();
-    let mut d_pool: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.pool.y_len()]).collect();
-    let (mut h1, mut dh1) = (vec![0.0f32; n * hidden], vec![0.0f32; n * hidden]);
-    let (mut logits, mut dlogits, mut lossv) = (vec![0.0f32; n * k], vec![0.0f32; n * k], vec![0.0f32; 1]);
-    let sgd = SgdParams { len: total as i32, lr: 1e-3, momentum: 0.9, weight_decay: 0.0 };
-    let nl = layers.len();
-    let mut step = || -> anyhow::Result<()> {
-        let pr = |i: usize| offs[i]..offs[i] + sizes[i];
-        // forward
-        for (li, l) in layers.iter().enumerate() {
-            let (prev, rest) = pool_out.split_at_mut(li);
-            let input: &[f32] = if li == 0 { &x0 } else { &prev[li - 1] };
-            let y = &mut conv_out[li];
-            conv2d::conv2d_forward(&l.conv, input, &params[pr(2 * li)], y)?;
-            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
-            elementwise::bias_forward(&bp, &params[pr(2 * li + 1)], y)?;
-            elementwise::relu_forward(&EltwiseParams::new(y.len()), y)?;
-            pool::maxpool2d_forward(&l.pool, y, &mut rest[0], &mut idx[li])?;
-        }
-        let feat = &pool_out[nl - 1];
-        gemm::gemm(&GemmParams::new(n, hidden, flat, false, true), feat, &params[pr(2 * nl)], &mut h1)?;
-        elementwise::bias_forward(&BiasParams::new(n, hidden, 1), &params[pr(2 * nl + 1)], &mut h1)?;
-        elementwise::relu_forward(&EltwiseParams::new(h1.len()), &mut h1)?;
-        gemm::gemm(&GemmParams::new(n, k, hidden, false, true), &h1, &params[pr(2 * nl + 2)], &mut logits)?;
-        elementwise::bias_forward(&BiasParams::new(n, k, 1), &params[pr(2 * nl + 3)], &mut logits)?;
-        if k == 1 {
-            loss::bce_logits(&LossParams::new(n, k), &logits, &targets, &mut dlogits, &mut lossv)?;
-        } else {
-            loss::softmax_xent(&LossParams::new(n, k), &logits, &labels, &mut dlogits, &mut lossv)?;
-        }
-        // backward: fc2, fc1
-        let (gw2, gb2) = (offs[2 * nl + 2], offs[2 * nl + 3]);
-        gemm::gemm(&GemmParams::new(k, hidden, n, true, false), &dlogits, &h1, &mut grads[gw2..gw2 + k * hidden])?;
-        elementwise::bias_backward(&BiasParams::new(n, k, 1), &dlogits, &mut grads[gb2..gb2 + k])?;
-        gemm::gemm(&GemmParams::new(n, hidden, k, false, false), &dlogits, &params[pr(2 * nl + 2)], &mut dh1)?;
-        elementwise::relu_backward(&EltwiseParams::new(h1.len()), &h1, &mut dh1)?;
-        let (gw1, gb1) = (offs[2 * nl], offs[2 * nl + 1]);
-        gemm::gemm(&GemmParams::new(hidden, flat, n, true, false), &dh1, feat, &mut grads[gw1..gw1 + hidden * flat])?;
-        elementwise::bias_backward(&BiasParams::new(n, hidden, 1), &dh1, &mut grads[gb1..gb1 + hidden])?;
-        gemm::gemm(&GemmParams::new(n, flat, hidden, false, false), &dh1, &params[pr(2 * nl)], &mut d_pool[nl - 1])?;
-        // backward: conv layers
-        for (li, l) in layers.iter().enumerate().rev() {
-            pool::maxpool2d_backward(&l.pool, &d_pool[li], &idx[li], &mut d_conv[li])?;
-            elementwise::relu_backward(&EltwiseParams::new(conv_out[li].len()), &conv_out[li], &mut d_conv[li])?;
-            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
-            let (gw, gb) = (offs[2 * li], offs[2 * li + 1]);
-            elementwise::bias_backward(&bp, &d_conv[li], &mut grads[gb..gb + sizes[2 * li + 1]])?;
-            let input: &[f32] = if li == 0 { &x0 } else { &pool_out[li - 1] };
-            conv2d::conv2d_backward_filter(&l.conv, input, &d_conv[li], &mut grads[gw..gw + sizes[2 * li]])?;
-            if li > 0 {
-                conv2d::conv2d_backward_data(&l.conv, &d_conv[li], &params[pr(2 * li)], &mut d_pool[li - 1])?;
-            }
-        }
-        optim::sgd_step(&sgd, &mut params, &grads, &mut mom)
-    };
-    if let Err(e) = step() {
-        println!("{tag}: step failed: {e:#}");
-        return;
+    let opt = Optimizer::Sgd { lr: 1e-3, momentum: 0.9, weight_decay: 0.0 };
+    let first = model.load_batch(n, &x, &labels, &targets).and_then(|_| model.train_step(n, &opt));
+    match first {
+        Ok(loss) if loss.is_finite() => {}
+        Ok(loss) => return println!("{tag}: step failed: loss {loss}"),
+        Err(e) => return println!("{tag}: step failed: {e:#}"),
     }
     let cpu0 = process_cpu_s();
-    let ms = median_ms(reps, || step().unwrap());
+    let ms = median_ms(reps, || {
+        model.train_step(n, &opt).unwrap();
+    });
     let cpu_ms = (process_cpu_s() - cpu0) * 1e3 / (reps + 1) as f64;
-    let fl: f64 = layers.iter().map(|l| 3.0 * l.conv.flops()).sum::<f64>() - layers[0].conv.flops()
-        + 3.0 * 2.0 * (n * flat * hidden + n * hidden * k) as f64;
-    row(&format!("{tag} step"), &format!("n{n} (fwd+bwd+sgd, no data)"), ms, fl);
+    row(&format!("{tag} step"), &format!("n{n} (fwd+bwd+sgd, no data)"), ms, model.step_flops(n));
     // On a loaded machine the wall time overstates the cost; CPU time over all threads does not.
     println!("{:<26} {:<34} {cpu_ms:10.3}", format!("{tag} step cpu-time"), "(mean, all threads)");
-}
-
-fn pamap2_layers(n: usize) -> Vec<ConvLayer> {
-    [(27, 64, 256), (64, 64, 128), (64, 128, 64)]
-        .iter()
-        .map(|&(ci, co, w)| ConvLayer {
-            conv: Conv2dParams::new(n, ci, 1, w, co, 1, 5, 0, 2),
-            pool: Pool2dParams::new(n, co, 1, w, 1, 2),
-        })
-        .collect()
-}
-
-fn celeba_layers(n: usize) -> Vec<ConvLayer> {
-    [(3, 32, 64), (32, 64, 32), (64, 128, 16)]
-        .iter()
-        .map(|&(ci, co, s)| ConvLayer {
-            conv: Conv2dParams::new(n, ci, s, s, co, 3, 3, 1, 1),
-            pool: Pool2dParams::new(n, co, s, s, 2, 2),
-        })
-        .collect()
 }
 
 fn main() {
@@ -274,16 +197,17 @@ fn main() {
     }
     for n in [64, 256] {
         let reps = if n == 64 { 11 } else { 5 };
-        for (model, layers, flat, hidden, k) in
-            [("pamap2", pamap2_layers(n), 4096, 128, 12), ("celeba", celeba_layers(n), 8192, 256, 1)]
-        {
+        for arch in [Arch::Pamap2, Arch::Celeba { k: CELEBA_K }] {
+            let (model, layout) = (arch.name(), Layout::new(arch));
             let tag = |kind: &str| format!("{model} {kind} n{n}");
-            for (i, l) in layers.iter().enumerate() {
+            for (i, l) in layout.conv_layers(n).iter().enumerate() {
                 if want(&tag("conv")) {
                     check(bench_conv(&format!("{model} conv{}", i + 1), l.conv, reps));
                 }
             }
+            let fc1 = layout.fc_layers()[0];
             if want(&tag("fc")) {
+                let (flat, hidden) = (fc1.fan_in, fc1.out);
                 check(bench_gemm(&format!("{model} fc1 fwd"), GemmParams::new(n, hidden, flat, false, true), reps));
                 check(bench_gemm(
                     &format!("{model} fc1 bwd-data"),
@@ -297,7 +221,7 @@ fn main() {
                 ));
             }
             if want(&tag("step")) {
-                bench_step(model, n, &layers, hidden, k, reps);
+                bench_step(arch, n, reps);
             }
         }
     }

@@ -1,44 +1,16 @@
-// kernels/common.cuh: shared header of every powertrain kernel.
+// kernels/common.cuh: shared header of every powertrain kernel (src/ops/<family>/<family>.cu).
 //
-// The parameter structs below are the twins of `src/backend/params.rs` (same names, field order and types;
-// all fields 4 bytes, so there is no padding). Kernels take them BY VALUE as their first argument and are
-// declared `extern "C" __global__` so that their names stay unmangled for cudarc's `load_function`.
+// The parameter structs and the constants the launch plans share with the kernels (tile sizes, scratch
+// capacities, the stamp ring) are not written here: build.rs generates them from the Rust side (the
+// `cuda_struct!` / `cuda_const!` blocks of src/ops, see src/ops/abi.rs) into `params.cuh`. Kernels take their
+// params struct BY VALUE as their first argument and are declared `extern "C" __global__` so that their names stay
+// unmangled for cudarc's `load_function` (and for the emulator's launch table, which build.rs finds the same way).
 //
 // Built three ways: by NVRTC in build.rs (CUBIN sm_90/sm_80 + PTX compute_80), by NVRTC at run time from the
-// embedded source, and by g++ under the CPU emulation header (tests/emu/) that runs the same source.
+// embedded source, and by g++ under the CPU emulation header (src/ops/emu/emu.h) that runs the same source.
 #pragma once
 
-struct Conv2dParams {
-    int n, c_in, h, w, c_out, kh, kw, pad_h, pad_w, stride_h, stride_w, h_out, w_out;
-};
-struct Pool2dParams {
-    int n, c, h, w, kh, kw, stride_h, stride_w, h_out, w_out;
-};
-struct GemmParams {
-    int m, n, k, trans_a, trans_b;
-    float alpha, beta;
-};
-struct BiasParams {
-    int n, c, inner;
-};
-struct EltwiseParams {
-    int len;
-};
-struct LossParams {
-    int n, k;
-};
-struct SgdParams {
-    int len;
-    float lr, momentum, weight_decay;
-};
-struct AdamParams {
-    int len;
-    float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
-};
-struct FillParams {
-    int len;
-    float value;
-};
+#include "params.cuh"
 
 // ---- device helpers shared by the kernels ---------------------------------------------------------------------
 
@@ -103,9 +75,8 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 // then consecutive threads load consecutive k, else consecutive m / n; global loads stay coalesced. The shared
 // tiles are [BK][BM + 2]: with BK = 16 a warp's transposing store covers 16 k x 2 m at banks 2k + m, all
 // distinct, and the non-transposing one 32 consecutive words.
-// Blocks have TILE_THREADS = 256 threads, 1-D.
+// Blocks have TILE_THREADS threads (256, params.cuh), 1-D.
 #define TILE_BK 16
-#define TILE_THREADS 256
 
 template <int BM, int BN>
 struct TileSmem {
@@ -215,7 +186,7 @@ __device__ __forceinline__ void splitk_reduce(const float* partial, int splits, 
 // seq % PT_STAMP_RING, clears the accumulator and increments seq. Launches on one stream run one after another,
 // so one accumulator serves them all; the host counts its launches and reads their slots after synchronising.
 // Cost: a load, two atomics and a fence per block, and no host call per launch.
-#define PT_STAMP_RING 16384
+// PT_STAMP_RING (the ring's slots) comes from params.cuh (src/ops/cuda/stamps.rs).
 struct PtStampBuf {
     unsigned long long start_inv;  // max over the launch's blocks of ~start, i.e. ~(first start); 0: none yet
     unsigned long long end;        // max over the launch's blocks of their end

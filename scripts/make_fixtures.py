@@ -11,7 +11,7 @@ the protocol changes, and update tests/fixtures/README.md (command, torch versio
 
 Files written:
   ops.safetensors              per-op cases, tensors `<case>.<tensor>`; metadata `<case>` = JSON parameters
-                               (see OP_CASES below and tests/fixtures/README.md); read by tests/torch_parity_ops.rs
+                               (see OP_CASES below and tests/fixtures/README.md); read by src/ops/*/tests.rs
   pamap2_data.safetensors      x f32 [64, 27, 1, 256] (standard normal), y i64 [64] in 0..12
   pamap2_init.safetensors      state_dict of the pamap2 model, default init, seed 1
   pamap2_sgd_final.safetensors state_dict after 1 epoch, batch 16, no shuffle, SGD lr 0.05 momentum 0.9;

@@ -376,7 +376,7 @@ pub struct ReportArgs {
 /// every GPU kernel against the CPU backend on fresh random inputs; exits non-zero on any failure
 pub struct CheckArgs {
     #[argh(option, default = "String::from(\"cuda\")")]
-    /// cuda (default)
+    /// cuda (default), emu (the same kernels under the CPU emulation) or cpu (a self-test of the harness)
     pub device: String,
     #[argh(option)]
     /// random seed (default: from the clock, printed)

@@ -4,10 +4,11 @@
 //! Under `POWERTRAIN_REQUIRE_NVRTC=1` (set by .ci/run) the NVRTC parts must have run; elsewhere they are
 //! checked when NVRTC was present.
 
+use powertrain::ops::check::{awkward_cases, compare_all};
 use powertrain::ops::cpu::CpuBackend;
-use powertrain::ops::cuda::check::{awkward_cases, compare_all};
 use powertrain::ops::cuda::{self, nvrtc, CudaBackend, HEADERS, MODULES, NVRTC_BUILD_VERSION};
-use powertrain::ops::{Backend, KERNEL_NAMES};
+use powertrain::ops::prelude::*;
+use powertrain::ops::KERNEL_NAMES;
 use std::path::Path;
 
 fn require_nvrtc() -> bool {
@@ -19,15 +20,20 @@ fn libcuda_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
-/// The .cu files on disk, sorted.
+/// The .cu files on disk (`src/ops/<family>/*.cu`, repository-relative), sorted.
 fn kernel_files() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-    let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".cu"))
-        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v: Vec<String> = Vec::new();
+    for family in std::fs::read_dir(root.join("src/ops")).unwrap().filter_map(|e| e.ok()) {
+        if family.path().is_dir() {
+            for f in std::fs::read_dir(family.path()).unwrap().filter_map(|e| e.ok()) {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".cu") {
+                    v.push(format!("src/ops/{}/{name}", family.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
     v.sort();
     v
 }
@@ -35,13 +41,14 @@ fn kernel_files() -> Vec<String> {
 #[test]
 fn every_kernel_file_is_embedded_with_cubins_and_ptx() {
     let files = kernel_files();
-    let embedded: Vec<&str> = MODULES.iter().map(|m| m.file).collect();
-    assert_eq!(embedded, files, "build.rs must embed exactly kernels/*.cu");
-    assert!(HEADERS.iter().any(|(n, t)| *n == "common.cuh" && t.contains("struct Conv2dParams")));
+    let embedded: Vec<&str> = MODULES.iter().map(|m| m.path).collect();
+    assert_eq!(embedded, files, "build.rs must embed exactly src/ops/*/*.cu");
+    assert!(HEADERS.iter().any(|(n, t)| *n == "common.cuh" && t.contains("#include \"params.cuh\"")));
+    assert!(HEADERS.iter().any(|(n, t)| *n == "params.cuh" && t.contains("struct Conv2dParams")));
     for m in MODULES {
-        let on_disk =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels").join(m.file)).unwrap();
-        assert_eq!(m.source, on_disk, "{}: embedded source is stale", m.file);
+        let on_disk = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(m.path)).unwrap();
+        assert_eq!(m.source, on_disk, "{}: embedded source is stale", m.path);
+        assert!(m.path.ends_with(m.file), "{} is {}", m.path, m.file);
     }
     if require_nvrtc() {
         assert!(NVRTC_BUILD_VERSION.is_some(), "POWERTRAIN_REQUIRE_NVRTC=1 but the build embedded no NVRTC output");
@@ -76,7 +83,7 @@ fn every_kernel_file_is_embedded_with_cubins_and_ptx() {
     let report = cuda::ptxas_report();
     for m in MODULES {
         for a in [90, 80] {
-            assert!(report.contains(&format!("## kernels/{} sm_{a}", m.file)), "report lacks {} sm_{a}", m.file);
+            assert!(report.contains(&format!("## {} sm_{a}", m.path)), "report lacks {} sm_{a}", m.path);
         }
     }
     assert!(report.contains("registers"), "ptxas -v output in the report");

@@ -3,11 +3,14 @@
 //! clear again after each launch, the outputs do not change, and nothing is stamped once the pointer is null.
 //! Then the host's bookkeeping (`StampBook`, the code the CUDA backend runs) on that emulated ring, across a
 //! wrap of the ring. A test binary of its own, its tests one at a time: the stamp pointer is global to the
-//! emulator, and other tests' launches would stamp into the buffer.
-use powertrain::ops::cuda::launch::{self, Launch};
-use powertrain::ops::cuda::stamps::{StampBook, STAMP_BUF_WORDS, STAMP_HEADER_WORDS, STAMP_RING};
+//! emulator, and other tests' launches would stamp into the buffer. The launches go straight to the emulator's
+//! C ABI (`ops::emu::ffi`) with the CUDA plans, on plain host buffers.
+use powertrain::ops::cuda::stamps::{StampBook, PT_STAMP_RING as STAMP_RING, STAMP_BUF_WORDS, STAMP_HEADER_WORDS};
+use powertrain::ops::elementwise::cuda::{relu_forward_plan, stamp_probe_plan};
+use powertrain::ops::emu::ffi as emu;
+use powertrain::ops::gemm::cuda::gemm_plan_with_splits;
+use powertrain::ops::launch::Launch;
 use powertrain::ops::*;
-use powertrain_emu as emu;
 use std::ffi::c_void;
 
 /// The emulator's stamp pointer is global: one test at a time.
@@ -29,9 +32,9 @@ fn run<P: bytemuck::Pod>(plan: &[Launch], p: &P, bufs: &mut [&mut Vec<f32>]) {
 fn workload(x: &mut Vec<f32>, a: &mut Vec<f32>, b: &mut Vec<f32>, c: &mut Vec<f32>) -> usize {
     let e = EltwiseParams::new(x.len());
     let g = GemmParams::new(64, 48, 1024, false, false);
-    let relu = launch::relu_forward(&e);
-    let gemm = launch::gemm_with_splits(&g, 4);
-    let probe = launch::stamp_probe();
+    let relu = relu_forward_plan(&e);
+    let gemm = gemm_plan_with_splits(&g, 4);
+    let probe = stamp_probe_plan();
     assert!(relu[0].grid.0 > 1 && gemm.len() == 2 && gemm[0].grid.2 == 4, "{relu:?} {gemm:?}");
     run(&relu, &e, &mut [x]);
     run(&gemm, &g, &mut [a, b, c]);
@@ -137,12 +140,12 @@ fn the_host_bookkeeping_times_ops_across_a_ring_wrap() {
         }
     };
     let probes = STAMP_RING + 3000;
-    op(&mut book, "relu_forward", true, &mut || run(&launch::relu_forward(&e), &e, &mut [&mut x]));
+    op(&mut book, "relu_forward", true, &mut || run(&relu_forward_plan(&e), &e, &mut [&mut x]));
     let anchor_gt = read(ptr, 0, 1)[0].0; // launch 0's start (its slot is overwritten later): host time 10 s
-    op(&mut book, "gemm", false, &mut || run(&launch::gemm_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
-    op(&mut book, "gemm", true, &mut || run(&launch::gemm_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
+    op(&mut book, "gemm", false, &mut || run(&gemm_plan_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
+    op(&mut book, "gemm", true, &mut || run(&gemm_plan_with_splits(&g, 2), &g, &mut [&mut a, &mut b, &mut c]));
     for _ in 0..probes {
-        op(&mut book, "fill", true, &mut || run(&launch::stamp_probe(), &e, &mut [&mut x]));
+        op(&mut book, "fill", true, &mut || run(&stamp_probe_plan(), &e, &mut [&mut x]));
     }
     // SAFETY: null turns stamping off.
     unsafe { emu::set_stamps(std::ptr::null_mut()) };
@@ -156,7 +159,7 @@ fn the_host_bookkeeping_times_ops_across_a_ring_wrap() {
     let t = book.take((anchor_gt, 10.0)).unwrap();
     assert_eq!(t.len(), 2 + probes, "timed ops only (the untimed gemm is not among them)");
     assert_eq!((t[0].name, t[1].name, t[2].name), ("relu_forward", "gemm", "fill"));
-    assert!((t[0].start_s - 10.0).abs() < 1e-12, "{:?}", t[0]);
+    approx::assert_abs_diff_eq!(t[0].start_s, 10.0, epsilon = 1e-12);
     // The timed gemm's two launches make one op, after the untimed gemm.
     assert!(t[1].dur_s > 0.0 && t[1].start_s > t[0].start_s + t[0].dur_s, "{:?}", &t[..2]);
     for w in t.windows(2) {

@@ -95,7 +95,7 @@ type OpTimes = (std::collections::BTreeMap<&'static str, f64>, Vec<f32>, Vec<(f6
 /// `OpTimes` of `steps` pamap2 training steps (batch 64) with `clock`.
 fn op_times(be: &powertrain::ops::cuda::CudaBackend, clock: powertrain::ops::KernelClock, steps: usize) -> OpTimes {
     use powertrain::model::{Arch, Layout, Model, Optimizer};
-    use powertrain::ops::Backend;
+    use powertrain::ops::prelude::*;
     let arch = Arch::parse("pamap2", 1).unwrap();
     let mut model = Model::new(be, arch, 64, &Layout::new(arch).init(3)).unwrap();
     let [c, h, w] = arch.input_shape();

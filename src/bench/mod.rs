@@ -1,4 +1,6 @@
-//! Benchmarks behind `powertrain bench`: `step.rs` times whole training steps (and what per-kernel timing and
-//! metering add to them).
+//! The benchmarks behind `powertrain bench`: per kernel (`kernels.rs`: validate then time, optionally energy per
+//! launch) and per training step (`step.rs`: whole steps, and what per-kernel timing and metering add to them).
+//! Configured by plain option structs; the command line is src/cmd's.
 
+pub mod kernels;
 pub mod step;

@@ -8,12 +8,7 @@ use anyhow::{bail, Result};
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     match a.what.as_str() {
-        "kernels" => {
-            if a.kernel_timing.is_some() {
-                bail!("bench kernels: --kernel-timing belongs to 'bench step' (the cost of per-kernel timing)");
-            }
-            crate::ops::bench::run_bench_kernels(a)
-        }
+        "kernels" => super::bench_kernels::run(a),
         "step" => {
             let kernel_only = [
                 (a.kernel.is_some(), "--kernel"),

@@ -1,7 +1,7 @@
 //! `powertrain info`: devices, drivers, energy sensors found (and why others are missing), kernels embedded.
 use crate::cli::InfoArgs;
 use crate::ops::cpu::CpuBackend;
-use crate::ops::Backend;
+use crate::ops::Device;
 use anyhow::Result;
 
 pub fn run(a: &InfoArgs) -> Result<()> {

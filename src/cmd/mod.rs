@@ -6,6 +6,8 @@
 //! - `study.rs`: `sweep`, `pretrain-study`, `multitask-study`; `report.rs`; `bench.rs`: `bench kernels|step`.
 
 pub mod bench;
+pub mod bench_kernels;
+pub mod check;
 pub mod data;
 pub mod device;
 pub mod eval;
@@ -31,7 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::PretrainStudy(a) => study::pretrain(&a),
         Command::MultitaskStudy(a) => study::multitask(&a),
         Command::Report(a) => report::run(&a),
-        Command::Check(a) => crate::ops::cuda::check::run_check(&a),
+        Command::Check(a) => check::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Info(a) => info::run(&a),
     }

@@ -10,7 +10,8 @@ use std::path::Path;
 /// Read `path` into a flat parameter vector in `layout` order. Every tensor of the layout must be present
 /// with its exact shape and dtype F32; extra tensors are an error too (a different model).
 pub fn load(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read --init {}", path.display()))?;
+    // A FIFO or device given as --init is refused at once (never a hang); see data::files.
+    let bytes = crate::data::files::read_regular(path, "--init")?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e}); is it truncated?", path.display()))?;
     let mut out = vec![0f32; layout.total];

@@ -1,13 +1,22 @@
 //! The two reference CNNs of the protocol (`pamap2`, `celeba`), written against the `Backend` trait.
 //!
+//! The layer table ([`Arch::table`]) is the only description of the networks: the parameter layout, the
+//! forward and backward passes (step.rs), the FLOP counts, the kernel calls `powertrain check` compares
+//! (cases.rs) and the CPU benchmarks (benches/ops.rs) are all built from it.
+//!
 //! Parameters live in ONE flat buffer in PyTorch's state_dict order (conv1.weight, conv1.bias, ...,
 //! fc2.bias) so that one fused optimizer launch updates them all; gradients mirror that layout. The head
-//! (fc1, fc2) comes last, so a frozen encoder means updating only the tail of the buffer.
+//! (the fc layers) comes last, so a frozen encoder means updating only the tail of the buffer.
 //!
-//! Forward, per conv layer: conv2d_forward -> bias_forward -> relu_forward -> maxpool2d_forward; then
-//! fc1 (gemm, bias, relu) and fc2 (gemm, bias), then the fused loss + gradient. Backward mirrors it.
+//! Forward, per conv layer: conv2d_forward -> bias_forward -> relu_forward -> maxpool2d_forward; then per fc
+//! layer gemm -> bias_forward (-> relu_forward, but not after the last), then the fused loss + gradient.
+//! Backward mirrors it.
 
+mod cases;
 pub mod checkpoint;
+mod step;
+
+pub use cases::{check_cases, CELEBA_K};
 
 use crate::ops::*;
 use anyhow::{bail, Result};
@@ -20,6 +29,46 @@ pub enum Arch {
     /// Input [N, 3, 64, 64], `k` binary outputs (BCE-with-logits).
     Celeba { k: usize },
 }
+
+/// One convolution block: conv (stride 1, zero padding) + bias + ReLU + max pooling (window = stride).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// (kh, kw).
+    pub kernel: (usize, usize),
+    /// (pad_h, pad_w).
+    pub pad: (usize, usize),
+    /// Max-pooling window (ph, pw).
+    pub pool: (usize, usize),
+}
+
+const fn conv(
+    c_in: usize,
+    c_out: usize,
+    kernel: (usize, usize),
+    pad: (usize, usize),
+    pool: (usize, usize),
+) -> ConvSpec {
+    ConvSpec { c_in, c_out, kernel, pad, pool }
+}
+
+/// A network's layers (protocol.md "Models"): input [C, H, W], conv blocks, the hidden fc widths (each + bias +
+/// ReLU), then the output fc layer of `outputs` (+ bias) and the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerTable {
+    pub input: [usize; 3],
+    pub convs: &'static [ConvSpec],
+    pub hidden: &'static [usize],
+    pub outputs: usize,
+    /// Class-id targets and softmax cross-entropy (else binary targets and BCE-with-logits).
+    pub classification: bool,
+}
+
+const PAMAP2_CONVS: [ConvSpec; 3] =
+    [conv(27, 64, (1, 5), (0, 2), (1, 2)), conv(64, 64, (1, 5), (0, 2), (1, 2)), conv(64, 128, (1, 5), (0, 2), (1, 2))];
+const CELEBA_CONVS: [ConvSpec; 3] =
+    [conv(3, 32, (3, 3), (1, 1), (2, 2)), conv(32, 64, (3, 3), (1, 1), (2, 2)), conv(64, 128, (3, 3), (1, 1), (2, 2))];
 
 impl Arch {
     pub fn parse(model: &str, k: usize) -> Result<Arch> {
@@ -35,37 +84,36 @@ impl Arch {
             Arch::Celeba { .. } => "celeba",
         }
     }
+    /// The layer table.
+    pub fn table(&self) -> LayerTable {
+        match *self {
+            Arch::Pamap2 => LayerTable {
+                input: [27, 1, 256],
+                convs: &PAMAP2_CONVS,
+                hidden: &[128],
+                outputs: 12,
+                classification: true,
+            },
+            Arch::Celeba { k } => LayerTable {
+                input: [3, 64, 64],
+                convs: &CELEBA_CONVS,
+                hidden: &[256],
+                outputs: k,
+                classification: false,
+            },
+        }
+    }
     /// Shape of one input row [C, H, W].
     pub fn input_shape(&self) -> [usize; 3] {
-        match self {
-            Arch::Pamap2 => [27, 1, 256],
-            Arch::Celeba { .. } => [3, 64, 64],
-        }
+        self.table().input
     }
     /// Number of outputs.
     pub fn outputs(&self) -> usize {
-        match self {
-            Arch::Pamap2 => 12,
-            Arch::Celeba { k } => *k,
-        }
+        self.table().outputs
     }
     /// True for class-id targets (softmax cross-entropy), false for binary targets (BCE).
     pub fn is_classification(&self) -> bool {
-        matches!(self, Arch::Pamap2)
-    }
-    /// (c_in, c_out, kh, kw, pad_h, pad_w, pool_h, pool_w) of conv1..conv3.
-    fn convs(&self) -> [(usize, usize, usize, usize, usize, usize, usize, usize); 3] {
-        match self {
-            Arch::Pamap2 => [(27, 64, 1, 5, 0, 2, 1, 2), (64, 64, 1, 5, 0, 2, 1, 2), (64, 128, 1, 5, 0, 2, 1, 2)],
-            Arch::Celeba { .. } => [(3, 32, 3, 3, 1, 1, 2, 2), (32, 64, 3, 3, 1, 1, 2, 2), (64, 128, 3, 3, 1, 1, 2, 2)],
-        }
-    }
-    /// Hidden width of fc1.
-    fn hidden(&self) -> usize {
-        match self {
-            Arch::Pamap2 => 128,
-            Arch::Celeba { .. } => 256,
-        }
+        self.table().classification
     }
 }
 
@@ -86,11 +134,18 @@ impl ParamSpec {
     }
 }
 
-/// Shapes of one layer at a given batch size.
+/// Shapes of one conv block at a given batch size.
 #[derive(Clone, Copy, Debug)]
-struct ConvLayer {
-    conv: Conv2dParams,
-    pool: Pool2dParams,
+pub struct ConvLayer {
+    pub conv: Conv2dParams,
+    pub pool: Pool2dParams,
+}
+
+/// One fully connected layer: y [n, out] = x [n, fan_in] W^T + b (W stored [out, fan_in]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FcLayer {
+    pub fan_in: usize,
+    pub out: usize,
 }
 
 /// The parameter layout (PyTorch state_dict order) and the static layer shapes of an architecture.
@@ -109,28 +164,30 @@ impl Layout {
     pub fn new(arch: Arch) -> Layout {
         let mut params = Vec::new();
         let mut off = 0;
-        let push = |params: &mut Vec<ParamSpec>, off: &mut usize, name: String, shape: Vec<usize>| {
+        let mut push = |name: String, shape: Vec<usize>| {
             let len: usize = shape.iter().product();
-            params.push(ParamSpec { name, shape, offset: *off });
-            *off += len;
+            params.push(ParamSpec { name, shape, offset: off });
+            off += len;
+            off
         };
-        let [_, mut h, mut w] = arch.input_shape();
-        let mut c_last = 0;
-        for (i, &(ci, co, kh, kw, ph, pw, qh, qw)) in arch.convs().iter().enumerate() {
-            push(&mut params, &mut off, format!("conv{}.weight", i + 1), vec![co, ci, kh, kw]);
-            push(&mut params, &mut off, format!("conv{}.bias", i + 1), vec![co]);
-            h = (h + 2 * ph - kh + 1) / qh;
-            w = (w + 2 * pw - kw + 1) / qw;
-            c_last = co;
+        let t = arch.table();
+        let [_, mut h, mut w] = t.input;
+        let (mut c_last, mut head_offset) = (0, 0);
+        for (i, c) in t.convs.iter().enumerate() {
+            push(format!("conv{}.weight", i + 1), vec![c.c_out, c.c_in, c.kernel.0, c.kernel.1]);
+            head_offset = push(format!("conv{}.bias", i + 1), vec![c.c_out]);
+            h = (h + 2 * c.pad.0 - c.kernel.0 + 1) / c.pool.0;
+            w = (w + 2 * c.pad.1 - c.kernel.1 + 1) / c.pool.1;
+            c_last = c.c_out;
         }
         let flat = c_last * h * w;
-        let head_offset = off;
-        let hid = arch.hidden();
-        push(&mut params, &mut off, "fc1.weight".into(), vec![hid, flat]);
-        push(&mut params, &mut off, "fc1.bias".into(), vec![hid]);
-        push(&mut params, &mut off, "fc2.weight".into(), vec![arch.outputs(), hid]);
-        push(&mut params, &mut off, "fc2.bias".into(), vec![arch.outputs()]);
-        Layout { arch, params, total: off, head_offset, flat }
+        let (mut fan_in, mut total) = (flat, head_offset);
+        for (i, &out) in t.hidden.iter().chain([&t.outputs]).enumerate() {
+            push(format!("fc{}.weight", i + 1), vec![out, fan_in]);
+            total = push(format!("fc{}.bias", i + 1), vec![out]);
+            fan_in = out;
+        }
+        Layout { arch, params, total, head_offset, flat }
     }
 
     pub fn get(&self, name: &str) -> &ParamSpec {
@@ -155,17 +212,33 @@ impl Layout {
         out
     }
 
-    fn conv_layers(&self, n: usize) -> [ConvLayer; 3] {
+    /// The conv blocks' shapes at batch `n`.
+    pub fn conv_layers(&self, n: usize) -> Vec<ConvLayer> {
         let [_, mut h, mut w] = self.arch.input_shape();
-        let convs = self.arch.convs();
-        std::array::from_fn(|i| {
-            let (ci, co, kh, kw, ph, pw, qh, qw) = convs[i];
-            let conv = Conv2dParams::new(n, ci, h, w, co, kh, kw, ph, pw);
-            let pool = Pool2dParams::new(n, co, conv.h_out as usize, conv.w_out as usize, qh, qw);
+        let mut out = Vec::new();
+        for c in self.arch.table().convs {
+            let conv = Conv2dParams::new(n, c.c_in, h, w, c.c_out, c.kernel.0, c.kernel.1, c.pad.0, c.pad.1);
+            let pool = Pool2dParams::new(n, c.c_out, conv.h_out as usize, conv.w_out as usize, c.pool.0, c.pool.1);
             h = pool.h_out as usize;
             w = pool.w_out as usize;
-            ConvLayer { conv, pool }
-        })
+            out.push(ConvLayer { conv, pool });
+        }
+        out
+    }
+
+    /// The fully connected layers, fc1 first (every one but the last followed by a ReLU).
+    pub fn fc_layers(&self) -> Vec<FcLayer> {
+        let t = self.arch.table();
+        let mut fan_in = self.flat;
+        t.hidden
+            .iter()
+            .chain([&t.outputs])
+            .map(|&out| {
+                let l = FcLayer { fan_in, out };
+                fan_in = out;
+                l
+            })
+            .collect()
     }
 }
 
@@ -194,12 +267,6 @@ impl Optimizer {
     }
 }
 
-/// The input of conv layer `i` (`len` values): the batch for the first layer, the previous layer's pooled
-/// output after it.
-fn conv_input<'a, B: Backend>(be: &B, x: &'a B::Buf, pooled: &'a [B::Buf], i: usize, len: usize) -> B::View<'a> {
-    be.slice(if i == 0 { x } else { &pooled[i - 1] }, 0, len)
-}
-
 /// A model instance on a backend: flat parameters, gradients, optimiser state and activation buffers sized
 /// for `max_batch` rows (reused across steps: no allocation in steady state).
 pub struct Model<'b, B: Backend> {
@@ -219,17 +286,16 @@ pub struct Model<'b, B: Backend> {
     pooled: Vec<B::Buf>,
     dpooled: Vec<B::Buf>,
     idx: Vec<B::IBuf>,
-    hidden: B::Buf,
-    dhidden: B::Buf,
-    logits: B::Buf,
-    dlogits: B::Buf,
+    /// Per fc layer: its output [max_batch, out] (after the ReLU; the last one is the logits) and gradient.
+    fc_out: Vec<B::Buf>,
+    dfc_out: Vec<B::Buf>,
     loss: B::Buf,
     /// Accuracy counters: [1] for classes, [k] for binary.
     pub correct: B::Buf,
     /// Labels of the current batch (classes) or targets (binary).
     pub labels: B::IBuf,
     pub targets: B::Buf,
-    /// When true, only the head (fc1, fc2) is trained and the encoder's backward pass is skipped.
+    /// When true, only the head (the fc layers) is trained and the encoder's backward pass is skipped.
     pub freeze_encoder: bool,
 }
 
@@ -246,21 +312,20 @@ impl<'b, B: Backend> Model<'b, B> {
             init.len(),
             layout.total
         );
-        let layers = layout.conv_layers(max_batch);
         let [c, h, w] = arch.input_shape();
         let k = arch.outputs();
-        let hid = arch.hidden();
-        let mut act = Vec::new();
-        let mut dact = Vec::new();
-        let mut pooled = Vec::new();
-        let mut dpooled = Vec::new();
-        let mut idx = Vec::new();
-        for l in &layers {
+        let (mut act, mut dact, mut pooled, mut dpooled, mut idx) = (vec![], vec![], vec![], vec![], vec![]);
+        for l in &layout.conv_layers(max_batch) {
             act.push(be.alloc(l.conv.y_len())?);
             dact.push(be.alloc(l.conv.y_len())?);
             pooled.push(be.alloc(l.pool.y_len())?);
             dpooled.push(be.alloc(l.pool.y_len())?);
             idx.push(be.alloc_i32(l.pool.y_len())?);
+        }
+        let (mut fc_out, mut dfc_out) = (vec![], vec![]);
+        for f in layout.fc_layers() {
+            fc_out.push(be.alloc(max_batch * f.out)?);
+            dfc_out.push(be.alloc(max_batch * f.out)?);
         }
         Ok(Model {
             be,
@@ -275,10 +340,8 @@ impl<'b, B: Backend> Model<'b, B> {
             pooled,
             dpooled,
             idx,
-            hidden: be.alloc(max_batch * hid)?,
-            dhidden: be.alloc(max_batch * hid)?,
-            logits: be.alloc(max_batch * k)?,
-            dlogits: be.alloc(max_batch * k)?,
+            fc_out,
+            dfc_out,
             loss: be.alloc(1)?,
             correct: be.alloc(if arch.is_classification() { 1 } else { k })?,
             labels: be.alloc_i32(max_batch)?,
@@ -311,207 +374,6 @@ impl<'b, B: Backend> Model<'b, B> {
         Ok(())
     }
 
-    /// Forward pass of the loaded batch of `n` rows up to the logits.
-    pub fn forward(&mut self, n: usize) -> Result<()> {
-        let be = self.be;
-        let lay = &self.layout;
-        let layers = lay.conv_layers(n);
-        for (i, l) in layers.iter().enumerate() {
-            let w = lay.get(&format!("conv{}.weight", i + 1));
-            let b = lay.get(&format!("conv{}.bias", i + 1));
-            let ylen = l.conv.y_len();
-            be.conv2d_forward(
-                &l.conv,
-                conv_input(be, &self.x, &self.pooled, i, l.conv.x_len()),
-                be.slice(&self.params, w.offset, w.len()),
-                be.slice_mut(&mut self.act[i], 0, ylen),
-            )?;
-            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
-            be.bias_forward(&bp, be.slice(&self.params, b.offset, b.len()), be.slice_mut(&mut self.act[i], 0, ylen))?;
-            be.relu_forward(&EltwiseParams::new(ylen), be.slice_mut(&mut self.act[i], 0, ylen))?;
-            be.maxpool2d_forward(
-                &l.pool,
-                be.slice(&self.act[i], 0, ylen),
-                be.slice_mut(&mut self.pooled[i], 0, l.pool.y_len()),
-                &mut self.idx[i],
-            )?;
-        }
-        let flat = lay.flat;
-        let hid = lay.arch.hidden();
-        let k = lay.arch.outputs();
-        let (w1, b1, w2, b2) = (lay.get("fc1.weight"), lay.get("fc1.bias"), lay.get("fc2.weight"), lay.get("fc2.bias"));
-        // hidden [n, hid] = pooled3 [n, flat] x fc1.weight^T ([hid, flat] stored)
-        be.gemm(
-            &GemmParams::new(n, hid, flat, false, true),
-            be.slice(&self.pooled[2], 0, n * flat),
-            be.slice(&self.params, w1.offset, w1.len()),
-            be.slice_mut(&mut self.hidden, 0, n * hid),
-        )?;
-        be.bias_forward(
-            &BiasParams::new(n, hid, 1),
-            be.slice(&self.params, b1.offset, b1.len()),
-            be.slice_mut(&mut self.hidden, 0, n * hid),
-        )?;
-        be.relu_forward(&EltwiseParams::new(n * hid), be.slice_mut(&mut self.hidden, 0, n * hid))?;
-        // logits [n, k] = hidden x fc2.weight^T
-        be.gemm(
-            &GemmParams::new(n, k, hid, false, true),
-            be.slice(&self.hidden, 0, n * hid),
-            be.slice(&self.params, w2.offset, w2.len()),
-            be.slice_mut(&mut self.logits, 0, n * k),
-        )?;
-        be.bias_forward(
-            &BiasParams::new(n, k, 1),
-            be.slice(&self.params, b2.offset, b2.len()),
-            be.slice_mut(&mut self.logits, 0, n * k),
-        )?;
-        Ok(())
-    }
-
-    /// Fused loss + gradient of the logits (mean over the batch); the loss stays on the device.
-    fn loss_and_grad(&mut self, n: usize) -> Result<()> {
-        let be = self.be;
-        let k = self.layout.arch.outputs();
-        let lp = LossParams::new(n, k);
-        if self.layout.arch.is_classification() {
-            be.softmax_xent(
-                &lp,
-                be.slice(&self.logits, 0, n * k),
-                &self.labels,
-                be.slice_mut(&mut self.dlogits, 0, n * k),
-                be.view_mut(&mut self.loss),
-            )
-        } else {
-            be.bce_logits(
-                &lp,
-                be.slice(&self.logits, 0, n * k),
-                be.slice(&self.targets, 0, n * k),
-                be.slice_mut(&mut self.dlogits, 0, n * k),
-                be.view_mut(&mut self.loss),
-            )
-        }
-    }
-
-    /// Backward pass from dlogits; writes every gradient (the encoder's only when not frozen).
-    fn backward(&mut self, n: usize) -> Result<()> {
-        let be = self.be;
-        let lay = &self.layout;
-        let flat = lay.flat;
-        let hid = lay.arch.hidden();
-        let k = lay.arch.outputs();
-        let (w1, b1, w2, b2) = (lay.get("fc1.weight"), lay.get("fc1.bias"), lay.get("fc2.weight"), lay.get("fc2.bias"));
-        // fc2: dW2 [k, hid] = dlogits^T [k, n] x hidden [n, hid]; db2 = sum over rows; dhidden = dlogits x W2.
-        be.gemm(
-            &GemmParams::new(k, hid, n, true, false),
-            be.slice(&self.dlogits, 0, n * k),
-            be.slice(&self.hidden, 0, n * hid),
-            be.slice_mut(&mut self.grads, w2.offset, w2.len()),
-        )?;
-        be.bias_backward(
-            &BiasParams::new(n, k, 1),
-            be.slice(&self.dlogits, 0, n * k),
-            be.slice_mut(&mut self.grads, b2.offset, b2.len()),
-        )?;
-        be.gemm(
-            &GemmParams::new(n, hid, k, false, false),
-            be.slice(&self.dlogits, 0, n * k),
-            be.slice(&self.params, w2.offset, w2.len()),
-            be.slice_mut(&mut self.dhidden, 0, n * hid),
-        )?;
-        be.relu_backward(
-            &EltwiseParams::new(n * hid),
-            be.slice(&self.hidden, 0, n * hid),
-            be.slice_mut(&mut self.dhidden, 0, n * hid),
-        )?;
-        // fc1: dW1 [hid, flat] = dhidden^T x pooled3; db1; dpooled3 [n, flat] = dhidden x W1.
-        be.gemm(
-            &GemmParams::new(hid, flat, n, true, false),
-            be.slice(&self.dhidden, 0, n * hid),
-            be.slice(&self.pooled[2], 0, n * flat),
-            be.slice_mut(&mut self.grads, w1.offset, w1.len()),
-        )?;
-        be.bias_backward(
-            &BiasParams::new(n, hid, 1),
-            be.slice(&self.dhidden, 0, n * hid),
-            be.slice_mut(&mut self.grads, b1.offset, b1.len()),
-        )?;
-        if self.freeze_encoder {
-            return Ok(());
-        }
-        be.gemm(
-            &GemmParams::new(n, flat, hid, false, false),
-            be.slice(&self.dhidden, 0, n * hid),
-            be.slice(&self.params, w1.offset, w1.len()),
-            be.slice_mut(&mut self.dpooled[2], 0, n * flat),
-        )?;
-        let layers = lay.conv_layers(n);
-        for i in (0..3).rev() {
-            let l = &layers[i];
-            let w = lay.get(&format!("conv{}.weight", i + 1));
-            let b = lay.get(&format!("conv{}.bias", i + 1));
-            let ylen = l.conv.y_len();
-            be.maxpool2d_backward(
-                &l.pool,
-                be.slice(&self.dpooled[i], 0, l.pool.y_len()),
-                &self.idx[i],
-                be.slice_mut(&mut self.dact[i], 0, ylen),
-            )?;
-            be.relu_backward(
-                &EltwiseParams::new(ylen),
-                be.slice(&self.act[i], 0, ylen),
-                be.slice_mut(&mut self.dact[i], 0, ylen),
-            )?;
-            let bp = BiasParams::new(n, l.conv.c_out as usize, (l.conv.h_out * l.conv.w_out) as usize);
-            be.bias_backward(&bp, be.slice(&self.dact[i], 0, ylen), be.slice_mut(&mut self.grads, b.offset, b.len()))?;
-            be.conv2d_backward_filter(
-                &l.conv,
-                conv_input(be, &self.x, &self.pooled, i, l.conv.x_len()),
-                be.slice(&self.dact[i], 0, ylen),
-                be.slice_mut(&mut self.grads, w.offset, w.len()),
-            )?;
-            if i > 0 {
-                // The input's gradient is needed only below conv2 (conv1's input is the data).
-                be.conv2d_backward_data(
-                    &l.conv,
-                    be.slice(&self.dact[i], 0, ylen),
-                    be.slice(&self.params, w.offset, w.len()),
-                    be.slice_mut(&mut self.dpooled[i - 1], 0, l.conv.x_len()),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// One fused optimizer launch over the trained parameters (all, or the head only when frozen).
-    fn optimizer_step(&mut self, opt: &Optimizer) -> Result<()> {
-        let be = self.be;
-        let off = if self.freeze_encoder { self.layout.head_offset } else { 0 };
-        let len = self.layout.total - off;
-        self.opt_steps += 1;
-        match *opt {
-            Optimizer::Sgd { lr, momentum, weight_decay } => {
-                let p = SgdParams { len: len as i32, lr, momentum, weight_decay };
-                be.sgd_step(
-                    &p,
-                    be.slice_mut(&mut self.params, off, len),
-                    be.slice(&self.grads, off, len),
-                    be.slice_mut(&mut self.opt_m, off, len),
-                )
-            }
-            Optimizer::Adam { lr, weight_decay } => {
-                let p = AdamParams::at_step(len, lr, weight_decay, self.opt_steps);
-                let (m, v) = (&mut self.opt_m, &mut self.opt_v);
-                be.adam_step(
-                    &p,
-                    be.slice_mut(&mut self.params, off, len),
-                    be.slice(&self.grads, off, len),
-                    be.slice_mut(m, off, len),
-                    be.slice_mut(v, off, len),
-                )
-            }
-        }
-    }
-
     /// One training step on the loaded batch: forward, loss, backward, update. Returns the mean loss (the one
     /// host round trip of the step).
     pub fn train_step(&mut self, n: usize, opt: &Optimizer) -> Result<f32> {
@@ -532,19 +394,7 @@ impl<'b, B: Backend> Model<'b, B> {
     pub fn eval_batch(&mut self, n: usize) -> Result<f32> {
         self.forward(n)?;
         self.loss_and_grad(n)?;
-        let be = self.be;
-        let k = self.layout.arch.outputs();
-        let lp = LossParams::new(n, k);
-        if self.layout.arch.is_classification() {
-            be.accuracy_classes(&lp, be.slice(&self.logits, 0, n * k), &self.labels, be.view_mut(&mut self.correct))?;
-        } else {
-            be.accuracy_binary(
-                &lp,
-                be.slice(&self.logits, 0, n * k),
-                be.slice(&self.targets, 0, n * k),
-                be.view_mut(&mut self.correct),
-            )?;
-        }
+        self.accuracy(n)?;
         Ok(self.be.download(&self.loss)?[0])
     }
 
@@ -563,23 +413,24 @@ impl<'b, B: Backend> Model<'b, B> {
         self.be.download(&self.params)
     }
 
+    /// FLOPs of the fc layers' forward GEMMs at batch n.
+    fn fc_flops(&self, n: usize) -> f64 {
+        self.layout.fc_layers().iter().map(|f| 2.0 * n as f64 * (f.fan_in * f.out) as f64).sum()
+    }
+
     /// FLOPs per kernel name of one evaluation batch of n (the forward pass: convolutions and the fc GEMMs),
     /// for J/GFLOP in kernels.csv.
     pub fn forward_kernel_flops(&self, n: usize) -> Vec<(&'static str, f64)> {
-        let lay = &self.layout;
-        let conv: f64 = lay.conv_layers(n).iter().map(|l| l.conv.flops()).sum();
-        let fc = 2.0 * n as f64 * (lay.flat * lay.arch.hidden() + lay.arch.hidden() * lay.arch.outputs()) as f64;
-        vec![("conv2d_forward", conv), ("gemm", fc)]
+        let conv: f64 = self.layout.conv_layers(n).iter().map(|l| l.conv.flops()).sum();
+        vec![("conv2d_forward", conv), ("gemm", self.fc_flops(n))]
     }
 
     /// FLOPs per kernel name of one training step at batch n (for J/GFLOP in kernels.csv).
     pub fn kernel_flops(&self, n: usize) -> Vec<(&'static str, f64)> {
-        let lay = &self.layout;
-        let layers = lay.conv_layers(n);
+        let layers = self.layout.conv_layers(n);
         let conv: f64 = layers.iter().map(|l| l.conv.flops()).sum();
         let below_first: f64 = layers[1..].iter().map(|l| l.conv.flops()).sum();
-        let (hid, k) = (lay.arch.hidden(), lay.arch.outputs());
-        let fc = 2.0 * n as f64 * (lay.flat * hid + hid * k) as f64;
+        let fc = self.fc_flops(n);
         if self.freeze_encoder {
             // Backward: dW2, dhidden and dW1 only, which together cost as much as the fc forward.
             return vec![("conv2d_forward", conv), ("gemm", 2.0 * fc)];

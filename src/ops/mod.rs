@@ -1,27 +1,152 @@
-//! The one `Backend` trait: one method per kernel.
+//! The ops: every kernel, its CPU twin, its CUDA source and launch plan, behind one seam.
 //!
-//! Models, the training loop and the studies only ever talk to this trait. `cpu/` and `cuda/` implement it
-//! file for file under the same names (`conv2d.rs`, `pool.rs`, `gemm.rs`, `elementwise.rs`, `loss.rs`,
-//! `optim.rs`). Every op's parameters live in a `#[repr(C)]` struct below whose twin is declared in
-//! `kernels/common.cuh`; the field order and types must match exactly (a test checks the sizes).
+//! The seam (candle's `BackendDevice` apart from its op traits): [`Device`] is memory, synchronisation and the
+//! device's identity; [`Clock`] is per-launch timing; each op family has its own trait ([`Conv2dOps`],
+//! [`PoolOps`], ...), and [`Backend`] is all of them together, so models and the training loop write `B: Backend`
+//! and call `be.conv2d_forward(..)`. Backends: [`cpu::CpuBackend`] (the readable reference, rayon),
+//! [`cuda::CudaBackend`] (the `.cu` kernels on a GPU) and [`emu::EmuBackend`] (the same `.cu` sources compiled by
+//! g++ and run on the CPU, with the CUDA launch plans). Calling an op on a concrete backend needs the family's
+//! trait in scope: `use crate::ops::prelude::*`.
 //!
-//! Layout conventions (all row-major, PyTorch's):
-//! - activations NCHW, `[n, c, h, w]`, f32;
-//! - conv weights `[c_out, c_in, kh, kw]`, linear weights `[out, in]`;
-//! - class labels i32 `[n]`; binary targets f32 `[n, k]` with values 0/1.
+//! One op family = one folder (`conv2d/`, `pool/`, `gemm/`, `bias/`, `elementwise/`, `loss/`, `optim/`):
+//! - `mod.rs`: the `#[repr(C)]` parameter struct (`cuda_struct!`: build.rs writes its C twin into the kernels'
+//!   `params.cuh`), the family's trait, shapes and FLOPs, and its calls for `check` / `bench kernels`;
+//! - `cpu.rs`: the CPU code; `cuda.rs`: buffer checks and the launch plan (shared by CUDA and the emulation);
+//! - `<family>.cu`: the kernels; `tests.rs`: f64 references, finite differences, PyTorch fixtures, emulation.
 //!
-//! Buffers: `Buf` is an owned f32 buffer on the device (a `Vec<f32>` on the CPU), `IBuf` an owned i32 buffer.
-//! Ops take views (`View`/`ViewMut`, like `&[f32]`/`&mut [f32]`) so that one flat parameter buffer can be
-//! sliced per tensor and updated by a single fused optimizer launch.
-
-pub mod bench;
-pub mod cpu;
-pub mod cuda;
-pub mod params;
-
-pub use params::*;
+//! Adding a kernel to a family touches only its folder; adding a family is a folder like the others, its
+//! `pub mod` line and one row in `op_families!` below (the steps are in `kernels/README.md`). build.rs finds
+//! the `.cu` files by globbing `src/ops/*/`.
+//!
+//! Layout conventions (all row-major, PyTorch's): activations NCHW `[n, c, h, w]` f32; conv weights
+//! `[c_out, c_in, kh, kw]`, linear weights `[out, in]`; class labels i32 `[n]`; binary targets f32 `[n, k]` (0/1).
+//! Buffers: `Buf` is an owned f32 buffer on the device (a `Vec<f32>` on the CPU), `IBuf` an owned i32 buffer; ops
+//! take views (`View`/`ViewMut`, like `&[f32]`/`&mut [f32]`) so that one flat parameter buffer can be sliced per
+//! tensor and updated by a single fused optimizer launch.
 
 use anyhow::Result;
+
+/// A `#[repr(C)]` parameter struct shared with the kernels: the struct (with `Clone, Copy, Debug, Default,
+/// PartialEq, Pod, Zeroable`; add more derives as attributes), its [`KernelParams`] layout, and cudarc's
+/// `DeviceRepr`. build.rs writes the C twin into `params.cuh` from this block's text (src/ops/abi.rs), so only
+/// `pub field: i32 | u32 | f32,` lines and doc comments belong inside.
+macro_rules! cuda_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident: $t:ty,)+ }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$fm])* pub $f: $t,)+
+        }
+        impl $crate::ops::KernelParams for $name {
+            const NAME: &'static str = stringify!($name);
+            const FIELDS: &'static [(&'static str, usize)] = &[$((stringify!($f), ::std::mem::offset_of!($name, $f)),)+];
+        }
+        // Every field is 4 bytes: no padding, and the C twin (same fields, same order) has the same layout.
+        const _: () = {
+            $(assert!(::std::mem::size_of::<$t>() == 4);)+
+            assert!(::std::mem::size_of::<$name>() == 4 * [$(stringify!($f)),+].len());
+        };
+        // SAFETY: `#[repr(C)]`, `Pod`, 4-byte fields without padding, and the kernels' twin is generated from
+        // this very definition (build.rs, src/ops/abi.rs); kernels take it by value as their first argument.
+        unsafe impl ::cudarc::driver::DeviceRepr for $name {}
+    };
+}
+
+/// Constants shared with the kernels (tile sizes, scratch capacities): the Rust consts as written, and a
+/// `#define NAME (expression)` in `params.cuh` (build.rs). Integer expressions only.
+macro_rules! cuda_const {
+    ($($i:item)+) => { $($i)+ };
+}
+
+/// The op families, one row each: `Op` variant, module, trait, call type, parameter structs. It re-exports the
+/// trait, calls and params, and builds `Backend`, `KERNEL_NAMES`, `Op`, the awkward check cases and
+/// `PARAM_LAYOUTS` from them (in this order). (The modules are declared outside the macro, where rustfmt sees them.)
+macro_rules! op_families {
+    ($($variant:ident: $module:ident, $ops:ident, $call:ident, [$($param:ident),+];)+) => {
+        $(pub use $module::{$ops, $call, $($param),+};)+
+
+        /// Every op family on one device, with memory and a clock: what models and the training loop use.
+        pub trait Backend: Device + Clock $(+ $ops)+ {}
+        impl<T: Device + Clock $(+ $ops)+> Backend for T {}
+
+        /// The traits to call ops on a concrete backend: `use crate::ops::prelude::*`.
+        pub mod prelude {
+            pub use super::{Backend, Clock, Device, DeviceKind, KernelClock, KernelTiming $(, $ops)+};
+        }
+
+        /// Every kernel the backends implement, by name (the `.cu` function names), family by family. Used by
+        /// `check`, `bench kernels`, `info` and the per-kernel energy records.
+        pub const KERNEL_NAMES: &[&str] =
+            &concat_names::<{ 0 $(+ $module::KERNELS.len())+ }>(&[$($module::KERNELS),+]);
+
+        /// One kernel call with its parameters, of any family (what `check` compares and `bench kernels` times).
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Op {
+            $($variant($call),)+
+        }
+        $(impl From<$call> for Op {
+            fn from(c: $call) -> Op {
+                Op::$variant(c)
+            }
+        })+
+        impl Op {
+            fn info(&self) -> &dyn check::CallInfo {
+                match self {
+                    $(Op::$variant(c) => c,)+
+                }
+            }
+            /// Run the call once on `b` with the prepared buffers (in `buffers()` order).
+            pub fn run<B: Backend>(&self, b: &B, f: &mut [B::Buf], i: &mut [B::IBuf]) -> Result<()> {
+                match self {
+                    $(Op::$variant(c) => check::KernelCall::run(c, b, f, i),)+
+                }
+            }
+        }
+
+        /// The awkward shapes of every family (`check`), family by family.
+        pub fn awkward_ops() -> Vec<Op> {
+            let mut v = Vec::new();
+            $(v.extend($module::awkward_calls().into_iter().map(Op::from));)+
+            v
+        }
+
+        /// The layout of every parameter struct on the Rust side (compared field by field with the C compiler's
+        /// in the tests).
+        pub const PARAM_LAYOUTS: &[ParamLayout] = &[$($(ParamLayout::of::<$param>(),)+)+];
+    };
+}
+
+pub mod abi;
+pub mod check;
+pub mod cpu;
+pub mod cuda;
+pub mod emu;
+pub mod launch;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+// The op families: one folder each, and one row in `op_families!` below.
+pub mod bias;
+pub mod conv2d;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod optim;
+pub mod pool;
+
+op_families! {
+    // Op variant   module        trait            call type         parameter structs
+    Conv2d:         conv2d,       Conv2dOps,       Conv2dCall,       [Conv2dParams];
+    Pool:           pool,         PoolOps,         PoolCall,         [Pool2dParams];
+    Gemm:           gemm,         GemmOps,         GemmCall,         [GemmParams];
+    Bias:           bias,         BiasOps,         BiasCall,         [BiasParams];
+    Elementwise:    elementwise,  ElementwiseOps,  ElementwiseCall,  [EltwiseParams, FillParams];
+    Loss:           loss,         LossOps,         LossCall,         [LossParams];
+    Optim:          optim,        OptimOps,        OptimCall,        [SgdParams, AdamParams];
+}
 
 /// Which backend a command runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +165,7 @@ impl DeviceKind {
 }
 
 /// GPU (or CPU wall-clock) time of one kernel launch, recorded when kernel timing is on (see
-/// `Backend::set_kernel_timing`). The energy meter attributes step energy to kernels with these.
+/// `Clock::set_kernel_timing`). The energy meter attributes step energy to kernels with these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelTiming {
     /// Kernel name, one of `KERNEL_NAMES`.
@@ -52,11 +177,12 @@ pub struct KernelTiming {
     pub dur_s: f64,
 }
 
-/// One method per kernel. All methods enqueue work; `download`/`read_scalar` are the only ones that wait.
+/// Memory, synchronisation and identity of a device. Every op enqueues work; `download`/`download_i32` are
+/// the only methods that wait.
 ///
-/// Errors: every method returns `Result`; shapes are the caller's contract (checked with `debug_assert!`
-/// in the CPU backend and by the models), device failures are errors, never panics.
-pub trait Backend: Send + Sync {
+/// Errors: every method that can fail returns `Result`; shapes are the caller's contract (checked by each op),
+/// device failures are errors, never panics.
+pub trait Device: Send + Sync {
     /// Owned f32 buffer.
     type Buf: Send;
     /// Owned i32 buffer (class labels, max-pool argmax indices).
@@ -74,7 +200,6 @@ pub trait Backend: Send + Sync {
     /// Human-readable device name ("cpu (2 threads)", "NVIDIA H100 80GB HBM3").
     fn device_name(&self) -> String;
 
-    // ---- memory -------------------------------------------------------------------------------------
     /// Zero-filled f32 buffer of `len` elements.
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     /// Zero-filled i32 buffer of `len` elements.
@@ -87,146 +212,22 @@ pub trait Backend: Send + Sync {
     /// Copy the buffer to the host (waits for queued work).
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
     fn download_i32(&self, buf: &Self::IBuf) -> Result<Vec<i32>>;
-    /// Set every element of `dst` to `value`.
-    fn fill(&self, dst: Self::ViewMut<'_>, value: f32) -> Result<()>;
     fn len(&self, buf: &Self::Buf) -> usize;
     fn len_i32(&self, buf: &Self::IBuf) -> usize;
     /// Wait until all queued work is done.
     fn synchronize(&self) -> Result<()>;
 
-    // ---- views --------------------------------------------------------------------------------------
     fn view<'a>(&self, buf: &'a Self::Buf) -> Self::View<'a>;
     fn view_mut<'a>(&self, buf: &'a mut Self::Buf) -> Self::ViewMut<'a>;
     /// `buf[off .. off + len]`.
     fn slice<'a>(&self, buf: &'a Self::Buf, off: usize, len: usize) -> Self::View<'a>;
     fn slice_mut<'a>(&self, buf: &'a mut Self::Buf, off: usize, len: usize) -> Self::ViewMut<'a>;
+}
 
-    // ---- conv2d.rs ----------------------------------------------------------------------------------
-    /// y[n, c_out, h_out, w_out] = sum_{ci,ky,kx} x[n, ci, oy*sh - ph + ky, ox*sw - pw + kx] * w[co, ci, ky, kx]
-    /// (zero padding; no bias: `bias_forward` adds it).
-    fn conv2d_forward(
-        &self,
-        p: &Conv2dParams,
-        x: Self::View<'_>,
-        w: Self::View<'_>,
-        y: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// dx[n, c_in, h, w] = gradient of the above w.r.t. x, given dy [n, c_out, h_out, w_out]. Overwrites dx.
-    fn conv2d_backward_data(
-        &self,
-        p: &Conv2dParams,
-        dy: Self::View<'_>,
-        w: Self::View<'_>,
-        dx: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// dw[c_out, c_in, kh, kw] = gradient w.r.t. w, given x and dy. Overwrites dw.
-    fn conv2d_backward_filter(
-        &self,
-        p: &Conv2dParams,
-        x: Self::View<'_>,
-        dy: Self::View<'_>,
-        dw: Self::ViewMut<'_>,
-    ) -> Result<()>;
-
-    // ---- pool.rs ------------------------------------------------------------------------------------
-    /// Max pooling (no padding, floor mode). `idx[n, c, h_out, w_out]` receives the flat index (into one
-    /// `h*w` plane) of the chosen element; ties pick the first in row-major window order (PyTorch's rule).
-    fn maxpool2d_forward(
-        &self,
-        p: &Pool2dParams,
-        x: Self::View<'_>,
-        y: Self::ViewMut<'_>,
-        idx: &mut Self::IBuf,
-    ) -> Result<()>;
-    /// dx = scatter of dy through idx. Overwrites all of dx (zeros where nothing was chosen).
-    fn maxpool2d_backward(
-        &self,
-        p: &Pool2dParams,
-        dy: Self::View<'_>,
-        idx: &Self::IBuf,
-        dx: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// Average pooling (no padding, floor mode, divisor kh*kw).
-    fn avgpool2d_forward(&self, p: &Pool2dParams, x: Self::View<'_>, y: Self::ViewMut<'_>) -> Result<()>;
-    /// Overwrites all of dx.
-    fn avgpool2d_backward(&self, p: &Pool2dParams, dy: Self::View<'_>, dx: Self::ViewMut<'_>) -> Result<()>;
-
-    // ---- gemm.rs ------------------------------------------------------------------------------------
-    /// c[m, n] = alpha * op(a) * op(b) + beta * c, row-major; op(a) is [m, k] (a stored [m, k], or [k, m]
-    /// when trans_a), op(b) is [k, n] (b stored [k, n], or [n, k] when trans_b). beta = 0 ignores c's
-    /// old contents (NaN included).
-    fn gemm(&self, p: &GemmParams, a: Self::View<'_>, b: Self::View<'_>, c: Self::ViewMut<'_>) -> Result<()>;
-
-    // ---- elementwise.rs -----------------------------------------------------------------------------
-    /// y[n, c, i] += b[c] for i < inner.
-    fn bias_forward(&self, p: &BiasParams, b: Self::View<'_>, y: Self::ViewMut<'_>) -> Result<()>;
-    /// db[c] = sum_{n, i} dy[n, c, i] (a reduction; overwrites db).
-    fn bias_backward(&self, p: &BiasParams, dy: Self::View<'_>, db: Self::ViewMut<'_>) -> Result<()>;
-    /// In place: x = max(x, 0).
-    fn relu_forward(&self, p: &EltwiseParams, x: Self::ViewMut<'_>) -> Result<()>;
-    /// In place: dy = dy * (y > 0), y being the ReLU's output.
-    fn relu_backward(&self, p: &EltwiseParams, y: Self::View<'_>, dy: Self::ViewMut<'_>) -> Result<()>;
-
-    // ---- loss.rs ------------------------------------------------------------------------------------
-    /// Mean softmax cross-entropy over the batch. logits [n, k], labels i32 [n] in 0..k.
-    /// grad [n, k] = (softmax(logits) - onehot(labels)) / n; loss[0] = mean loss (overwritten).
-    fn softmax_xent(
-        &self,
-        p: &LossParams,
-        logits: Self::View<'_>,
-        labels: &Self::IBuf,
-        grad: Self::ViewMut<'_>,
-        loss: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// Mean BCE-with-logits over n*k. targets f32 [n, k] (0/1). grad = (sigmoid(l) - t) / (n*k);
-    /// loss[0] = mean loss (overwritten). Numerically stable form: max(l,0) - l*t + log1p(exp(-|l|)).
-    fn bce_logits(
-        &self,
-        p: &LossParams,
-        logits: Self::View<'_>,
-        targets: Self::View<'_>,
-        grad: Self::ViewMut<'_>,
-        loss: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// Top-1 accuracy: correct[0] += number of rows whose argmax (first max) equals the label.
-    fn accuracy_classes(
-        &self,
-        p: &LossParams,
-        logits: Self::View<'_>,
-        labels: &Self::IBuf,
-        correct: Self::ViewMut<'_>,
-    ) -> Result<()>;
-    /// Binary accuracy per attribute: correct[j] += #{i : (logits[i, j] > 0) == (targets[i, j] > 0.5)}, j < k.
-    fn accuracy_binary(
-        &self,
-        p: &LossParams,
-        logits: Self::View<'_>,
-        targets: Self::View<'_>,
-        correct: Self::ViewMut<'_>,
-    ) -> Result<()>;
-
-    // ---- optim.rs -----------------------------------------------------------------------------------
-    /// PyTorch SGD (dampening 0, no Nesterov), one fused pass over all parameters:
-    /// g = grad + wd * w; m = momentum * m + g (m starts at 0, equal to PyTorch's first step);
-    /// w -= lr * (momentum != 0 ? m : g).
-    fn sgd_step(&self, p: &SgdParams, w: Self::ViewMut<'_>, grad: Self::View<'_>, mom: Self::ViewMut<'_>)
-        -> Result<()>;
-    /// PyTorch Adam (coupled weight decay, eps after the square root), one fused pass:
-    /// g = grad + wd * w; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-    /// w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps), with bc1 = 1 - b1^t, bc2 = 1 - b2^t from the host.
-    fn adam_step(
-        &self,
-        p: &AdamParams,
-        w: Self::ViewMut<'_>,
-        grad: Self::View<'_>,
-        m: Self::ViewMut<'_>,
-        v: Self::ViewMut<'_>,
-    ) -> Result<()>;
-
-    // ---- observation --------------------------------------------------------------------------------
-    /// Turn per-launch timing on or off (off by default). On the CUDA backend every launch is then
-    /// bracketed by events; nothing synchronises until `take_kernel_timings`. It observes; it never changes
-    /// what is computed.
+/// Per-launch timing: it observes, it never changes what is computed.
+pub trait Clock: Device {
+    /// Turn per-launch timing on or off (off by default). On the CUDA backend every launch is then bracketed by
+    /// events; nothing synchronises until `take_kernel_timings`.
     fn set_kernel_timing(&self, on: bool);
     /// Which clock per-launch timing reads (`--kernel-timing`). Events (the default) work everywhere (the CPU
     /// backend reads its wall clock); launch stamps only on CUDA.
@@ -277,26 +278,41 @@ impl KernelClock {
     }
 }
 
-/// Every kernel the backends implement, by name (the `.cu` function names). Used by `check`, `bench
-/// kernels`, `info` and the per-kernel energy records.
-pub const KERNEL_NAMES: &[&str] = &[
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_filter",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "avgpool2d_forward",
-    "avgpool2d_backward",
-    "gemm",
-    "bias_forward",
-    "bias_backward",
-    "relu_forward",
-    "relu_backward",
-    "softmax_xent",
-    "bce_logits",
-    "accuracy_classes",
-    "accuracy_binary",
-    "sgd_step",
-    "adam_step",
-    "fill",
-];
+/// A parameter struct the kernels take by value (implemented by `cuda_struct!`).
+pub trait KernelParams: bytemuck::Pod + cudarc::driver::DeviceRepr + std::fmt::Debug + Send + Sync {
+    /// The struct's name, in Rust and in `params.cuh`.
+    const NAME: &'static str;
+    /// `(field, byte offset)` in declaration order.
+    const FIELDS: &'static [(&'static str, usize)];
+}
+
+/// A parameter struct's layout on the Rust side.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamLayout {
+    pub name: &'static str,
+    pub size: usize,
+    pub fields: &'static [(&'static str, usize)],
+}
+
+impl ParamLayout {
+    pub const fn of<P: KernelParams>() -> ParamLayout {
+        ParamLayout { name: P::NAME, size: std::mem::size_of::<P>(), fields: P::FIELDS }
+    }
+}
+
+/// `parts` concatenated into an array of `N` names (N must be the total length).
+const fn concat_names<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut k, mut i) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[k] = parts[i][j];
+            k += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(k == N, "concat_names: N is not the total length");
+    out
+}

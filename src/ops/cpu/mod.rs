@@ -1,14 +1,13 @@
-//! CPU backend (rayon): the readable reference of every GPU kernel, and fast enough to train on.
-//! One file per op family, the same names as `src/ops/cuda/` and `kernels/`.
+//! CPU backend (rayon): the readable reference of every GPU kernel, and fast enough to train on. Memory and the
+//! clock are here; each op family's CPU code is in its folder (`src/ops/<family>/cpu.rs`), generic over
+//! [`Float`] so that the tests run it in f64 too.
 
-pub mod conv2d;
-pub mod elementwise;
-pub mod gemm;
-pub mod loss;
-pub mod optim;
-pub mod pool;
+mod float;
 
-use super::*;
+pub use float::*;
+
+use crate::ops::{Clock, Device, DeviceKind, KernelTiming};
+use anyhow::Result;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -30,7 +29,7 @@ impl CpuBackend {
     }
 
     /// Run `f` as kernel `name`, recording its wall-clock time when timing is on.
-    fn timed<R>(&self, name: &'static str, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn timed<R>(&self, name: &'static str, f: impl FnOnce() -> R) -> R {
         let on = self.timing.lock().map(|t| t.is_some()).unwrap_or(false);
         if !on {
             return f();
@@ -47,7 +46,7 @@ impl CpuBackend {
     }
 }
 
-impl Backend for CpuBackend {
+impl Device for CpuBackend {
     type Buf = Vec<f32>;
     type IBuf = Vec<i32>;
     type View<'a> = &'a [f32];
@@ -88,10 +87,6 @@ impl Backend for CpuBackend {
     fn download_i32(&self, buf: &Vec<i32>) -> Result<Vec<i32>> {
         Ok(buf.clone())
     }
-    fn fill(&self, dst: &mut [f32], value: f32) -> Result<()> {
-        self.timed("fill", || dst.fill(value));
-        Ok(())
-    }
     fn len(&self, buf: &Vec<f32>) -> usize {
         buf.len()
     }
@@ -114,76 +109,9 @@ impl Backend for CpuBackend {
     fn slice_mut<'a>(&self, buf: &'a mut Vec<f32>, off: usize, len: usize) -> &'a mut [f32] {
         &mut buf[off..off + len]
     }
+}
 
-    fn conv2d_forward(&self, p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()> {
-        self.timed("conv2d_forward", || conv2d::conv2d_forward(p, x, w, y))
-    }
-    fn conv2d_backward_data(&self, p: &Conv2dParams, dy: &[f32], w: &[f32], dx: &mut [f32]) -> Result<()> {
-        self.timed("conv2d_backward_data", || conv2d::conv2d_backward_data(p, dy, w, dx))
-    }
-    fn conv2d_backward_filter(&self, p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<()> {
-        self.timed("conv2d_backward_filter", || conv2d::conv2d_backward_filter(p, x, dy, dw))
-    }
-    fn maxpool2d_forward(&self, p: &Pool2dParams, x: &[f32], y: &mut [f32], idx: &mut Vec<i32>) -> Result<()> {
-        self.timed("maxpool2d_forward", || pool::maxpool2d_forward(p, x, y, idx))
-    }
-    fn maxpool2d_backward(&self, p: &Pool2dParams, dy: &[f32], idx: &Vec<i32>, dx: &mut [f32]) -> Result<()> {
-        self.timed("maxpool2d_backward", || pool::maxpool2d_backward(p, dy, idx, dx))
-    }
-    fn avgpool2d_forward(&self, p: &Pool2dParams, x: &[f32], y: &mut [f32]) -> Result<()> {
-        self.timed("avgpool2d_forward", || pool::avgpool2d_forward(p, x, y))
-    }
-    fn avgpool2d_backward(&self, p: &Pool2dParams, dy: &[f32], dx: &mut [f32]) -> Result<()> {
-        self.timed("avgpool2d_backward", || pool::avgpool2d_backward(p, dy, dx))
-    }
-    fn gemm(&self, p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
-        self.timed("gemm", || gemm::gemm(p, a, b, c))
-    }
-    fn bias_forward(&self, p: &BiasParams, b: &[f32], y: &mut [f32]) -> Result<()> {
-        self.timed("bias_forward", || elementwise::bias_forward(p, b, y))
-    }
-    fn bias_backward(&self, p: &BiasParams, dy: &[f32], db: &mut [f32]) -> Result<()> {
-        self.timed("bias_backward", || elementwise::bias_backward(p, dy, db))
-    }
-    fn relu_forward(&self, p: &EltwiseParams, x: &mut [f32]) -> Result<()> {
-        self.timed("relu_forward", || elementwise::relu_forward(p, x))
-    }
-    fn relu_backward(&self, p: &EltwiseParams, y: &[f32], dy: &mut [f32]) -> Result<()> {
-        self.timed("relu_backward", || elementwise::relu_backward(p, y, dy))
-    }
-    fn softmax_xent(
-        &self,
-        p: &LossParams,
-        logits: &[f32],
-        labels: &Vec<i32>,
-        grad: &mut [f32],
-        loss: &mut [f32],
-    ) -> Result<()> {
-        self.timed("softmax_xent", || loss::softmax_xent(p, logits, labels, grad, loss))
-    }
-    fn bce_logits(
-        &self,
-        p: &LossParams,
-        logits: &[f32],
-        targets: &[f32],
-        grad: &mut [f32],
-        loss: &mut [f32],
-    ) -> Result<()> {
-        self.timed("bce_logits", || loss::bce_logits(p, logits, targets, grad, loss))
-    }
-    fn accuracy_classes(&self, p: &LossParams, logits: &[f32], labels: &Vec<i32>, correct: &mut [f32]) -> Result<()> {
-        self.timed("accuracy_classes", || loss::accuracy_classes(p, logits, labels, correct))
-    }
-    fn accuracy_binary(&self, p: &LossParams, logits: &[f32], targets: &[f32], correct: &mut [f32]) -> Result<()> {
-        self.timed("accuracy_binary", || loss::accuracy_binary(p, logits, targets, correct))
-    }
-    fn sgd_step(&self, p: &SgdParams, w: &mut [f32], grad: &[f32], mom: &mut [f32]) -> Result<()> {
-        self.timed("sgd_step", || optim::sgd_step(p, w, grad, mom))
-    }
-    fn adam_step(&self, p: &AdamParams, w: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
-        self.timed("adam_step", || optim::adam_step(p, w, grad, m, v))
-    }
-
+impl Clock for CpuBackend {
     fn set_kernel_timing(&self, on: bool) {
         if let Ok(mut t) = self.timing.lock() {
             *t = if on { Some(t.take().unwrap_or_default()) } else { None };

@@ -1,6 +1,6 @@
-//! One NVRTC compile of a `kernels/*.cu` source, used twice: by `build.rs` (which includes this file with
-//! `#[path]`, so it may only use `std` and `cudarc::nvrtc`) to embed CUBIN/PTX, and by the CUDA backend at run
-//! time when no embedded image fits the device.
+//! One NVRTC compile of a kernel source (`src/ops/<family>/*.cu`), used twice: by `build.rs` (which includes
+//! this file with `#[path]`, so it may only use `std` and `cudarc::nvrtc`) to embed CUBIN/PTX, and by the CUDA
+//! backend at run time when no embedded image fits the device.
 //!
 //! cudarc's safe `compile_ptx` cannot pass headers and has no CUBIN output, so this goes through the raw
 //! `nvrtc::sys` API. Every NVRTC call's status is checked; errors are `String`s carrying the NVRTC log.

@@ -9,14 +9,16 @@
 use crate::ops::KernelTiming;
 use anyhow::{bail, Result};
 
-/// Slots of the ring.
-pub const STAMP_RING: usize = 16384;
+cuda_const! {
+    /// Slots of the ring (kernels/common.cuh `PtStampBuf::ring` holds two words per slot).
+    pub const PT_STAMP_RING: usize = 16384;
+}
 /// The buffer in 8-byte words: `STAMP_HEADER_WORDS` of header (first-start accumulator, end accumulator,
-/// blocks_done | seq << 32), then (start, end) of launch s at `STAMP_HEADER_WORDS + 2 * (s % STAMP_RING)`.
+/// blocks_done | seq << 32), then (start, end) of launch s at `STAMP_HEADER_WORDS + 2 * (s % PT_STAMP_RING)`.
 pub const STAMP_HEADER_WORDS: usize = 3;
-pub const STAMP_BUF_WORDS: usize = STAMP_HEADER_WORDS + 2 * STAMP_RING;
+pub const STAMP_BUF_WORDS: usize = STAMP_HEADER_WORDS + 2 * PT_STAMP_RING;
 /// Read early when the oldest unread timed launch is this many launches behind (half the ring).
-pub const STAMP_DRAIN_AT: u64 = (STAMP_RING / 2) as u64;
+pub const STAMP_DRAIN_AT: u64 = (PT_STAMP_RING / 2) as u64;
 
 /// The launches' device count from the header's third word.
 pub fn header_seq(word2: u64) -> u64 {
@@ -25,7 +27,7 @@ pub fn header_seq(word2: u64) -> u64 {
 
 /// The contiguous pieces of the ring that hold launches `a..b`: (first launch, first word, launches).
 pub fn ring_chunks(a: u64, b: u64) -> Result<Vec<(u64, usize, usize)>> {
-    let ring = STAMP_RING as u64;
+    let ring = PT_STAMP_RING as u64;
     if b < a || b - a > ring {
         bail!("launch stamps: {} launches between reads overflow the ring of {ring}", b.saturating_sub(a));
     }
@@ -33,7 +35,7 @@ pub fn ring_chunks(a: u64, b: u64) -> Result<Vec<(u64, usize, usize)>> {
     let mut i = a;
     while i < b {
         let slot = (i % ring) as usize;
-        let n = ((b - i) as usize).min(STAMP_RING - slot);
+        let n = ((b - i) as usize).min(PT_STAMP_RING - slot);
         out.push((i, STAMP_HEADER_WORDS + 2 * slot, n));
         i += n as u64;
     }
@@ -133,14 +135,15 @@ impl StampBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn chunks_split_at_the_ring_end() {
-        let r = STAMP_RING as u64;
+        let r = PT_STAMP_RING as u64;
         assert_eq!(ring_chunks(5, 9).unwrap(), vec![(5, STAMP_HEADER_WORDS + 10, 4)]);
         assert_eq!(
             ring_chunks(r - 2, r + 3).unwrap(),
-            vec![(r - 2, STAMP_HEADER_WORDS + 2 * (STAMP_RING - 2), 2), (r, STAMP_HEADER_WORDS, 3)]
+            vec![(r - 2, STAMP_HEADER_WORDS + 2 * (PT_STAMP_RING - 2), 2), (r, STAMP_HEADER_WORDS, 3)]
         );
         assert!(ring_chunks(0, r + 1).is_err());
         assert!(ring_chunks(0, 0).unwrap().is_empty());
@@ -160,8 +163,10 @@ mod tests {
         let t = b.take((1000, 2.0)).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].name, "gemm");
-        assert!((t[0].start_s - (2.0 + 100e-9)).abs() < 1e-15 && (t[0].dur_s - 1000e-9).abs() < 1e-15, "{t:?}");
-        assert!((t[1].start_s - (2.0 + 1200e-9)).abs() < 1e-15 && (t[1].dur_s - 100e-9).abs() < 1e-15, "{t:?}");
+        assert_abs_diff_eq!(t[0].start_s, 2.0 + 100e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[0].dur_s, 1000e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[1].start_s, 2.0 + 1200e-9, epsilon = 1e-15);
+        assert_abs_diff_eq!(t[1].dur_s, 100e-9, epsilon = 1e-15);
         assert_eq!(b.unread(), None);
         // A launch that was never read, or a zero stamp, is an error, not a made-up time.
         b.end_op("gemm", Some(b.launched), 1);
