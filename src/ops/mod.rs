@@ -247,6 +247,49 @@ pub trait Clock: Device {
     fn clock_s(&self) -> f64;
 }
 
+/// Per-op timing on the host's wall clock, for the backends whose ops run on the host (the CPU backend and
+/// the emulation): `record` pushes one `KernelTiming` while timing is on.
+#[derive(Debug)]
+pub struct WallClock {
+    epoch: std::time::Instant,
+    timing: std::sync::Mutex<Option<Vec<KernelTiming>>>,
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock { epoch: std::time::Instant::now(), timing: std::sync::Mutex::new(None) }
+    }
+}
+
+impl WallClock {
+    /// Seconds since the clock was made.
+    pub fn now_s(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+    pub fn is_on(&self) -> bool {
+        self.timing.lock().map(|t| t.is_some()).unwrap_or(false)
+    }
+    /// Turn timing on (keeping what was recorded) or off (dropping it).
+    pub fn set(&self, on: bool) {
+        if let Ok(mut t) = self.timing.lock() {
+            *t = if on { Some(t.take().unwrap_or_default()) } else { None };
+        }
+    }
+    /// Record op `name` as having run from `start_s` until now (no-op while timing is off).
+    pub fn record(&self, name: &'static str, start_s: f64) {
+        let end = self.now_s();
+        if let Ok(mut t) = self.timing.lock() {
+            if let Some(v) = t.as_mut() {
+                v.push(KernelTiming { name, start_s, dur_s: end - start_s });
+            }
+        }
+    }
+    /// The timings recorded since the last call.
+    pub fn take(&self) -> Vec<KernelTiming> {
+        self.timing.lock().ok().and_then(|mut t| t.as_mut().map(std::mem::take)).unwrap_or_default()
+    }
+}
+
 /// How per-launch timing reads the GPU's time (`--kernel-timing`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelClock {

@@ -6,15 +6,12 @@ mod float;
 
 pub use float::*;
 
-use crate::ops::{Clock, Device, DeviceKind, KernelTiming};
+use crate::ops::{Clock, Device, DeviceKind, KernelTiming, WallClock};
 use anyhow::Result;
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// The CPU backend. Buffers are `Vec<f32>` / `Vec<i32>`.
 pub struct CpuBackend {
-    epoch: Instant,
-    timing: Mutex<Option<Vec<KernelTiming>>>,
+    clock: WallClock,
 }
 
 impl Default for CpuBackend {
@@ -25,23 +22,17 @@ impl Default for CpuBackend {
 
 impl CpuBackend {
     pub fn new() -> Self {
-        CpuBackend { epoch: Instant::now(), timing: Mutex::new(None) }
+        CpuBackend { clock: WallClock::default() }
     }
 
     /// Run `f` as kernel `name`, recording its wall-clock time when timing is on.
     pub(crate) fn timed<R>(&self, name: &'static str, f: impl FnOnce() -> R) -> R {
-        let on = self.timing.lock().map(|t| t.is_some()).unwrap_or(false);
-        if !on {
+        if !self.clock.is_on() {
             return f();
         }
-        let t0 = self.clock_s();
+        let t0 = self.clock.now_s();
         let r = f();
-        let t1 = self.clock_s();
-        if let Ok(mut t) = self.timing.lock() {
-            if let Some(v) = t.as_mut() {
-                v.push(KernelTiming { name, start_s: t0, dur_s: t1 - t0 });
-            }
-        }
+        self.clock.record(name, t0);
         r
     }
 }
@@ -113,14 +104,12 @@ impl Device for CpuBackend {
 
 impl Clock for CpuBackend {
     fn set_kernel_timing(&self, on: bool) {
-        if let Ok(mut t) = self.timing.lock() {
-            *t = if on { Some(t.take().unwrap_or_default()) } else { None };
-        }
+        self.clock.set(on)
     }
     fn take_kernel_timings(&self) -> Result<Vec<KernelTiming>> {
-        Ok(self.timing.lock().ok().and_then(|mut t| t.as_mut().map(std::mem::take)).unwrap_or_default())
+        Ok(self.clock.take())
     }
     fn clock_s(&self) -> f64 {
-        self.epoch.elapsed().as_secs_f64()
+        self.clock.now_s()
     }
 }

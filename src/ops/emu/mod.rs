@@ -12,12 +12,11 @@
 pub mod ffi;
 
 use crate::ops::launch::{Arg, DeviceSpec, Launch, Launcher};
-use crate::ops::{Clock, Device, DeviceKind, KernelParams, KernelTiming};
+use crate::ops::{Clock, Device, DeviceKind, KernelParams, KernelTiming, WallClock};
 use anyhow::{anyhow, bail, Result};
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Words of guard on each side of every buffer, holding GUARD_BITS (a NaN with a recognisable payload).
 const GUARD: usize = 64;
@@ -87,8 +86,7 @@ impl EmuViewMut<'_> {
 /// The emulated device: plans made for `spec` (an H100 by default), per-op wall-clock timing like the CPU's.
 pub struct EmuBackend {
     spec: DeviceSpec,
-    epoch: Instant,
-    timing: Mutex<Option<Vec<KernelTiming>>>,
+    clock: WallClock,
 }
 
 /// One plan at a time in the whole process: the kernels' static scratch and the emulator's state are global.
@@ -107,7 +105,7 @@ impl EmuBackend {
     }
     /// Plans for the device `spec` describes.
     pub fn with_spec(spec: DeviceSpec) -> Self {
-        EmuBackend { spec, epoch: Instant::now(), timing: Mutex::new(None) }
+        EmuBackend { spec, clock: WallClock::default() }
     }
 }
 
@@ -189,15 +187,13 @@ impl Device for EmuBackend {
 
 impl Clock for EmuBackend {
     fn set_kernel_timing(&self, on: bool) {
-        if let Ok(mut t) = self.timing.lock() {
-            *t = if on { Some(t.take().unwrap_or_default()) } else { None };
-        }
+        self.clock.set(on)
     }
     fn take_kernel_timings(&self) -> Result<Vec<KernelTiming>> {
-        Ok(self.timing.lock().ok().and_then(|mut t| t.as_mut().map(std::mem::take)).unwrap_or_default())
+        Ok(self.clock.take())
     }
     fn clock_s(&self) -> f64 {
-        self.epoch.elapsed().as_secs_f64()
+        self.clock.now_s()
     }
 }
 
@@ -260,11 +256,7 @@ impl Launcher for EmuBackend {
                 Arg::IOut(b) => b.check_guards(op, i)?,
             }
         }
-        if let Ok(mut t) = self.timing.lock() {
-            if let Some(v) = t.as_mut() {
-                v.push(KernelTiming { name: op, start_s: t0, dur_s: self.clock_s() - t0 });
-            }
-        }
+        self.clock.record(op, t0);
         Ok(())
     }
 }
