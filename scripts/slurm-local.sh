@@ -33,13 +33,15 @@ NodeName=$host CPUs=$(nproc) RealMemory=$mem_mib State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
     test -s /etc/munge/munge.key || { /usr/sbin/mungekey --create 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-    pgrep -x munged >/dev/null || su -s /bin/sh munge -c /usr/sbin/munged
+    started_munge=""
+    if ! pgrep -x munged >/dev/null; then su -s /bin/sh munge -c /usr/sbin/munged; started_munge=1; fi
     munge -n | unmunge >/dev/null
     slurmctld
     slurmd
     for _ in $(seq 1 30); do
         if sinfo -h -o %t 2>/dev/null | grep -q idle; then
-            { pgrep -x slurmctld; pgrep -x slurmd; } > "$pids"
+            # The daemons this call started (munged only when it was not running before); `stop` ends these.
+            { pgrep -x slurmctld; pgrep -x slurmd; [ -z "$started_munge" ] || pgrep -x munged; } > "$pids"
             echo "slurm-local: node $host idle"
             exit 0
         fi

@@ -36,8 +36,14 @@ pub fn as_json_value<T: Serialize, S: Serializer>(v: &T, s: S) -> std::result::R
     serde_json::to_value(v).map_err(serde::ser::Error::custom)?.serialize(s)
 }
 
+/// A run file's text (a regular file only: a FIFO or device in its place is refused, never waited on).
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+    crate::util::read_text_file(path)
+}
+
+/// A number that may be written as `null` (serde_json writes a NaN so; a diverged run's loss): NaN then.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
 }
 
 // ---- config.json --------------------------------------------------------------------------------------
@@ -132,9 +138,8 @@ impl Config {
     /// `dir/config.json`; the error names the file and says what a run directory is.
     pub fn read(dir: &Path) -> Result<Config> {
         let path = dir.join(CONFIG);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read {} (give a run directory written by `powertrain train --out`)", path.display())
-        })?;
+        let text = crate::util::read_text_file(&path)
+            .map_err(|e| anyhow!("{e:#} (give a run directory written by `powertrain train --out`)"))?;
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a run's config.json (give a run directory written by `powertrain train --out`)",
@@ -152,6 +157,8 @@ impl Config {
 pub struct StepRecord {
     pub step: u64,
     pub epoch: usize,
+    /// The step's loss (NaN, written as null, on the step where a run diverged).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f32,
     pub batch_size: usize,
     /// The step's own duration (s).
@@ -280,6 +287,20 @@ pub struct EpochRow {
     #[serde(default)]
     pub cum_energy_j: Option<f64>,
     pub cum_wall_s: f64,
+    /// The epoch stopped part way (the loss diverged): its steps' figures, no evaluation. The `partial` column
+    /// is written only when some row is partial (the files of complete runs keep their columns).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub partial: bool,
+}
+
+/// A CSV cell for a flag: true/false (also 1/0, yes/no), empty for false.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" => Ok(false),
+        "true" | "1" | "yes" => Ok(true),
+        other => Err(serde::de::Error::custom(format!("'{other}' is not true or false"))),
+    }
 }
 
 impl EpochRow {
@@ -295,6 +316,9 @@ impl EpochRow {
         "cum_energy_j",
         "cum_wall_s",
     ];
+
+    /// The column a partial epoch's row adds (see [`EpochRow::partial`]).
+    pub const PARTIAL: &'static str = "partial";
 
     fn cells(&self) -> [String; 10] {
         let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
@@ -312,13 +336,16 @@ impl EpochRow {
         ]
     }
 
-    /// epochs.csv's text for `rows` (header first).
+    /// epochs.csv's text for `rows` (header first; the `partial` column only when a row is partial).
     pub fn render(rows: &[EpochRow]) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         let io = "epochs.csv is written to memory";
-        w.write_record(Self::COLUMNS).expect(io);
+        let partial = rows.iter().any(|r| r.partial);
+        let extra: &[&str] = if partial { &[Self::PARTIAL] } else { &[] };
+        w.write_record(Self::COLUMNS.iter().chain(extra)).expect(io);
         for r in rows {
-            w.write_record(r.cells()).expect(io);
+            let flag = if r.partial { "true" } else { "false" };
+            w.write_record(r.cells().iter().map(String::as_str).chain(partial.then_some(flag))).expect(io);
         }
         String::from_utf8(w.into_inner().expect(io)).expect("epochs.csv is UTF-8")
     }
@@ -493,8 +520,7 @@ impl KernelsCsv {
 
     /// Read `path`; errors name the file (and the line) and say what is wrong.
     pub fn read(path: &Path) -> Result<KernelsCsv> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&text, path)
+        Self::parse(&read_text(path)?, path)
     }
 
     /// Parse kernels.csv text (`path` names it in errors).
@@ -585,11 +611,13 @@ impl RunDir {
 /// `--out` that `commit` renames into place, so a failed run leaves nothing that looks like a result. Without
 /// `--out` ([`RunWriter::none`]) nothing is written.
 ///
-/// (Issue 13 takes its advisory lock on `--out` in `create`, before any work.)
+/// `create` locks `--out` ([`crate::util::DirLock`], through the staging directory) before any work: a second
+/// writer of the same `--out` is refused with the first one's pid.
 pub struct RunWriter {
     staging: Option<crate::util::StagingDir>,
     steps: Option<std::io::BufWriter<std::fs::File>>,
     epochs: Vec<EpochRow>,
+    finished: bool,
 }
 
 impl RunWriter {
@@ -599,12 +627,12 @@ impl RunWriter {
             Some(out) => Some(crate::util::StagingDir::new(out, false)?),
             None => None,
         };
-        Ok(RunWriter { staging, steps: None, epochs: Vec::new() })
+        Ok(RunWriter { staging, steps: None, epochs: Vec::new(), finished: false })
     }
 
     /// A writer that keeps nothing (a run without `--out`).
     pub fn none() -> RunWriter {
-        RunWriter { staging: None, steps: None, epochs: Vec::new() }
+        RunWriter { staging: None, steps: None, epochs: Vec::new(), finished: false }
     }
 
     /// The directory being written (the staging directory until `commit`).
@@ -648,7 +676,15 @@ impl RunWriter {
         if let Some(rows) = kernels {
             crate::util::write_atomic(&dir.join(KERNELS), KernelsCsv::render(rows).as_bytes())?;
         }
-        summary.write(&dir)
+        summary.write(&dir)?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// True once `finish` wrote every file: the run's records are complete (whatever fails later, they are
+    /// committed, never thrown away).
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// Rename the finished run directory into place; returns where it is (None without `--out`).
@@ -675,6 +711,7 @@ mod tests {
                 eval_energy_j: None,
                 cum_energy_j: None,
                 cum_wall_s: 2.5,
+                partial: false,
             },
             EpochRow { epoch: 2, steps: 3, train_loss: f64::NAN, cum_energy_j: Some(0.0), ..Default::default() },
         ];

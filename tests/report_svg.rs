@@ -48,7 +48,8 @@ fn sweep(out: &Path, energy: &str) {
         tasks: None,
         device: "cpu".into(),
         energy: energy.into(),
-        watts: None,
+        // --energy estimate needs --watts (the fake trainer writes its own figures).
+        watts: (energy == "estimate").then_some(40.0),
         quick: false,
         emit_slurm: None,
         only: None,

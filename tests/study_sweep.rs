@@ -79,6 +79,7 @@ fn not_reached_estimate_and_none_are_marked() {
     let mut a = args(d.path());
     a.lrs = Some("1e-4,1e-3".into());
     a.energy = "estimate".into();
+    a.watts = Some(40.0); // --energy estimate needs --watts
     let r = sweep_with(&a, &fake_train).unwrap();
     assert!(r.table.contains("ESTIMATE (not measured)"));
     let nr = r.rows.iter().find(|x| x.id == "bs32_lr0.0001_s0").unwrap();
@@ -262,7 +263,15 @@ fn slurm_script_runs_one_configuration_per_array_task() {
     let study = std::fs::canonicalize(d.path().join("study")).unwrap();
     assert!(text.starts_with("#!/bin/bash\n"));
     assert!(text.contains("#SBATCH --array=0-7\n"), "{text}");
-    assert!(text.contains("#SBATCH --gres=gpu:1\n"));
+    // A GPU is requested for --device cuda only: this grid runs on the CPU (a cluster without GPUs refuses
+    // `--gres=gpu:1` outright).
+    assert!(!text.contains("--gres"), "{text}");
+    let gpu_script = d.path().join("gpu.sbatch");
+    let mut g = args(&d.path().join("gpu_study"));
+    g.device = "cuda".into();
+    g.emit_slurm = Some(gpu_script.clone());
+    sweep_with(&g, &never).unwrap();
+    assert!(std::fs::read_to_string(&gpu_script).unwrap().contains("#SBATCH --gres=gpu:1\n"));
     assert!(text.contains(&format!("#SBATCH --output={}/slurm/slurm-%A_%a.out", study.display())));
     assert!(study.join("slurm").is_dir());
     let cmd = text.lines().last().unwrap();
@@ -297,4 +306,67 @@ fn slurm_script_runs_one_configuration_per_array_task() {
     } else {
         eprintln!("slurm: slurmctld/slurmd not installed; the live Slurm part is skipped");
     }
+}
+
+#[test]
+fn a_sweep_whose_runs_all_fail_is_an_error_and_a_corrected_command_retries_them() {
+    use powertrain::energy::EnergySource;
+    use powertrain::train::UsedEnergy;
+    let d = tempfile::tempdir().unwrap();
+    let calls = RefCell::new(0);
+    // Every run fails part way, after using 5 J (the error says so, as the real trainer's does).
+    let failing = |_: &TrainConfig| -> anyhow::Result<RunSummary> {
+        *calls.borrow_mut() += 1;
+        Err(anyhow::anyhow!("no sensor answered").context(UsedEnergy { joules: 5.0, source: EnergySource::Estimate }))
+    };
+    let e = format!("{:#}", sweep_with(&args(d.path()), &failing).unwrap_err());
+    assert!(e.contains("every run of this invocation failed (4 of 4)") && e.contains("sweep.md"), "{e}");
+    assert_eq!(*calls.borrow(), 8, "each run is tried twice");
+    let table = std::fs::read_to_string(d.path().join("sweep.md")).unwrap();
+    assert!(
+        table.contains("FAILED bs32_lr0.001_s0:") && table.contains("(the failed attempts used 10.0 J)"),
+        "{table}"
+    );
+    let fj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("runs/bs32_lr0.001_s0/failed.json")).unwrap())
+            .unwrap();
+    assert_eq!(fj["used_energy_j"], 10.0);
+    // The same command again trains nothing and is still an error (nothing is lost either).
+    *calls.borrow_mut() = 0;
+    assert!(sweep_with(&args(d.path()), &failing).is_err());
+    assert_eq!(*calls.borrow(), 0);
+    // A corrected command (another energy source) is accepted: the failed runs move to partial/ and run again.
+    let mut fixed = args(d.path());
+    fixed.energy = "estimate".into();
+    fixed.watts = Some(40.0);
+    let r = sweep_with(&fixed, &fake_train).unwrap();
+    assert!(r.rows.iter().all(|x| x.status == "ok"), "{}", r.table);
+    assert_eq!(std::fs::read_dir(d.path().join("partial")).unwrap().count(), 4);
+    let manifest = std::fs::read_to_string(d.path().join("study.json")).unwrap();
+    assert!(manifest.contains("\"energy\": \"estimate\""), "{manifest}");
+    // Now that runs finished, a different grid is refused again.
+    let e = format!("{:#}", sweep_with(&args(d.path()), &fake_train).unwrap_err());
+    assert!(e.contains("another grid"), "{e}");
+}
+
+#[test]
+fn duplicate_grid_entries_and_absurd_sizes_are_refused_before_the_study_directory_exists() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("S");
+    let never = |_: &TrainConfig| -> anyhow::Result<RunSummary> { panic!("must not train") };
+    let err = |f: &dyn Fn(&mut SweepOptions)| {
+        let mut a = args(&out);
+        f(&mut a);
+        let e = format!("{:#}", sweep_with(&a, &never).unwrap_err());
+        assert!(!out.exists(), "refused before the study directory is made: {e}");
+        e
+    };
+    assert!(err(&|a| a.batch_sizes = Some("32,64,32".into())).contains("--batch-sizes: 32 is listed twice"));
+    assert!(err(&|a| a.lrs = Some("1e-3,0.001".into())).contains("--lrs: 0.001 is listed twice"));
+    assert!(err(&|a| a.seeds = u64::MAX).contains("at most"));
+    assert!(err(&|a| a.batch_sizes = Some("16777216".into())).contains("--batch-sizes"));
+    assert!(err(&|a| a.energy = "estimate".into()).contains("--energy estimate needs --watts"));
+    assert!(err(&|a| a.energy = "magic".into()).contains("--energy 'magic'"));
+    assert!(err(&|a| a.target_acc = Some(f64::NAN)).contains("--target-acc NaN"));
+    assert!(err(&|a| a.tasks = Some("Smiling".into())).contains("--tasks applies to the celeba model"));
 }

@@ -71,6 +71,9 @@ pub fn bench_step_on<B: Backend>(
     let (mut model, per) = bench_model(be, arch, batch, opt)?;
     let k = arch.outputs();
     let n_iters = iters.unwrap_or_else(|| ((3.0 / per.max(1e-6)) as usize).clamp(5, 500));
+    if n_iters == 0 {
+        bail!("bench step: --iters 0: give at least 1 timed step");
+    }
     let mut times = Vec::with_capacity(n_iters);
     for _ in 0..n_iters {
         let t0 = std::time::Instant::now();

@@ -33,6 +33,14 @@ fn step(a: &BenchArgs) -> Result<()> {
     if batch == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if batch > crate::train::MAX_BATCH {
+        bail!("--batch-size {batch}: at most {} rows per step", crate::train::MAX_BATCH);
+    }
+    match a.iters {
+        Some(0) => bail!("--iters 0: give at least 1 timed step (or leave it out: adaptive)"),
+        Some(n) if n > MAX_ITERS => bail!("--iters {n}: at most {MAX_ITERS} timed steps"),
+        _ => {}
+    }
     let arch = Arch::parse(model_name, 1)?;
     let optimizer = Optimizer::parse(&a.optimizer, 1e-3, 0.0, 0.0)?;
     let kind = resolve_device(&a.device)?;
@@ -66,6 +74,9 @@ fn step(a: &BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The most timed steps `bench step --iters` takes.
+const MAX_ITERS: usize = 1_000_000;
 
 fn print_step(r: &serde_json::Value, batch: usize, key: &str) {
     println!(

@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 pub fn resolve_device(device: &str) -> Result<DeviceKind> {
     match device {
         "cpu" => Ok(DeviceKind::Cpu),
-        "cuda" => Ok(DeviceKind::Cuda),
+        "cuda" if crate::ops::cuda::cuda_available() => Ok(DeviceKind::Cuda),
+        "cuda" => bail!("--device cuda: no usable GPU ({})", crate::ops::cuda::NO_DRIVER),
         "auto" => {
             if crate::ops::cuda::cuda_available() {
                 Ok(DeviceKind::Cuda)
@@ -18,6 +19,24 @@ pub fn resolve_device(device: &str) -> Result<DeviceKind> {
         }
         other => bail!("unknown --device '{other}': use auto, cpu or cuda"),
     }
+}
+
+/// Check that `--energy` can be read before any work: `nvml` needs an NVML power reading of GPU 0, `rapl` a
+/// readable RAPL counter; `auto` falls back to no reading, as the meter says; `estimate` and `none` need no
+/// sensor (their flags are checked by `TrainConfig::validate`).
+pub fn check_energy_source(energy: &str) -> Result<()> {
+    match energy {
+        "nvml" => {
+            crate::energy::nvml::NvmlSensor::open(0, crate::energy::nvml::Want::Best)
+                .map_err(|e| anyhow::anyhow!("--energy nvml: {e:#}"))?;
+        }
+        "rapl" => {
+            crate::energy::rapl::RaplSensor::open().map_err(|e| anyhow::anyhow!("--energy rapl: {e:#}"))?;
+        }
+        "auto" | "estimate" | "none" => {}
+        other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
+    }
+    Ok(())
 }
 
 /// Evaluate `body` with `be` bound to the backend for `kind` (the generic code in `body` is instantiated once

@@ -1,10 +1,11 @@
 //! `powertrain train`, and [`train_run`]: one training from a `TrainConfig` start to finish (the trainer the
 //! studies call).
 use crate::cli::TrainArgs;
-use crate::cmd::device::{resolve_device, with_backend};
+use crate::cmd::device::{check_energy_source, resolve_device, with_backend};
+use crate::ops::{DeviceKind, KernelClock};
 use crate::rundir::{RunSummary, RunWriter};
 use crate::train::{Setup, TrainConfig};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 /// The flags, one to one.
 impl From<&TrainArgs> for TrainConfig {
@@ -44,13 +45,37 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     train_run(&TrainConfig::from(a)).map(|_| ())
 }
 
-/// Train as `cfg` says: everything checked that needs no device, the run directory staged, the backend
-/// picked, the loop run, the run directory renamed into place; prints the summary.
-pub fn train_run(cfg: &TrainConfig) -> Result<RunSummary> {
+/// Everything a run needs checked before any work, in one place (`train` and, once per study, the studies):
+/// every flag and combination, the files it names (dataset, `--init`, `--save`), the device and the energy
+/// source. Nothing is written.
+pub fn preflight(cfg: &TrainConfig) -> Result<(Setup, DeviceKind)> {
     let setup = Setup::new(cfg)?;
-    let mut out = RunWriter::create(cfg.out.as_deref())?;
     let kind = resolve_device(&cfg.device)?;
-    let summary = with_backend!(kind, |be| crate::train::train(be, &setup, &mut out))?;
+    check_energy_source(&cfg.energy)?;
+    if cfg.per_kernel && kind == DeviceKind::Cpu && cfg.kernel_timing == KernelClock::Stamps {
+        bail!("--kernel-timing stamps needs the kernels' %globaltimer stamps: use --device cuda, or events");
+    }
+    Ok((setup, kind))
+}
+
+/// Train as `cfg` says: everything checked before any work ([`preflight`]), the run directory locked and
+/// staged, the loop run, the run directory renamed into place; prints the summary. A run whose records are
+/// complete is committed even when what follows them fails (`--save`): the error then says where they are.
+pub fn train_run(cfg: &TrainConfig) -> Result<RunSummary> {
+    let (setup, kind) = preflight(cfg)?;
+    let mut out = RunWriter::create(cfg.out.as_deref())?;
+    let res = with_backend!(kind, |be| crate::train::train(be, &setup, &mut out));
+    let summary = match res {
+        Ok(s) => s,
+        Err(e) if out.is_finished() => {
+            return Err(match out.commit() {
+                Ok(Some(dir)) => e.context(format!("the run's records are complete and kept in {}", dir.display())),
+                Ok(None) => e,
+                Err(c) => e.context(format!("{c:#}")),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(dir) = out.commit()? {
         eprintln!("run written to {}", dir.display());
     }

@@ -32,7 +32,14 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
     if dirs.is_empty() {
         bail!("report: give at least one study or run directory (powertrain report STUDY_DIR|RUN_DIR ..)");
     }
+    let mut seen = Vec::new();
     for d in dirs {
+        // The same directory given twice is read once (its runs would be counted twice).
+        let key = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
         if RunDir::new(d).is_finished() {
             let id = RunDir::new(d).id();
             if let Some(rec) = load_record(d, &id)? {

@@ -42,7 +42,33 @@ fn bounds(series: &[Series], log_x: bool) -> Option<((f64, f64), (f64, f64))> {
         (x0, x1) = (x0 - pad, x1 + pad);
     }
     let pad = if y1 - y0 < 1e-12 { y0.abs().max(1.0) * 0.1 } else { 0.08 * (y1 - y0) };
-    Some(((x0, x1), ((y0 - pad).min(if y0 >= 0.0 { 0.0 } else { y0 - pad }), y1 + pad)))
+    let x = if log_x { log_tickable(x0, x1)? } else { tickable(x0, x1)? };
+    Some((x, tickable((y0 - pad).min(if y0 >= 0.0 { 0.0 } else { y0 - pad }), y1 + pad)?))
+}
+
+/// A linear axis range plotters can put ticks on, or None (the plot is left out). Its tick search loops for
+/// ever on a range that is infinite (values near f64::MAX overflow when padded) or narrower than the float
+/// spacing of its ends (e.g. 1e16..1e16+2): such a range is widened to a billionth of its magnitude.
+fn tickable(lo: f64, hi: f64) -> Option<(f64, f64)> {
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return None;
+    }
+    let min_w = lo.abs().max(hi.abs()) * 1e-9;
+    let (lo, hi) = if hi - lo < min_w {
+        let c = lo / 2.0 + hi / 2.0;
+        (c - min_w, c + min_w)
+    } else {
+        (lo, hi)
+    };
+    (lo.is_finite() && hi.is_finite() && (hi - lo).is_finite() && hi > lo).then_some((lo, hi))
+}
+
+/// A logarithmic axis range: positive, finite, the same bounds on its decades.
+fn log_tickable(lo: f64, hi: f64) -> Option<(f64, f64)> {
+    if !(lo > 0.0 && lo.is_normal() && hi.is_finite() && hi > lo) {
+        return None;
+    }
+    tickable(lo.log10(), hi.log10()).map(|_| (lo, hi))
 }
 
 /// A line chart: one polyline per series (with point markers), a legend of the series names.
@@ -97,6 +123,7 @@ pub fn bars(caption: &str, x_desc: &str, y_desc: &str, bars: &[(String, Option<f
         return Ok(None);
     }
     let top = vals.iter().copied().fold(0.0, f64::max).max(1e-12) * 1.12;
+    let Some((_, top)) = tickable(0.0, top) else { return Ok(None) };
     let n = bars.len() as i32;
     let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     let mut svg = String::new();
@@ -237,4 +264,40 @@ pub fn heatmap(
         root.present().map_err(e)?;
     }
     Ok(Some(svg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `f` on a thread, failing when it runs past 20 s (the plotting library's tick search once never ended).
+    fn within_20s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a plot ran past 20 s: a hang")
+    }
+
+    #[test]
+    fn ranges_the_tick_search_cannot_end_on_are_left_out_or_widened() {
+        // Found by tests/fuzz_rundir.rs: cumulative energies near f64::MAX (the padded axis became infinite)
+        // in epochs.csv, and a multi-task mean of f64::MAX (the bar axis 0..MAX*1.12) in multitask.json.
+        let huge = vec![Series { name: "r".into(), points: vec![(1e308, 0.5), (1.79e308, 0.6)] }];
+        assert!(within_20s(move || lines("c", "x", "y", &huge, false).unwrap()).is_none());
+        let huge_log = vec![Series { name: "r".into(), points: vec![(1e308, 0.5), (1.7e308, 0.6)] }];
+        assert!(within_20s(move || lines("c", "x", "y", &huge_log, true).unwrap()).is_none());
+        let bars_max = vec![("multi".to_string(), Some(f64::MAX)), ("single".to_string(), Some(7.0))];
+        assert!(within_20s(move || bars("c", "x", "y", &bars_max).unwrap()).is_none());
+        // A range narrower than the float spacing of its ends is widened, and drawn.
+        let narrow = vec![Series { name: "r".into(), points: vec![(1e16, 1.0), (1e16 + 2.0, 2.0)] }];
+        assert!(within_20s(move || lines("c", "x", "y", &narrow, false).unwrap()).is_some());
+        let (lo, hi) = tickable(1e16, 1e16 + 2.0).unwrap();
+        assert!(hi - lo >= 1e7, "{lo} {hi}");
+        // Ordinary ranges are left as they are.
+        assert_eq!(tickable(0.0, 3.5), Some((0.0, 3.5)));
+        assert_eq!(tickable(f64::NEG_INFINITY, 1.0), None);
+        assert_eq!(log_tickable(0.0, 10.0), None);
+        assert_eq!(log_tickable(10.0, 1000.0), Some((10.0, 1000.0)));
+    }
 }

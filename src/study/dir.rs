@@ -6,13 +6,17 @@
 //!   `runs/.staging-<id>-<pid>-<attempt>` and renamed to `runs/<id>` only once it finished, so a killed study
 //!   leaves no half run under a final name; re-running the command skips every `runs/<id>` that holds
 //!   `summary.json` (done) or `failed.json` ([`RunRecord`]; failed twice: the first error is retried once).
+//!   A corrected command (other settings) is accepted while no run finished: the failed runs are retried.
 //! - `runs.jsonl` ([`RunRecord`], one per line): every finished or failed run (append-only log with host, GPU
 //!   UUID and driver).
 //! - `partial/`: what killed or failed attempts left behind (never deleted: nothing measured is lost).
 //! - the study's own tables ([`TABLES`]: `sweep.md`/`.json`, `pretrain.md`/`.json`, `multitask.md`/`.json`).
 //!
-//! (Issue 13 adds an advisory lock on the study directory in [`Study::open_or_create`] and on runs.jsonl in
-//! `Study::log`.)
+//! Locks ([`crate::util::DirLock`]): a study holds its directory for its whole invocation, exclusively, or
+//! shared by the array tasks of one Slurm sweep (`--only`), which exclude each other per run (`runs/.<id>.lock`);
+//! study.json, runs.jsonl and the tables are written under a short exclusive lock (`.study-files.lock`), as
+//! O_APPEND alone is not atomic on NFS. A second invocation that would write the same files is refused with
+//! the holder's pid before any work.
 use super::multitask::MultitaskResult;
 use super::pretrain::PretrainResult;
 use super::Trainer;
@@ -64,7 +68,7 @@ impl StudyManifest {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = crate::util::read_text_file(&path)?;
         serde_json::from_str(&text)
             .with_context(|| format!("{}: not a study manifest; use a new --out directory", path.display()))
             .map(Some)
@@ -76,22 +80,144 @@ pub fn data_key(p: &Path) -> String {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
 
+/// How an invocation holds its study directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The only writer (a whole study).
+    Exclusive,
+    /// One of the array tasks of a Slurm sweep (`--only`), or `--emit-slurm`.
+    Shared,
+}
+
+/// Names a study directory holds (anything else, without study.json, is not a study directory).
+const STUDY_NAMES: [&str; 13] = [
+    MANIFEST,
+    RUNS_LOG,
+    "runs",
+    "partial",
+    "slurm",
+    "splits",
+    "weights",
+    "sweep.md",
+    "sweep.json",
+    "pretrain.md",
+    "pretrain.json",
+    "multitask.md",
+    "multitask.json",
+];
+
+/// The short lock around study.json, runs.jsonl and the tables.
+const FILES_LOCK: &str = ".study-files.lock";
+
 /// An opened study directory.
 pub struct Study {
     pub dir: PathBuf,
     pub manifest: StudyManifest,
+    _lock: crate::util::DirLock,
 }
 
 impl Study {
-    /// Create `dir` with `study.json`, or open it and refuse when its manifest differs from `m`.
-    pub fn open_or_create(dir: &Path, m: StudyManifest) -> Result<Study> {
+    /// Lock `dir` (`access`), then create it with `study.json`, or open it and refuse when its manifest
+    /// differs from `m`. A study whose runs so far all failed (none finished) accepts a corrected command:
+    /// study.json records the new settings and the failed runs move to `partial/`, so that they are retried.
+    /// A run directory, or a non-empty folder that is not a study, is refused.
+    pub fn open_or_create(dir: &Path, m: StudyManifest, access: Access) -> Result<Study> {
+        let lock = match access {
+            Access::Exclusive => crate::util::DirLock::exclusive(dir)?,
+            Access::Shared => crate::util::DirLock::shared(dir)?,
+        };
+        refuse_foreign(dir)?;
         std::fs::create_dir_all(dir.join("runs"))
             .with_context(|| format!("{}: cannot create the study directory (check --out)", dir.display()))?;
-        match StudyManifest::read(dir)? {
-            Some(old) => check_same(&dir.join(MANIFEST), &old, &m)?,
-            None => crate::util::write_atomic(&dir.join(MANIFEST), serde_json::to_string_pretty(&m)?.as_bytes())?,
+        let study = Study { dir: dir.to_path_buf(), manifest: m, _lock: lock };
+        study.locked(|| {
+            let m = &study.manifest;
+            match StudyManifest::read(dir)? {
+                Some(old) if &old == m => {}
+                Some(old) => {
+                    let same = check_same(&dir.join(MANIFEST), &old, m);
+                    match (same, study.all_failed()?) {
+                        (Ok(()), _) => {}
+                        (Err(e), failed) if failed.is_empty() || old.kind != m.kind || old.protocol != m.protocol => {
+                            return Err(e)
+                        }
+                        (Err(e), failed) => {
+                            eprintln!(
+                                "note: {}: every run so far failed and none finished, so this corrected command is \
+                                 accepted ({e:#}); study.json now records it and the {} failed runs move to \
+                                 partial/ and are retried",
+                                dir.display(),
+                                failed.len()
+                            );
+                            for id in failed {
+                                study.keep_partial(&study.run_dir(&id), &id, 0)?;
+                            }
+                            crate::util::write_atomic(
+                                &dir.join(MANIFEST),
+                                serde_json::to_string_pretty(m)?.as_bytes(),
+                            )?;
+                        }
+                    }
+                }
+                None => crate::util::write_atomic(&dir.join(MANIFEST), serde_json::to_string_pretty(m)?.as_bytes())?,
+            }
+            Ok(())
+        })?;
+        Ok(study)
+    }
+
+    /// The ids of the failed runs when no run finished (else none): a study that only failed so far.
+    fn all_failed(&self) -> Result<Vec<String>> {
+        let mut failed = Vec::new();
+        let runs = self.dir.join("runs");
+        for e in std::fs::read_dir(&runs).with_context(|| format!("{}: cannot list", runs.display()))? {
+            let e = e?;
+            let id = e.file_name().to_string_lossy().to_string();
+            if id.starts_with('.') || !e.path().is_dir() {
+                continue;
+            }
+            if RunDir::new(&e.path()).is_finished() {
+                return Ok(Vec::new());
+            }
+            if e.path().join(FAILED).exists() {
+                failed.push(id);
+            }
         }
-        Ok(Study { dir: dir.to_path_buf(), manifest: m })
+        Ok(failed)
+    }
+
+    /// Run `f` holding the study's file lock (study.json, runs.jsonl, the tables): other invocations sharing
+    /// the directory wait for it (at most two minutes, then an error naming the lock file). Not re-entrant.
+    pub fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let path = self.dir.join(FILES_LOCK);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+        let t0 = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if t0.elapsed().as_secs() < 120 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => bail!(
+                    "{}: the study's files have been locked by another powertrain for two minutes ({}); is it \
+                     stopped?",
+                    self.dir.display(),
+                    path.display()
+                ),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    bail!("cannot lock {} ({e}): the file system must support file locks", path.display())
+                }
+            }
+        }
+        let r = f();
+        let _ = file.unlock();
+        r
     }
 
     pub fn run_dir(&self, id: &str) -> PathBuf {
@@ -102,6 +228,8 @@ impl Study {
     /// An error or panic is retried once; the second one is recorded in `runs/<id>/failed.json`.
     pub fn run(&self, id: &str, cfg: &TrainConfig, trainer: Trainer) -> Result<RunRecord> {
         let fin = self.run_dir(id);
+        // One writer per run (array tasks share the study directory, never a run).
+        let _run_lock = crate::util::DirLock::exclusive(&fin)?;
         if let Some(rec) = load_record(&fin, id)? {
             return Ok(RunRecord { resumed: true, ..rec });
         }
@@ -120,6 +248,7 @@ impl Study {
             }
         }
         let mut errors = Vec::new();
+        let mut used: Option<f64> = None;
         for attempt in 1..=2u32 {
             let staging = runs.join(format!("{prefix}{}-{attempt}", std::process::id()));
             let cfg = TrainConfig { out: Some(staging.clone()), ..cfg.clone() };
@@ -138,6 +267,9 @@ impl Study {
                     return Ok(rec);
                 }
                 Err(e) => {
+                    if let Some(u) = e.downcast_ref::<crate::train::UsedEnergy>() {
+                        *used.get_or_insert(0.0) += u.joules;
+                    }
                     let msg = format!("{e:#}");
                     eprintln!("study: run {id} attempt {attempt} failed: {msg}");
                     errors.push(msg);
@@ -147,7 +279,7 @@ impl Study {
                 }
             }
         }
-        let rec = RunRecord::failed(id, errors, cfg);
+        let rec = RunRecord { used_energy_j: used, ..RunRecord::failed(id, errors, cfg) };
         std::fs::create_dir_all(&fin)?;
         crate::util::write_atomic(&fin.join(FAILED), serde_json::to_string_pretty(&rec)?.as_bytes())?;
         self.log(&rec)?;
@@ -163,26 +295,64 @@ impl Study {
         std::fs::rename(p, &dst).with_context(|| format!("cannot move {} to {}", p.display(), dst.display()))
     }
 
-    /// Append one line to runs.jsonl (a single write: concurrent Slurm tasks do not interleave lines).
+    /// Append one line to runs.jsonl, holding the study's file lock (concurrent Slurm tasks never interleave
+    /// lines, on NFS too).
     fn log(&self, rec: &RunRecord) -> Result<()> {
         let path = self.dir.join(RUNS_LOG);
         let mut line = serde_json::to_string(rec)?;
         line.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("{}: cannot append", path.display()))?;
-        f.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", path.display()))
+        self.locked(|| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("{}: cannot append", path.display()))?;
+            f.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", path.display()))?;
+            f.sync_data().with_context(|| format!("{}: cannot append", path.display()))
+        })
     }
 
     /// Write the study's table (`kind` from [`TABLES`]): the markdown and the result as JSON, atomically.
+    /// (A sweep shared by array tasks builds and writes its table inside [`Study::locked`].)
     pub fn write_table(&self, kind: &str, table: &str, result: &impl Serialize) -> Result<()> {
         let (_, md, json) =
             TABLES.iter().find(|t| t.0 == kind).with_context(|| format!("no table for a study of kind {kind}"))?;
         crate::util::write_atomic(&self.dir.join(md), table.as_bytes())?;
         crate::util::write_atomic(&self.dir.join(json), serde_json::to_string_pretty(result)?.as_bytes())
     }
+}
+
+/// Refuse a `--out` that is something else: a file, a run directory, or a non-empty folder without study.json.
+fn refuse_foreign(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        bail!("--out {}: exists and is not a directory; choose a new --out", dir.display());
+    }
+    if dir.join(MANIFEST).exists() {
+        return Ok(());
+    }
+    if [crate::rundir::SUMMARY, crate::rundir::CONFIG, crate::rundir::STEPS].iter().any(|f| dir.join(f).exists()) {
+        bail!(
+            "--out {}: is a run directory (written by `powertrain train`), not a study; choose a new --out",
+            dir.display()
+        );
+    }
+    let foreign: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.') && !STUDY_NAMES.contains(&n.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        bail!(
+            "--out {}: is not empty and is not a study directory (no study.json; it holds {}); choose a new --out",
+            dir.display(),
+            foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn check_same(path: &Path, old: &StudyManifest, new: &StudyManifest) -> Result<()> {
@@ -316,6 +486,9 @@ pub struct RunRecord {
     #[serde(serialize_with = "as_json_value")]
     pub args: Option<TrainConfig>,
     pub finished_unix: u64,
+    /// The energy the failed attempts used before they failed (when the trainer could say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_energy_j: Option<f64>,
     /// Found finished in the study directory (not trained by this invocation).
     #[serde(skip)]
     pub resumed: bool,
@@ -336,6 +509,7 @@ impl RunRecord {
             summary: Some(summary),
             args: None,
             finished_unix: now_unix(),
+            used_energy_j: None,
             resumed: false,
         }
     }
@@ -349,6 +523,7 @@ impl RunRecord {
             machine: Machine { host: crate::util::hostname(), ..Default::default() },
             args: Some(TrainConfig { out: None, ..cfg.clone() }),
             finished_unix: now_unix(),
+            used_energy_j: None,
             resumed: false,
         }
     }
@@ -365,7 +540,7 @@ pub fn load_record(dir: &Path, id: &str) -> Result<Option<RunRecord>> {
     }
     let fp = dir.join(FAILED);
     if fp.exists() {
-        let text = std::fs::read_to_string(&fp).with_context(|| format!("{}: cannot read", fp.display()))?;
+        let text = crate::util::read_text_file(&fp)?;
         let rec: RunRecord = serde_json::from_str(&text)
             .with_context(|| format!("{}: unreadable; delete it to retry the run", fp.display()))?;
         return Ok(Some(rec));
@@ -405,7 +580,7 @@ impl StudyFiles {
     pub fn read(dir: &Path) -> Result<StudyFiles> {
         let mut tables = Vec::new();
         for (_, md, _) in TABLES {
-            if let Ok(s) = std::fs::read_to_string(dir.join(md)) {
+            if let Ok(s) = crate::util::read_text_file(&dir.join(md)) {
                 tables.push(s);
             }
         }
@@ -438,7 +613,7 @@ fn read_result<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>> {
     if !p.exists() {
         return Ok(None);
     }
-    let t = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    let t = crate::util::read_text_file(p)?;
     Ok(Some(
         serde_json::from_str(&t)
             .with_context(|| format!("{}: not a study result written by powertrain", p.display()))?,

@@ -13,7 +13,7 @@ pub mod multitask;
 pub mod pretrain;
 pub mod sweep;
 
-pub use dir::{data_key, load_record, Machine, RunRecord, Study, StudyFiles, StudyManifest};
+pub use dir::{data_key, load_record, Access, Machine, RunRecord, Study, StudyFiles, StudyManifest};
 pub use multitask::{multitask_study_with, MultitaskOptions, MultitaskResult};
 pub use pretrain::{break_even, pretrain_study_with, BreakEven, PretrainOptions, Spread};
 pub use sweep::{slurm_script, sweep_with, SweepOptions, SweepResult};
@@ -133,6 +133,17 @@ pub fn fmt_num(v: Option<f64>) -> String {
             format!("{x:.digits$}")
         }
     }
+}
+
+/// "FAILED id: error" lines for a study's table (with the energy the failed attempts used, when known).
+pub fn failed_lines<'a>(recs: impl IntoIterator<Item = &'a RunRecord>) -> String {
+    let mut s = String::new();
+    for r in recs {
+        let used = r.used_energy_j.map(|j| format!(" (the failed attempts used {} J)", fmt_num(Some(j))));
+        let err = r.errors.last().map(String::as_str).unwrap_or("(no message)");
+        s += &format!("\nFAILED {}: {err}{}\n", r.id, used.unwrap_or_default());
+    }
+    s
 }
 
 /// A markdown table.

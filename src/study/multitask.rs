@@ -1,6 +1,7 @@
 //! `powertrain multitask-study`: one K-output network on K CelebA attributes vs K networks with one output
 //! each. Every network trains until each attribute it carries reached its own target (the latest of
 //! `RunSummary.task_epoch_reached`) or the epoch limit; its cost is read from epochs.csv at that epoch.
+use super::dir::Access;
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
@@ -75,6 +76,10 @@ pub fn resolve(a: &MultitaskOptions) -> Result<MultitaskGrid> {
     }
     if a.seeds == 0 || epochs == 0 || a.batch_size == 0 {
         bail!("--seeds, --epochs and --batch-size must be at least 1");
+    }
+    super::sweep::check_seeds(a.seeds)?;
+    if let Some(t) = a.target_acc {
+        crate::train::check_target_acc(t)?;
     }
     Ok(MultitaskGrid {
         tasks,
@@ -194,10 +199,9 @@ pub struct MultitaskResult {
     pub table: String,
 }
 
-pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<MultitaskResult> {
-    let g = resolve(a)?;
-    let study = Study::open_or_create(&a.out, StudyManifest::new("multitask", &a.model, &a.data, &g)?)?;
-    let base = |tasks: &[String], seed: u64| TrainConfig {
+/// The settings of a network on `tasks` for `seed`.
+pub fn run_config(a: &MultitaskOptions, g: &MultitaskGrid, tasks: &[String], seed: u64) -> TrainConfig {
+    TrainConfig {
         tasks: Some(tasks.join(",")),
         batch_size: g.batch_size,
         lr: g.lr,
@@ -208,7 +212,17 @@ pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<Mu
         energy: g.energy.clone(),
         watts: g.watts,
         ..TrainConfig::new(&a.model, &a.data)
-    };
+    }
+}
+
+/// Every setting is checked before the study directory is touched; a study whose runs all failed is an
+/// error (after its table is written).
+pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<MultitaskResult> {
+    let g = resolve(a)?;
+    let base = |tasks: &[String], seed: u64| run_config(a, &g, tasks, seed);
+    base(&g.tasks, 0).validate()?;
+    let study =
+        Study::open_or_create(&a.out, StudyManifest::new("multitask", &a.model, &a.data, &g)?, Access::Exclusive)?;
     let mut recs: Vec<(u64, RunRecord, Vec<RunRecord>)> = Vec::new();
     for seed in 0..g.seeds {
         let multi = study.run(&format!("multi_s{seed}"), &base(&g.tasks, seed), trainer)?;
@@ -241,9 +255,20 @@ pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<Mu
             })
         })
         .collect::<Result<_>>()?;
-    let r = summarise(metric, &g, seeds, warnings, a);
+    let mut r = summarise(metric, &g, seeds, warnings, a);
+    let failed: Vec<&RunRecord> = all.iter().copied().filter(|r| !r.is_ok()).collect();
+    r.table += &super::failed_lines(failed.iter().copied());
     study.write_table("multitask", &r.table, &r)?;
     println!("{}", r.table);
+    if !all.is_empty() && failed.len() == all.len() {
+        bail!(
+            "{}: every run of the study failed ({}); the errors are in {}: fix the settings and run the command \
+             again",
+            a.out.display(),
+            failed.len(),
+            a.out.join("multitask.md").display()
+        );
+    }
     Ok(r)
 }
 

@@ -8,6 +8,7 @@
 //! validate), done three ways: from scratch, fine-tuning every layer from the pretrained weights (`--init`),
 //! and with the encoder frozen (`--init --freeze-encoder`), each until the target accuracy or the epoch limit.
 //! Break-even reuses = E_pretrain / (E_scratch - E_reuse); "never" when E_scratch - E_reuse <= 0.
+use super::dir::Access;
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
@@ -179,6 +180,10 @@ pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
     if seeds == 0 || epochs == 0 || a.batch_size == 0 {
         bail!("--seeds, --epochs and --batch-size must be at least 1");
     }
+    super::sweep::check_seeds(seeds)?;
+    if let Some(t) = a.target_acc {
+        crate::train::check_target_acc(t)?;
+    }
     Ok(PretrainGrid {
         seeds,
         batch_size: a.batch_size,
@@ -327,13 +332,9 @@ pub struct PretrainResult {
 type Downstream<'a> = Vec<(u32, &'a str, Option<RunRecord>)>;
 
 /// The pretraining study with an injected trainer and split writer.
-pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Splitter) -> Result<PretrainResult> {
-    let g = resolve(a)?;
-    let study = Study::open_or_create(&a.out, StudyManifest::new("pretrain", &a.model, &a.data, &g)?)?;
-    let splits = splitter(&a.data, &a.out)?;
-    let weights_dir = a.out.join("weights");
-    std::fs::create_dir_all(&weights_dir).with_context(|| format!("{}: cannot create", weights_dir.display()))?;
-    let base = |data: &Path, seed: u64| TrainConfig {
+/// The settings of the pretraining run of `seed` on `data` (downstream runs start from the same).
+pub fn base_config(a: &PretrainOptions, g: &PretrainGrid, data: &Path, seed: u64) -> TrainConfig {
+    TrainConfig {
         batch_size: g.batch_size,
         lr: g.lr,
         epochs: g.epochs,
@@ -342,7 +343,20 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
         energy: g.energy.clone(),
         watts: g.watts,
         ..TrainConfig::new(&a.model, data)
-    };
+    }
+}
+
+/// Every setting is checked before the study directory is touched; a study whose runs all failed is an
+/// error (after its table is written).
+pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Splitter) -> Result<PretrainResult> {
+    let g = resolve(a)?;
+    let base = |data: &Path, seed: u64| base_config(a, &g, data, seed);
+    TrainConfig { target_acc: Some(g.target_acc), ..base(&a.data, 0) }.validate()?;
+    let study =
+        Study::open_or_create(&a.out, StudyManifest::new("pretrain", &a.model, &a.data, &g)?, Access::Exclusive)?;
+    let splits = splitter(&a.data, &a.out)?;
+    let weights_dir = a.out.join("weights");
+    std::fs::create_dir_all(&weights_dir).with_context(|| format!("{}: cannot create", weights_dir.display()))?;
     let mut recs: Vec<(u64, Option<RunRecord>, Downstream)> = Vec::new();
     for seed in 0..g.seeds {
         let weights = weights_dir.join(format!("pretrain_s{seed}.safetensors"));
@@ -397,9 +411,20 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
         }
         seeds.push(SeedResult { seed: *seed, pretrain, downstream: ds });
     }
-    let r = summarise(metric, g.target_acc, seeds, warnings, a);
+    let mut r = summarise(metric, g.target_acc, seeds, warnings, a);
+    let failed: Vec<&&RunRecord> = all_recs.iter().filter(|r| !r.is_ok()).collect();
+    r.table += &super::failed_lines(failed.iter().map(|r| **r));
     study.write_table("pretrain", &r.table, &r)?;
     println!("{}", r.table);
+    if !all_recs.is_empty() && failed.len() == all_recs.len() {
+        bail!(
+            "{}: every run of the study failed ({}); the errors are in {}: fix the settings and run the command \
+             again",
+            a.out.display(),
+            failed.len(),
+            a.out.join("pretrain.md").display()
+        );
+    }
     Ok(r)
 }
 

@@ -1,6 +1,7 @@
 //! `powertrain sweep`: batch size x learning rate (x seed) grid; energy per epoch, energy and time to the
 //! target, the best and worst configurations that reach it, GPU utilisation per batch size; `--only` and
 //! `--emit-slurm` for Slurm job arrays writing into one shared study directory.
+use super::dir::Access;
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, Metric, RunRecord, Study, StudyManifest,
     Trainer,
@@ -90,19 +91,28 @@ pub fn resolve(a: &SweepOptions) -> Result<SweepGrid> {
     if batch_sizes.contains(&0) {
         bail!("--batch-sizes: a batch size must be at least 1");
     }
+    if let Some(b) = batch_sizes.iter().find(|b| **b > crate::train::MAX_BATCH) {
+        bail!("--batch-sizes: {b} is larger than {} rows per step", crate::train::MAX_BATCH);
+    }
     if lrs.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
         bail!("--lrs: learning rates must be positive numbers");
     }
+    // A value twice would be the same run twice (same id, same --only index numbering): refused.
+    refuse_duplicates("--batch-sizes", &batch_sizes)?;
+    refuse_duplicates("--lrs", &lrs)?;
     if a.seeds == 0 {
         bail!("--seeds 0: give at least one seed");
     }
+    check_seeds(a.seeds)?;
     if epochs == 0 {
         bail!("--epochs 0: give at least one epoch");
     }
-    let target_acc = a.target_acc.unwrap_or(target_default);
-    if !(0.0..=1.0).contains(&target_acc) {
-        bail!("--target-acc {target_acc}: give an accuracy between 0 and 1");
+    let runs = (batch_sizes.len() as u64).saturating_mul(lrs.len() as u64).saturating_mul(a.seeds);
+    if runs > MAX_RUNS {
+        bail!("the grid has {runs} runs (batch sizes x lrs x seeds), more than {MAX_RUNS}: give fewer values");
     }
+    let target_acc = a.target_acc.unwrap_or(target_default);
+    crate::train::check_target_acc(target_acc)?;
     Ok(SweepGrid {
         batch_sizes,
         lrs,
@@ -115,6 +125,29 @@ pub fn resolve(a: &SweepOptions) -> Result<SweepGrid> {
         energy: a.energy.clone(),
         watts: a.watts,
     })
+}
+
+/// The most runs a study grid may hold.
+pub const MAX_RUNS: u64 = 10_000;
+/// The most seeds a study may repeat.
+pub const MAX_SEEDS: u64 = 1_000;
+
+/// `--seeds`: at most [`MAX_SEEDS`].
+pub fn check_seeds(n: u64) -> Result<()> {
+    if n > MAX_SEEDS {
+        bail!("--seeds {n}: at most {MAX_SEEDS} repeats");
+    }
+    Ok(())
+}
+
+/// Refuse a list that holds a value twice (`1e-3,0.001` too: the same number).
+fn refuse_duplicates<T: PartialEq + std::fmt::Display>(flag: &str, v: &[T]) -> Result<()> {
+    for (i, x) in v.iter().enumerate() {
+        if v[..i].contains(x) {
+            bail!("{flag}: {x} is listed twice; give each value once");
+        }
+    }
+    Ok(())
 }
 
 /// Configurations in index order (the `--only` / `$SLURM_ARRAY_TASK_ID` numbering): batch size, then
@@ -147,6 +180,8 @@ pub struct RunRow {
     pub target_reached: bool,
     pub final_val_acc: Option<f64>,
     pub error: Option<String>,
+    /// The energy a failed run used before it failed (when known).
+    pub used_energy_j: Option<f64>,
 }
 
 /// A configuration (batch size, lr) averaged over its seeds.
@@ -176,13 +211,31 @@ pub struct SweepResult {
 }
 
 /// The sweep with an injected trainer (`powertrain sweep` passes `crate::cmd::train::train_run`).
+/// Every setting is checked before the study directory is touched: the grid (`resolve`) and each run's
+/// settings (`TrainConfig::validate`); a whole sweep holds its directory exclusively, an array task
+/// (`--only`) or `--emit-slurm` shares it with the other tasks. An invocation whose runs all failed is an
+/// error (after the table is written).
 pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
     let grid = resolve(a)?;
-    let study = Study::open_or_create(&a.out, StudyManifest::new("sweep", &a.model, &a.data, &grid)?)?;
     let cfgs = configs(&grid);
-    if let Some(path) = &a.emit_slurm {
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("powertrain"));
-        let text = slurm_script(&exe, a, &grid, cfgs.len())?;
+    for c in &cfgs {
+        train_config(a, &grid, c).validate()?;
+    }
+    if let Some(i) = a.only {
+        if i >= cfgs.len() {
+            bail!("--only {i}: the grid has {} configurations (0..={})", cfgs.len(), cfgs.len() - 1)
+        }
+    }
+    let text = match &a.emit_slurm {
+        Some(_) => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("powertrain"));
+            Some(slurm_script(&exe, a, &grid, cfgs.len())?)
+        }
+        None => None,
+    };
+    let access = if a.only.is_some() || a.emit_slurm.is_some() { Access::Shared } else { Access::Exclusive };
+    let study = Study::open_or_create(&a.out, StudyManifest::new("sweep", &a.model, &a.data, &grid)?, access)?;
+    if let (Some(path), Some(text)) = (&a.emit_slurm, text) {
         // Slurm opens the --output files before the script runs: the folder must exist.
         std::fs::create_dir_all(a.out.join("slurm"))
             .with_context(|| format!("{}: cannot create", a.out.join("slurm").display()))?;
@@ -194,37 +247,48 @@ pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
             a.out.display(),
             a.out.display()
         );
-        return collect(&study, a, &grid, &cfgs);
+        return study.locked(|| collect(&study, a, &grid, &cfgs));
     }
     let todo: Vec<usize> = match a.only {
-        Some(i) if i >= cfgs.len() => {
-            bail!("--only {i}: the grid has {} configurations (0..={})", cfgs.len(), cfgs.len() - 1)
-        }
         Some(i) => vec![i],
         None => (0..cfgs.len()).collect(),
     };
+    let mut failed = 0;
     for (n, &i) in todo.iter().enumerate() {
         let c = &cfgs[i];
-        let t = TrainConfig {
-            batch_size: c.batch_size,
-            lr: c.lr,
-            seed: c.seed,
-            epochs: grid.epochs,
-            target_acc: Some(grid.target_acc),
-            optimizer: grid.optimizer.clone(),
-            tasks: grid.tasks.clone(),
-            device: grid.device.clone(),
-            energy: grid.energy.clone(),
-            watts: grid.watts,
-            ..TrainConfig::new(&a.model, &a.data)
-        };
-        let rec = study.run(&c.id(), &t, trainer)?;
+        let rec = study.run(&c.id(), &train_config(a, &grid, c), trainer)?;
         let what = if rec.resumed { "already done" } else { &rec.status };
+        failed += usize::from(!rec.is_ok());
         eprintln!("sweep: [{}/{}] {} {}", n + 1, todo.len(), c.id(), what);
     }
-    let r = collect(&study, a, &grid, &cfgs)?;
+    let r = study.locked(|| collect(&study, a, &grid, &cfgs))?;
     println!("{}", r.table);
+    if failed > 0 && failed == todo.len() {
+        bail!(
+            "{}: every run of this invocation failed ({failed} of {failed}); the errors are in {}: fix the \
+             settings and run the command again (a corrected command retries them)",
+            a.out.display(),
+            a.out.join("sweep.md").display()
+        );
+    }
     Ok(r)
+}
+
+/// The settings of configuration `c`'s run (a study's runs start from the protocol's defaults).
+pub fn train_config(a: &SweepOptions, grid: &SweepGrid, c: &Config) -> TrainConfig {
+    TrainConfig {
+        batch_size: c.batch_size,
+        lr: c.lr,
+        seed: c.seed,
+        epochs: grid.epochs,
+        target_acc: Some(grid.target_acc),
+        optimizer: grid.optimizer.clone(),
+        tasks: grid.tasks.clone(),
+        device: grid.device.clone(),
+        energy: grid.energy.clone(),
+        watts: grid.watts,
+        ..TrainConfig::new(&a.model, &a.data)
+    }
 }
 
 /// Build the table from what the study directory holds (finished, failed and pending runs).
@@ -287,10 +351,12 @@ impl RunRow {
             target_reached: false,
             final_val_acc: None,
             error: None,
+            used_energy_j: None,
         };
         if let Some(r) = r {
             row.status = r.status.clone();
             row.error = r.errors.last().cloned();
+            row.used_energy_j = r.used_energy_j;
             if let Some(s) = &r.summary {
                 row.per_epoch = metric.per_epoch(s);
                 row.epochs = Some(s.epochs);
@@ -407,8 +473,14 @@ fn render(
     if done < rows.len() {
         s += &format!("\n{done} of {} runs done; re-run the same command to finish the rest.\n", rows.len());
     }
+    if rows.iter().any(|r| r.status == "failed") {
+        s += "\nA failed run is not retried by the same command: move its runs/<id> away (or correct the settings \
+              when every run failed) and run the command again.\n";
+    }
     for r in rows.iter().filter(|r| r.status == "failed") {
-        s += &format!("\nFAILED {}: {}\n", r.id, r.error.as_deref().unwrap_or("(no message)"));
+        let used =
+            r.used_energy_j.map(|j| format!(" (the failed attempts used {} J)", fmt_num(Some(j)))).unwrap_or_default();
+        s += &format!("\nFAILED {}: {}{used}\n", r.id, r.error.as_deref().unwrap_or("(no message)"));
     }
     s += "\n";
     let unit = metric.unit();
@@ -458,18 +530,39 @@ pub fn gpu_busy_fraction(run_dir: &Path) -> Result<Option<f64>> {
     Ok((any && wall > 0.0).then(|| busy / wall))
 }
 
-/// Quote for a POSIX shell.
-fn sh(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+/// Quote `s` for a POSIX shell (the `shlex` crate); `what` names it in the error (a NUL byte cannot be quoted).
+fn sh(what: &str, s: &str) -> Result<String> {
+    refuse_control(what, s)?;
+    shlex::try_quote(s).map(|q| q.into_owned()).map_err(|e| anyhow::anyhow!("{what} {s:?}: cannot be quoted ({e})"))
+}
+
+/// Refuse control characters (a newline would end a `#` comment or a `#SBATCH` line of the script).
+fn refuse_control(what: &str, s: &str) -> Result<()> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        bail!("{what} {s:?}: holds the control character {c:?}, which a job script (its comments and #SBATCH lines) cannot \
+               carry safely; rename it");
     }
+    Ok(())
+}
+
+/// A path for an `#SBATCH` line: Slurm's own parser splits at white space and reads quotes, and `%` starts
+/// its file-name patterns (`%A`, `%a`), so such names are refused rather than guessed at.
+fn sbatch_path(what: &str, s: &str) -> Result<String> {
+    refuse_control(what, s)?;
+    if let Some(c) = s.chars().find(|c| c.is_whitespace() || "\"'\\%#".contains(*c)) {
+        bail!(
+            "{what} {s:?}: holds {c:?}, which Slurm's #SBATCH parser cannot take safely; give a path of letters, \
+             digits and -_./ (e.g. move or link the study directory)"
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// A Slurm job-array script: one array task per configuration, each running this sweep with
 /// `--only $SLURM_ARRAY_TASK_ID` into the same study directory (the grid is written out in full, so every
-/// task resolves the same grid and study.json accepts it).
+/// task resolves the same grid and study.json accepts it). Every path and value is quoted for the shell
+/// (`shlex`); names Slurm's `#SBATCH` parser cannot take are refused. A GPU is requested (`--gres=gpu:1`)
+/// only for `--device cuda`.
 pub fn slurm_script(exe: &Path, a: &SweepOptions, g: &SweepGrid, n: usize) -> Result<String> {
     if n == 0 {
         bail!("--emit-slurm: the grid is empty");
@@ -480,17 +573,21 @@ pub fn slurm_script(exe: &Path, a: &SweepOptions, g: &SweepGrid, n: usize) -> Re
         } else {
             std::env::current_dir().context("cannot read the current directory")?.join(p)
         };
-        Ok(std::fs::canonicalize(&p).unwrap_or(p).display().to_string())
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        let s = p.to_str().map(str::to_string);
+        s.with_context(|| format!("{}: not valid UTF-8; a job script needs a readable path", p.display()))
     };
     let out = abs(&a.out)?;
+    // The study directory is named in `#` comments and `#SBATCH --output`: it must suit Slurm's parser.
+    let out_line = format!("{}/slurm/slurm-%A_%a.out", sbatch_path("--out", &out)?);
     let join = |v: Vec<String>| v.join(",");
     let mut cmd = vec![
-        sh(&abs(exe)?),
+        sh("the powertrain executable", &abs(exe)?)?,
         "sweep".into(),
         "--model".into(),
-        sh(&a.model),
+        sh("--model", &a.model)?,
         "--data".into(),
-        sh(&abs(&a.data)?),
+        sh("--data", &abs(&a.data)?)?,
         "--batch-sizes".into(),
         join(g.batch_sizes.iter().map(|b| b.to_string()).collect()),
         "--lrs".into(),
@@ -502,28 +599,33 @@ pub fn slurm_script(exe: &Path, a: &SweepOptions, g: &SweepGrid, n: usize) -> Re
         "--epochs".into(),
         g.epochs.to_string(),
         "--optimizer".into(),
-        sh(&g.optimizer),
+        sh("--optimizer", &g.optimizer)?,
         "--device".into(),
-        sh(&g.device),
+        sh("--device", &g.device)?,
         "--energy".into(),
-        sh(&g.energy),
+        sh("--energy", &g.energy)?,
     ];
     if let Some(t) = &g.tasks {
-        cmd.extend(["--tasks".into(), sh(t)]);
+        cmd.extend(["--tasks".into(), sh("--tasks", t)?]);
     }
     if let Some(w) = g.watts {
         cmd.extend(["--watts".into(), w.to_string()]);
     }
-    cmd.extend(["--only".into(), "\"$SLURM_ARRAY_TASK_ID\"".into(), "--out".into(), sh(&out)]);
+    cmd.extend(["--only".into(), "\"$SLURM_ARRAY_TASK_ID\"".into(), "--out".into(), sh("--out", &out)?]);
+    let gpu = if g.device == "cuda" {
+        "#SBATCH --gres=gpu:1\n"
+    } else {
+        "# No GPU requested: the runs use --device cpu or auto (give --device cuda to request one per task).\n"
+    };
     Ok(format!(
         "#!/bin/bash\n\
          # Written by `powertrain sweep --emit-slurm`: {n} configurations of a {model} sweep, one array task each.\n\
          # Every task writes its run into the shared study directory {out}; merge with `powertrain report {out}`.\n\
          #SBATCH --job-name=powertrain-sweep\n\
          #SBATCH --array=0-{last}\n\
-         #SBATCH --gres=gpu:1\n\
+         {gpu}\
          #SBATCH --ntasks=1\n\
-         #SBATCH --output={out}/slurm/slurm-%A_%a.out\n\
+         #SBATCH --output={out_line}\n\
          set -euo pipefail\n\
          {cmd}\n",
         model = a.model,

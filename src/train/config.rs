@@ -108,14 +108,57 @@ impl TrainConfig {
         TrainConfig { model: model.to_string(), data: data.to_path_buf(), ..TrainConfig::default() }
     }
 
-    /// Check the settings that need no file and no device; returns the optimiser they describe.
-    /// (Issue 13 extends this to every flag, path and combination, all checked before the first step.)
+    /// Check every setting that needs no file and no device, each against its meaning and a sane bound (the
+    /// error names the flag and says what to give); returns the optimiser they describe. Called by
+    /// `powertrain train` and, for every run of a grid before the first one starts, by the studies.
     pub fn validate(&self) -> Result<Optimizer> {
+        if !matches!(self.model.as_str(), "pamap2" | "celeba") {
+            bail!("unknown --model '{}': use pamap2 or celeba", self.model);
+        }
+        if let Some(t) = &self.tasks {
+            if self.model != "celeba" {
+                bail!("--tasks applies to the celeba model only");
+            }
+            task_names(t)?;
+        }
+        if !matches!(self.device.as_str(), "auto" | "cpu" | "cuda") {
+            bail!("unknown --device '{}': use auto, cpu or cuda", self.device);
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.lr);
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            bail!("--momentum {}: give a number in [0, 1) (0: plain SGD)", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay {}: give a non-negative number (0: none)", self.weight_decay);
+        }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
+        if self.batch_size > MAX_BATCH {
+            bail!("--batch-size {}: at most {MAX_BATCH} rows per step", self.batch_size);
+        }
         if self.epochs == 0 {
             bail!("--epochs must be at least 1");
+        }
+        if self.epochs > MAX_EPOCHS {
+            bail!("--epochs {}: at most {MAX_EPOCHS} (use --max-steps or --target-acc to stop earlier)", self.epochs);
+        }
+        if self.max_steps == Some(0) {
+            bail!("--max-steps 0: give at least 1 step (or leave it out)");
+        }
+        if let Some(t) = self.target_acc {
+            check_target_acc(t)?;
+        }
+        if !matches!(self.energy.as_str(), "auto" | "nvml" | "rapl" | "estimate" | "none") {
+            bail!("unknown --energy '{}': use auto, nvml, rapl, estimate or none", self.energy);
+        }
+        match (self.energy.as_str(), self.watts) {
+            ("estimate", None) => bail!("--energy estimate needs --watts W (the power to assume while busy)"),
+            ("estimate", Some(w)) => check_watts(w)?,
+            (_, Some(_)) => bail!("--watts applies to --energy estimate only"),
+            _ => {}
         }
         if self.kernel_sample == 0 {
             bail!("--kernel-sample must be at least 1 (1: time every step's launches)");
@@ -126,8 +169,115 @@ impl TrainConfig {
         if self.kernel_timing != KernelClock::Events && !self.per_kernel {
             bail!("--kernel-timing applies to per-kernel attribution: add --per-kernel");
         }
+        match (self.carbon_intensity, self.pue) {
+            (None, None) => {}
+            (Some(_), None) => {
+                bail!("--carbon-intensity needs --pue (the site's power usage effectiveness, e.g. 1.2)")
+            }
+            (None, Some(_)) => bail!("--pue needs --carbon-intensity (gCO2e/kWh of the electricity used)"),
+            (Some(ci), Some(pue)) => {
+                if !(ci.is_finite() && (0.0..=MAX_CARBON_INTENSITY).contains(&ci)) {
+                    bail!("--carbon-intensity {ci}: give gCO2e/kWh between 0 and {MAX_CARBON_INTENSITY}");
+                }
+                if !(pue.is_finite() && (1.0..=MAX_PUE).contains(&pue)) {
+                    bail!("--pue {pue}: give the facility/IT energy ratio, between 1.0 and {MAX_PUE}");
+                }
+            }
+        }
         Optimizer::parse(&self.optimizer, self.lr, self.momentum, self.weight_decay)
     }
+
+    /// Check the files the settings name before any work: `--init` must be a regular file; `--save` must not
+    /// be a directory or a special file, its folder must exist and be writable, and it must not be one of the
+    /// training data's files.
+    pub fn check_paths(&self) -> Result<()> {
+        if let Some(p) = &self.init {
+            crate::util::check_regular_file(p).with_context(|| format!("--init {}", p.display()))?;
+        }
+        if let Some(p) = &self.save {
+            check_save_path(p, self)?;
+        }
+        Ok(())
+    }
+}
+
+/// The largest batch (rows per step) accepted.
+pub const MAX_BATCH: usize = 1 << 16;
+/// The largest epoch limit accepted.
+pub const MAX_EPOCHS: usize = 100_000;
+/// The largest `--watts` accepted (a whole node of GPUs).
+pub const MAX_WATTS: f64 = 100_000.0;
+/// The largest carbon intensity accepted (gCO2e/kWh; coal is about 1000).
+pub const MAX_CARBON_INTENSITY: f64 = 5_000.0;
+/// The largest PUE accepted.
+pub const MAX_PUE: f64 = 10.0;
+
+/// `--target-acc`: an accuracy in (0, 1].
+pub fn check_target_acc(t: f64) -> Result<()> {
+    if !(t.is_finite() && t > 0.0 && t <= 1.0) {
+        bail!("--target-acc {t}: give a validation accuracy in (0, 1], e.g. 0.8");
+    }
+    Ok(())
+}
+
+/// `--watts`: a positive number of watts, at most [`MAX_WATTS`].
+pub fn check_watts(w: f64) -> Result<()> {
+    if !(w.is_finite() && w > 0.0 && w <= MAX_WATTS) {
+        bail!("--watts {w}: give the power to assume while busy, in watts (0 < W <= {MAX_WATTS})");
+    }
+    Ok(())
+}
+
+/// The attribute names of `--tasks` (comma-separated): none empty, none twice.
+pub fn task_names(tasks: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = tasks.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    if names.is_empty() {
+        bail!("--tasks is empty: give comma-separated attribute names, e.g. Smiling,Male");
+    }
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            bail!("--tasks: {n} is listed twice; give each attribute once");
+        }
+    }
+    Ok(names)
+}
+
+fn check_save_path(p: &Path, cfg: &TrainConfig) -> Result<()> {
+    let flag = format!("--save {}", p.display());
+    if p.is_dir() {
+        bail!("{flag}: is a directory; give a file name, e.g. {}", p.join("weights.safetensors").display());
+    }
+    if let Ok(md) = std::fs::metadata(p) {
+        if !md.is_file() {
+            bail!("{flag}: not a regular file (a FIFO, socket or device); give a new file name");
+        }
+    }
+    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if parent.exists() && !parent.is_dir() {
+        bail!("{flag}: {} is not a folder; give a path in a folder", parent.display());
+    }
+    if !parent.is_dir() {
+        bail!("{flag}: the folder {} does not exist; create it first or give another path", parent.display());
+    }
+    tempfile::Builder::new()
+        .prefix(".powertrain-save-check")
+        .tempfile_in(parent)
+        .with_context(|| format!("{flag}: cannot write in {} (check its permissions)", parent.display()))?;
+    // Never over the training data.
+    let canon = |q: &Path| std::fs::canonicalize(q).ok();
+    if let Some(target) = canon(p) {
+        let mut data_files = vec![cfg.data.clone()];
+        data_files.extend(cfg.val.clone());
+        if cfg.data.is_dir() {
+            for f in ["train.safetensors", "val.safetensors", "test.safetensors", "dataset.json"] {
+                data_files.push(cfg.data.join(f));
+            }
+        }
+        if data_files.iter().any(|d| canon(d).as_ref() == Some(&target)) {
+            bail!("{flag}: that is a file of the training data; give another path");
+        }
+    }
+    Ok(())
 }
 
 /// How the dataset's targets map onto the model: the architecture and the target columns to gather.
@@ -184,7 +334,8 @@ pub fn task_spec(model: &str, split: &Split, tasks: Option<&str>) -> Result<Task
 fn attribute_columns(file: &str, names: &[String], tasks: &str) -> Result<(Vec<usize>, Vec<String>)> {
     let mut cols = vec![];
     let mut out = vec![];
-    for name in tasks.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in task_names(tasks)? {
+        let name = name.as_str();
         let j = names.iter().position(|n| n == name).with_context(|| {
             if names.is_empty() {
                 format!("{file}: --tasks names attributes, but y has no attribute names")
@@ -228,6 +379,7 @@ pub struct Setup {
 impl Setup {
     pub fn new(cfg: &TrainConfig) -> Result<Setup> {
         let optimizer = cfg.validate()?;
+        cfg.check_paths()?;
         let ds = open_dataset(&cfg.data, cfg.val.as_deref())?;
         let spec = task_spec(&cfg.model, &ds.train, cfg.tasks.as_deref())?;
         if let Some(v) = &ds.val {

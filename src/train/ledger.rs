@@ -47,6 +47,8 @@ pub struct Ledger {
     cum_energy: Option<f64>,
     /// Training energy of the finished epochs (evaluations excluded).
     train_energy: f64,
+    /// Every step's and evaluation's energy so far, as they end (what a run that fails has used).
+    used_j: Option<f64>,
     step_times: Vec<f64>,
     predictor: Predictor,
 }
@@ -76,6 +78,7 @@ impl Ledger {
             t_start,
             cum_energy: has_energy.then_some(0.0),
             train_energy: 0.0,
+            used_j: has_energy.then_some(0.0),
             step_times: Vec::new(),
             predictor: Predictor::new(1, cfg.epochs, cfg.target_acc),
         }
@@ -90,13 +93,32 @@ impl Ledger {
         self.steps += 1;
         self.step_times.push(dt);
         ep.add(loss, energy_j);
+        if let (Some(u), Some(e)) = (self.used_j.as_mut(), energy_j) {
+            *u += e;
+        }
     }
 
-    /// The loss of the latest step is not finite: the run stops in `epoch` without an epochs.csv row.
-    pub fn diverged(&mut self, epoch: usize, loss: f32, lr: f32) {
-        self.summary.final_train_loss = Some(loss as f64);
-        self.summary.epochs = epoch;
+    /// The energy every step and evaluation so far used (None without an energy reading).
+    pub fn used_j(&self) -> Option<f64> {
+        self.used_j
+    }
+
+    /// The loss of the latest step is not finite: the run stops in this epoch. Its steps are accounted as a
+    /// partial epoch (no evaluation): its row is marked `partial` and its energy counts, so a diverged run
+    /// keeps what it used.
+    pub fn diverged(
+        &mut self,
+        ep: &EpochTally,
+        wall_s: f64,
+        loss: f32,
+        lr: f32,
+        spec: &TaskSpec,
+        now: f64,
+    ) -> EpochRow {
         eprintln!("note: the loss became {loss} at step {}: stopping (lr {lr} too large?)", self.steps);
+        self.end_training(ep);
+        self.summary.final_train_loss = Some(loss as f64);
+        EpochRow { partial: true, ..self.end_epoch(ep, wall_s, None, spec, now) }
     }
 
     /// The epoch's training ended (before its evaluation).
@@ -132,6 +154,9 @@ impl Ledger {
             }
         }
         let eval_energy = eval.and_then(|e| e.energy_j);
+        if let (Some(u), Some(e)) = (self.used_j.as_mut(), eval_energy) {
+            *u += e;
+        }
         if let (Some(c), Some(e)) = (self.cum_energy.as_mut(), ep.energy) {
             *c += e + eval_energy.unwrap_or(0.0);
         }
@@ -146,6 +171,7 @@ impl Ledger {
             eval_energy_j: eval_energy,
             cum_energy_j: self.cum_energy,
             cum_wall_s: now - self.t_start,
+            partial: false,
         }
     }
 

@@ -15,7 +15,9 @@ mod progress;
 mod stop;
 
 pub use crate::rundir::RunSummary;
-pub use config::{task_spec, Setup, TaskSpec, TrainConfig};
+pub use config::{
+    check_target_acc, check_watts, task_names, task_spec, Setup, TaskSpec, TrainConfig, MAX_BATCH, MAX_EPOCHS,
+};
 pub use eval::evaluate;
 pub use stop::StopReason;
 
@@ -44,59 +46,90 @@ pub fn train<B: Backend>(be: &B, s: &Setup, out: &mut RunWriter) -> Result<RunSu
     let progress = Progress::new(cfg, s.ds.train.n);
     let mut run = Ledger::new(s, device, &host, source, be.clock_s());
     let mut stop = Stopper::new(cfg.max_steps, cfg.target_acc);
-    'epochs: for epoch in 1..=cfg.epochs {
-        let mut ep = run.start_epoch(epoch, be.clock_s());
-        let cols = s.spec.cols.clone();
-        for batch in Loader::new(s.ds.train.clone(), cfg.batch_size, !cfg.no_shuffle, cfg.seed, epoch as u64, cols)? {
-            let b = batch?;
-            if stop.max_steps_reached(run.steps) {
+    let looped = (|| -> Result<()> {
+        'epochs: for epoch in 1..=cfg.epochs {
+            let mut ep = run.start_epoch(epoch, be.clock_s());
+            let cols = s.spec.cols.clone();
+            let shuffle = !cfg.no_shuffle;
+            for batch in Loader::new(s.ds.train.clone(), cfg.batch_size, shuffle, cfg.seed, epoch as u64, cols)? {
+                let b = batch?;
+                if stop.max_steps_reached(run.steps) {
+                    break;
+                }
+                model.load_batch(b.n, &b.x, &b.y_class, &b.y_bin)?;
+                let timed = probe.before_step(be, &meter, run.steps, b.n);
+                let t0 = be.clock_s();
+                meter.begin_step(t0);
+                let loss = model.train_step(b.n, &s.optimizer)?;
+                let t1 = be.clock_s();
+                let se = probe.end_step(be, &mut meter, t1, b.n, timed)?;
+                run.step(&mut ep, loss, t1 - t0, se.energy_j);
+                out.step(&StepRecord::new(run.steps, epoch, loss, b.n, (t1 - t0, t1 - run.t_start), source, &se))?;
+                progress.step(epoch, loss);
+                if stop.diverged(loss) {
+                    let wall_s = be.clock_s() - ep.t0;
+                    out.epoch(run.diverged(&ep, wall_s, loss, cfg.lr, &s.spec, be.clock_s()))?;
+                    break 'epochs;
+                }
+            }
+            let wall_s = be.clock_s() - ep.t0;
+            if ep.steps == 0 {
                 break;
             }
-            model.load_batch(b.n, &b.x, &b.y_class, &b.y_bin)?;
-            let timed = probe.before_step(be, &meter, run.steps, b.n);
-            let t0 = be.clock_s();
-            meter.begin_step(t0);
-            let loss = model.train_step(b.n, &s.optimizer)?;
-            let t1 = be.clock_s();
-            let se = probe.end_step(be, &mut meter, t1, b.n, timed)?;
-            run.step(&mut ep, loss, t1 - t0, se.energy_j);
-            out.step(&StepRecord::new(run.steps, epoch, loss, b.n, (t1 - t0, t1 - run.t_start), source, &se))?;
-            progress.step(epoch, loss);
-            if stop.diverged(loss) {
-                run.diverged(epoch, loss, cfg.lr);
-                break 'epochs;
+            run.end_training(&ep);
+            let eval = match &s.ds.val {
+                Some(v) => Some(evaluate_metered(be, &mut model, &mut meter, &mut probe, v, &s.spec.cols)?),
+                None => None,
+            };
+            let row = run.end_epoch(&ep, wall_s, eval.as_ref(), &s.spec, be.clock_s());
+            out.epoch(row.clone())?;
+            if let Some(p) = run.predict(&row) {
+                progress.prediction(epoch, &p);
+            }
+            if eval.is_some() && stop.target_reached(&run.summary.final_val_acc_per_task) {
+                run.target_reached(&row);
+                break;
+            }
+            if stop.stops_after_epoch() {
+                break;
             }
         }
-        let wall_s = be.clock_s() - ep.t0;
-        if ep.steps == 0 {
-            break;
-        }
-        run.end_training(&ep);
-        let eval = match &s.ds.val {
-            Some(v) => Some(evaluate_metered(be, &mut model, &mut meter, &mut probe, v, &s.spec.cols)?),
-            None => None,
-        };
-        let row = run.end_epoch(&ep, wall_s, eval.as_ref(), &s.spec, be.clock_s());
-        out.epoch(row.clone())?;
-        if let Some(p) = run.predict(&row) {
-            progress.prediction(epoch, &p);
-        }
-        if eval.is_some() && stop.target_reached(&run.summary.final_val_acc_per_task) {
-            run.target_reached(&row);
-            break;
-        }
-        if stop.stops_after_epoch() {
-            break;
-        }
-    }
+        Ok(())
+    })();
     progress.finish();
+    if let Err(e) = looped {
+        return Err(match run.used_j() {
+            Some(j) => e.context(UsedEnergy { joules: j, source }),
+            None => e,
+        });
+    }
     let kernels = probe.finish(be, &mut meter, &model);
     let summary = run.finish(meter, be, stop.reason, kernels.timing, (cfg.carbon_intensity, cfg.pue))?;
+    // The records first: a checkpoint that cannot be written never costs the run's records (the command
+    // commits a finished run directory whatever fails after `finish`).
+    out.finish(&summary, kernels.kernels.as_deref())?;
     if let Some(p) = &cfg.save {
         save_checkpoint(p, s, &model)?;
     }
-    out.finish(&summary, kernels.kernels.as_deref())?;
     Ok(summary)
+}
+
+/// Attached to the error of a run that failed part way: the energy its steps and evaluations used (studies
+/// keep it in their tables; `anyhow::Error::downcast_ref::<UsedEnergy>()` finds it).
+#[derive(Clone, Copy, Debug)]
+pub struct UsedEnergy {
+    pub joules: f64,
+    pub source: EnergySource,
+}
+
+impl std::fmt::Display for UsedEnergy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.source {
+            EnergySource::Estimate => "an estimate, not measured".to_string(),
+            s => s.as_str().to_string(),
+        };
+        write!(f, "the run stopped after using {:.1} J ({how})", self.joules)
+    }
 }
 
 /// The meter `--energy`, `--watts` and `--per-kernel` ask for, with the idle baseline measured (for 1 s,
