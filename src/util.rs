@@ -1,6 +1,7 @@
 //! Small shared helpers: atomic writes, JSON files, a seeded RNG.
 
 use anyhow::{Context, Result};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -49,21 +50,87 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-/// Read a whole text file that must be a regular file: a FIFO, socket or device is refused before it is
-/// opened (reading one would block or never end). Errors name the file.
+/// What kind of file `ft` is, in words, when it is not a regular file.
+fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
+    if ft.is_file() {
+        return None;
+    }
+    if ft.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+        if ft.is_block_device() {
+            return Some("a block device");
+        }
+        if ft.is_char_device() {
+            return Some("a character device");
+        }
+    }
+    Some("not a regular file")
+}
+
+/// `what path` for messages (`what` may be empty).
+fn named(path: &Path, what: &str) -> String {
+    if what.is_empty() {
+        path.display().to_string()
+    } else {
+        format!("{what} {}", path.display())
+    }
+}
+
+/// Open `path` for reading if it is a regular file (symlinks followed). A FIFO, socket, device or directory
+/// is refused at once with an error naming `what path` (e.g. `what` = "--data"), never blocking: the open is
+/// non-blocking and the opened file is checked again. A missing or unreadable file is an error naming it.
+pub fn open_regular(path: &Path, what: &str) -> Result<File> {
+    let name = named(path, what);
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot open {name}: check the path"))?;
+    if let Some(kind) = special_kind(&meta.file_type()) {
+        anyhow::bail!("{name} is {kind}, not a regular file: give the path of a regular file");
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A regular file ignores O_NONBLOCK; a FIFO put in its place after the check does not block the open.
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).with_context(|| format!("cannot open {name}: check its permissions"))?;
+    let meta = file.metadata().with_context(|| format!("cannot stat {name}"))?;
+    if let Some(kind) = special_kind(&meta.file_type()) {
+        anyhow::bail!("{name} is {kind}, not a regular file: give the path of a regular file");
+    }
+    Ok(file)
+}
+
+/// The whole content of the regular file `path` (see [`open_regular`]).
+pub fn read_regular(path: &Path, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = open_regular(path, what)?;
+    let mut buf = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    f.read_to_end(&mut buf).with_context(|| format!("cannot read {}", named(path, what)))?;
+    Ok(buf)
+}
+
+/// Read a whole text file that must be a regular file (see [`open_regular`]). Errors name the file.
 pub fn read_text_file(path: &Path) -> Result<String> {
-    check_regular_file(path)?;
-    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+    let bytes = read_regular(path, "")?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
 }
 
 /// `path` must exist and be a regular file (symbolic links followed); the error names it.
 pub fn check_regular_file(path: &Path) -> Result<()> {
-    let md = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if md.is_dir() {
-        anyhow::bail!("{}: is a directory, not a file", path.display());
-    }
-    if !md.is_file() {
-        anyhow::bail!("{}: not a regular file (a FIFO, socket or device); give a file", path.display());
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot open {}: check the path", path.display()))?;
+    if let Some(kind) = special_kind(&meta.file_type()) {
+        anyhow::bail!("{} is {kind}, not a regular file: give the path of a regular file", path.display());
     }
     Ok(())
 }
@@ -336,7 +403,7 @@ mod tests {
         let fifo = d.path().join("fifo");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let e = format!("{:#}", read_text_file(&fifo).unwrap_err());
-        assert!(e.contains("fifo: not a regular file"), "{e}");
+        assert!(e.contains("fifo is a FIFO (named pipe), not a regular file"), "{e}");
         let e = format!("{:#}", read_text_file(d.path()).unwrap_err());
         assert!(e.contains("is a directory"), "{e}");
     }

@@ -51,6 +51,7 @@ fn sweep(out: &Path, energy: &str) {
         // --energy estimate needs --watts (the fake trainer writes its own figures).
         watts: (energy == "estimate").then_some(40.0),
         quick: false,
+        prune: false,
         emit_slurm: None,
         only: None,
         out: out.to_path_buf(),

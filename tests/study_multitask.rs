@@ -74,7 +74,9 @@ fn multitask_vs_single_task_energy_time_epochs_accuracy() {
         r.table
     );
     assert!(r.table.contains("| 0 | 3 single-task total | 480 | 4.80 | 6 | yes |"), "{}", r.table);
-    assert!(r.table.contains("(single / multi = 2.00x)"));
+    assert_eq!(r.ratio, powertrain::study::Ratio::Value { x: 2.0, lo: None, hi: None });
+    assert!(r.table.contains("single-task total / multi-task: 2.00x (one seed: no interval)"), "{}", r.table);
+    assert!(r.table.contains("arXiv:2401.01851"), "the paper is cited");
 }
 
 #[test]
@@ -90,6 +92,10 @@ fn an_attribute_that_never_reaches_the_target_is_reported() {
     assert_eq!((young.epochs, young.cost), (1, Some(80.0)));
     assert!(!s.multi.as_ref().unwrap().all_reached);
     assert!(r.table.contains("| no |"));
+    // Neither side reached every target: no ratio is headlined, only "not determined".
+    assert_eq!(r.ratio, powertrain::study::Ratio::Undetermined);
+    assert!(r.table.contains("**Finding: single-task total / multi-task energy to targets: not determined"), "{}", r.table);
+    assert!(!r.table.contains("2.00x"));
 }
 
 #[test]

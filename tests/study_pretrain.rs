@@ -1,39 +1,27 @@
-//! `powertrain pretrain-study`: break-even arithmetic ("never", spread), the runs the study asks for, and
-//! the 70/30 split files read back through crate::data.
+//! `powertrain pretrain-study`: break-even as the ratio of mean costs (bounds, "never"), the runs the study
+//! asks for, and the 70/30-per-activity split files read back through crate::data.
 mod study_fake;
 
 use powertrain::rundir::RunSummary;
-use powertrain::study::pretrain::{split_70_30, write_target_splits, write_xy, TargetSplit};
+use powertrain::study::pretrain::{segment_split, write_target_splits, write_xy, TargetSplit};
 use powertrain::study::PretrainOptions;
-use powertrain::study::{break_even, pretrain_study_with, BreakEven, Spread};
+use powertrain::study::{pretrain_study_with, BreakEven};
 use powertrain::train::TrainConfig;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
 #[test]
-fn break_even_arithmetic_and_never() {
-    assert_eq!(break_even(400.0, 300.0, 100.0), BreakEven::Reuses(2.0));
-    assert_eq!(break_even(1000.0, 300.0, 220.0), BreakEven::Reuses(12.5));
-    assert_eq!(break_even(400.0, 300.0, 300.0), BreakEven::Never);
-    assert_eq!(break_even(400.0, 300.0, 350.0), BreakEven::Never);
-    let s = Spread::of(&[BreakEven::Reuses(10.0), BreakEven::Reuses(13.0), BreakEven::Never]);
-    assert_eq!((s.n, s.never), (3, 1));
-    assert_eq!(s.mean, Some(11.5));
-    assert!((s.std.unwrap() - 4.5f64.sqrt()).abs() < 1e-12);
-    assert_eq!((s.min, s.max), (Some(10.0), Some(13.0)));
-    assert_eq!(s.text(), "11.5 ± 2.12 (10.0-13.0); never in 1 of 3 seeds");
-    let all_never = Spread::of(&[BreakEven::Never, BreakEven::Never]);
-    assert_eq!(all_never.mean, None);
-    assert_eq!(all_never.text(), "never");
-    assert_eq!(Spread::of(&[BreakEven::Reuses(4.0)]).std, Some(0.0));
-}
-
-#[test]
-fn seventy_thirty_split() {
-    assert_eq!(split_70_30(10, "x").unwrap(), 7);
-    assert_eq!(split_70_30(3, "x").unwrap(), 2);
-    assert!(split_70_30(1, "subject105").unwrap_err().to_string().contains("subject105"));
+fn segment_split_keeps_every_activity_on_both_sides() {
+    // Three activity segments of 10, 4 and 2 windows.
+    let y: Vec<i32> = [vec![3; 10], vec![7; 4], vec![1; 2]].concat();
+    let (train, val) = segment_split(&y, "x").unwrap();
+    // 10 -> 7 train, 1 guard, 2 val; 4 -> 2 train (3 rounds down to keep a guard and a val row), 1 val; 2 -> train.
+    assert_eq!(train, vec![0, 1, 2, 3, 4, 5, 6, 10, 11, 14, 15]);
+    assert_eq!(val, vec![8, 9, 13]);
+    // No overlap, every val class is in train.
+    assert!(val.iter().all(|v| !train.contains(v)));
+    assert!(segment_split(&[1, 1], "subject105").unwrap_err().to_string().contains("subject105"));
 }
 
 fn args(data: &Path, out: &Path) -> PretrainOptions {
@@ -61,6 +49,8 @@ fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {
             subject: s,
             train: study.join(format!("splits/s{s}_train.safetensors")),
             val: study.join(format!("splits/s{s}_val.safetensors")),
+            classes_train: vec![0, 1],
+            classes_val: vec![0, 1],
         })
         .collect())
 }
@@ -97,17 +87,23 @@ fn pretrain_study_runs_and_break_even_counts() {
     // 1.6, 500/250 = 2.
     assert_eq!(r.seeds[0].pretrain, Some(400.0));
     assert_eq!(r.seeds[1].pretrain, Some(500.0));
-    let get = |subj: &str, way: &str| r.break_even.iter().find(|(s, w, _)| s == subj && w == way).unwrap().2.clone();
-    let ft105 = get("105", "finetune");
-    assert_eq!((ft105.n, ft105.never, ft105.mean, ft105.min, ft105.max), (2, 0, Some(2.25), Some(2.0), Some(2.5)));
-    assert!((ft105.std.unwrap() - 0.125f64.sqrt()).abs() < 1e-12);
-    let fr_all = get("all", "frozen");
-    assert_eq!(fr_all.n, 4);
-    assert!((fr_all.mean.unwrap() - 1.8).abs() < 1e-12);
+    let get = |subj: &str, way: &str| r.break_even.iter().find(|(s, w, _)| s == subj && w == way).unwrap().2;
+    // The ratio of means: 450 / (300 - 100) = 2.25 for fine-tuning, 450 / (300 - 50) = 1.8 frozen; the
+    // seed-paired bootstrap over pretraining costs 400 and 500 spans 400/200 .. 500/200.
+    let BreakEven::Reuses { x, lo: Some(lo), hi: Some(hi) } = get("105", "finetune") else { panic!() };
+    assert!((x - 2.25).abs() < 1e-12 && (lo - 2.0).abs() < 1e-12 && (hi - 2.5).abs() < 1e-12, "{x} {lo} {hi}");
+    let BreakEven::Reuses { x, .. } = get("all", "frozen") else { panic!() };
+    assert!((x - 1.8).abs() < 1e-12);
     assert_eq!(r.mean_pretrain, Some(450.0));
     assert_eq!(r.mean_reuse["scratch"], Some(300.0));
     assert_eq!(r.mean_reuse["frozen"], Some(50.0));
-    assert!(r.table.contains("| 105 | finetune | 2.25 ± 0.354 (2.00-2.50) | 2 |"), "{}", r.table);
+    // The table's number is the plot's crossing: E_pre / (scratch - reuse) from the same means.
+    let crossing = r.mean_pretrain.unwrap() / (r.mean_reuse["scratch"].unwrap() - r.mean_reuse["frozen"].unwrap());
+    assert_eq!(get("all", "frozen").crossing(), Some(crossing));
+    assert!(r.table.contains("| 105 | finetune | 2.25 (95 % CI 2.00-2.50) |"), "{}", r.table);
+    assert!(r.table.contains("**Finding: break-even reuses: fine-tuning 2.25"), "{}", r.table);
+    assert!(r.table.contains("the scratch baseline reached the target 0.8 in 4 of 4 runs"), "{}", r.table);
+    assert!(r.table.contains("about 10-13 reuses") && r.table.contains("arXiv:2401.01851"), "{}", r.table);
     assert!(out.join("pretrain.md").exists() && out.join("pretrain.json").exists());
 
     // Resumed: nothing retrains.
@@ -129,21 +125,26 @@ fn a_reuse_that_saves_nothing_is_never() {
     };
     let r = pretrain_study_with(&args(Path::new("/data/pamap2"), d.path()), &t, &fake_splits).unwrap();
     let ft = &r.break_even.iter().find(|(s, w, _)| s == "all" && w == "finetune").unwrap().2;
-    assert_eq!((ft.never, ft.mean), (4, None));
-    assert!(r.table.contains("| all | finetune | never | 4 |"), "{}", r.table);
+    assert_eq!(*ft, BreakEven::Never);
+    assert!(r.table.contains("| all | finetune | never (the reuse saves no energy) |"), "{}", r.table);
 }
 
 #[test]
-fn target_split_files_are_the_first_70_percent_by_time() {
+fn target_split_files_hold_every_class_on_both_sides() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("pamap2");
     std::fs::create_dir_all(&data).unwrap();
-    // val (subject 105): 10 windows, test (106): 5; x [n, 2, 1, 3], x value = 100 * row + element.
-    for (name, n) in [("val", 10usize), ("test", 5)] {
+    // val (subject 105): two activities of 10 windows each; test (106): three of 5. x [n, 2, 1, 3], x value =
+    // 100 * row + element. Split 70/30 over the whole recording, activity 9 of subject 105 would be
+    // validation only; per activity it is on both sides.
+    for (name, n, seg) in [("val", 20usize, 10usize), ("test", 15, 5)] {
         let x: Vec<f32> = (0..n * 6).map(|i| (100 * (i / 6) + i % 6) as f32).collect();
-        let y: Vec<i32> = (0..n as i32).map(|i| i % 12).collect();
-        let meta =
-            HashMap::from([("protocol".to_string(), "1".to_string()), ("num_classes".to_string(), "12".to_string())]);
+        let y: Vec<i32> = (0..n).map(|i| if i / seg == 0 { 2 } else { 7 + (i / seg) as i32 }).collect();
+        let meta = HashMap::from([
+            ("protocol".to_string(), "1".to_string()),
+            ("num_classes".to_string(), "12".to_string()),
+            ("synthetic".to_string(), "true".to_string()),
+        ]);
         write_xy(&data.join(format!("{name}.safetensors")), &x, &[n, 2, 1, 3], &y, safetensors::Dtype::I64, meta)
             .unwrap();
     }
@@ -158,17 +159,19 @@ fn target_split_files_are_the_first_70_percent_by_time() {
         s.gather(&idx, &[], &mut x, &mut y, &mut []).unwrap();
         assert_eq!(s.row_shape, vec![2, 1, 3]);
         assert_eq!(s.metadata.get("num_classes").map(|s| s.as_str()), Some("12"));
+        assert!(s.synthetic(), "the synthetic mark is carried into the split files");
         (x, y)
     };
     let (x, y) = read(&splits[0].train);
-    assert_eq!(y, vec![0, 1, 2, 3, 4, 5, 6]);
-    assert_eq!(x[6], 100.0);
-    assert_eq!(x[6 * 7 - 1], 605.0);
+    assert_eq!(y, [vec![2; 7], vec![8; 7]].concat());
+    assert_eq!((x[6], x[6 * 7]), (100.0, 1000.0), "rows 0-6 then 10-16");
     let (x, y) = read(&splits[0].val);
-    assert_eq!(y, vec![7, 8, 9]);
-    assert_eq!(x[0], 700.0);
-    let (_, y) = read(&splits[1].train);
-    assert_eq!(y, vec![0, 1, 2]);
+    assert_eq!(y, vec![2, 2, 8, 8]);
+    assert_eq!(x[0], 800.0, "row 7 is the guard between the parts");
+    for sp in &splits {
+        assert!(sp.missing_in_train().is_empty(), "{sp:?}");
+        assert_eq!(sp.classes_train, sp.classes_val);
+    }
     let (_, y) = read(&splits[1].val);
-    assert_eq!(y, vec![3, 4]);
+    assert_eq!(y, vec![2, 8, 9]);
 }

@@ -24,6 +24,7 @@ fn args(out: &Path) -> SweepOptions {
         energy: "auto".into(),
         watts: None,
         quick: false,
+        prune: false,
         emit_slurm: None,
         only: None,
         out: out.to_path_buf(),
@@ -63,7 +64,8 @@ fn sweep_table_best_worst_ratio_and_gpu_utilisation() {
     assert!((r.gpu_util[0].1.unwrap() - 32.0 / 96.0).abs() < 1e-6, "{:?}", r.gpu_util);
     assert!((r.gpu_util[1].1.unwrap() - 128.0 / 192.0).abs() < 1e-6);
     assert!(r.table.contains("| bs128_lr0.001_s0 | 128 | 0.001 | 0 | 60.0 | 2 | 1.20 | 120 |"), "{}", r.table);
-    assert!(r.table.contains("Worst / best energy to target: 5.25x"), "{}", r.table);
+    assert!(r.table.contains("**Finding: worst / best energy to target 5.25x (one seed: no interval).**"), "{}", r.table);
+    assert!(r.table.contains("arXiv:2401.01851") && r.table.contains("up to 5x"), "the paper side by side");
     assert!(!r.table.contains("ESTIMATE"));
     for name in ["study.json", "sweep.md", "sweep.json", "runs.jsonl", "runs/bs32_lr0.01_s0/summary.json"] {
         assert!(d.path().join(name).exists(), "{name}");
@@ -84,6 +86,14 @@ fn not_reached_estimate_and_none_are_marked() {
     assert!(r.table.contains("ESTIMATE (not measured)"));
     let nr = r.rows.iter().find(|x| x.id == "bs32_lr0.0001_s0").unwrap();
     assert!(!nr.target_reached);
+    // The configurations that never reach the target count with their whole cost as a lower bound: the
+    // worst one (bs32 lr1e-4: 210 J x 5 epochs) makes worst/best a bound, never a plain ratio.
+    use powertrain::study::Ratio;
+    assert_eq!(r.findings.unreached, 2);
+    assert_eq!(r.findings.worst_best_all, Ratio::AtLeast(1050.0 / 120.0));
+    assert_eq!(r.ratio, None, "no plain ratio with an unreached side");
+    assert_eq!(r.findings.worst_best_reached, Ratio::Value { x: 3.5, lo: None, hi: None });
+    assert!(r.table.contains("**Finding: worst / best energy to target ≥ 8.75x"), "{}", r.table);
     assert!(
         r.table.contains("| bs32_lr0.0001_s0 | 32 | 0.0001 | 0 | 210 | 5 | not reached | not reached |"),
         "{}",
@@ -369,4 +379,75 @@ fn duplicate_grid_entries_and_absurd_sizes_are_refused_before_the_study_director
     assert!(err(&|a| a.energy = "magic".into()).contains("--energy 'magic'"));
     assert!(err(&|a| a.target_acc = Some(f64::NAN)).contains("--target-acc NaN"));
     assert!(err(&|a| a.tasks = Some("Smiling".into())).contains("--tasks applies to the celeba model"));
+}
+
+#[test]
+fn seeds_give_intervals_and_the_ranking_says_what_is_resolved() {
+    let d = tempfile::tempdir().unwrap();
+    let mut a = args(d.path());
+    a.seeds = 3;
+    let r = sweep_with(&a, &fake_train).unwrap();
+    assert_eq!(r.rows.len(), 12);
+    let best = r.best.as_ref().unwrap();
+    let m = best.mean.unwrap();
+    assert_eq!((m.interval.n, m.interval.mean, m.lower_bound), (3, 120.0, false));
+    // The fake's costs do not depend on the seed: zero-width intervals, every neighbour resolved.
+    assert_eq!(m.interval.half_width, Some(0.0));
+    assert_eq!(r.findings.ranking.len(), 4);
+    assert_eq!(r.findings.ranking[0].2, "cheapest");
+    assert!(r.findings.ranking[1..].iter().all(|x| x.2.starts_with("resolved")), "{:?}", r.findings.ranking);
+    // Seed-paired bootstrap of identical seeds: the interval is the point.
+    match r.findings.worst_best_all {
+        powertrain::study::Ratio::Value { x, lo: Some(lo), hi: Some(hi) } => {
+            assert!((x - 5.25).abs() < 1e-9 && (lo - 5.25).abs() < 1e-9 && (hi - 5.25).abs() < 1e-9)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.table.contains("| batch 128 lr 0.001 | 120 ± 0 | cheapest |"), "{}", r.table);
+    // The median configuration (sorted 120, 180, 420, 630: the second) over the best: 1.5x, a 33 % saving.
+    assert_eq!(r.findings.median_best.saving_text(), "33 % (95 % CI 33 %-33 %)");
+}
+
+#[test]
+fn quick_marks_the_lowered_target() {
+    let d = tempfile::tempdir().unwrap();
+    let mut a = args(d.path());
+    a.quick = true;
+    a.target_acc = None;
+    let r = sweep_with(&a, &fake_train).unwrap();
+    assert!(r.table.contains("0.6 (lowered by --quick from the protocol's 0.8"), "{}", r.table);
+}
+
+#[test]
+fn prune_finds_the_full_grids_best_for_less_energy() {
+    // bs 32/128 x lr 1e-4 (never reaches), 1e-3, 1e-2, 3 seeds, 5 epochs. Full grid per seed: 1050 + 420 + 630
+    // + 300 + 120 + 180 = 2700 J, 8100 J in all. --prune: seed 0 of each in grid order capped at 1.25x the best
+    // so far (2700 J: the caps only bite after the epochs they end), then seeds 1-2 of bs128 lr1e-3 only
+    // (the only one within 25 % of its 120 J): 2940 J, a 64 % saving.
+    let (full_dir, pruned_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let grid = |out: &Path, prune: bool| {
+        let mut a = args(out);
+        a.lrs = Some("1e-4,1e-3,1e-2".into());
+        a.seeds = 3;
+        a.epochs = 5;
+        a.prune = prune;
+        a
+    };
+    let full = sweep_with(&grid(full_dir.path(), false), &fake_train).unwrap();
+    let pruned = sweep_with(&grid(pruned_dir.path(), true), &fake_train).unwrap();
+    let key = |r: &powertrain::study::SweepResult| r.best.as_ref().map(|b| (b.batch_size, b.lr));
+    assert_eq!(key(&full), Some((128, 1e-3)));
+    assert_eq!(key(&pruned), key(&full), "the same best configuration");
+    assert_eq!(full.findings.sweep_cost, Some(8100.0));
+    assert_eq!(pruned.findings.sweep_cost, Some(2940.0));
+    assert!(pruned.findings.sweep_cost.unwrap() <= 0.5 * full.findings.sweep_cost.unwrap());
+    assert_eq!(pruned.findings.pruned.len(), 5, "{:?}", pruned.findings.pruned);
+    assert_eq!(pruned.rows.iter().filter(|r| r.status == "pruned").count(), 10);
+    // bs32 lr1e-2 was capped at 525 J after its third epoch (630 J), where it also reached the target.
+    assert!(pruned.table.contains("This sweep used 2940 J in total"), "{}", pruned.table);
+    assert!(pruned.table.contains("adaptive capping"), "{}", pruned.table);
+    // --prune with --only is refused before anything runs.
+    let mut bad = grid(tempfile::tempdir().unwrap().path(), true);
+    bad.only = Some(0);
+    assert!(sweep_with(&bad, &fake_train).unwrap_err().to_string().contains("--prune"));
 }

@@ -14,9 +14,9 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     if a.batch_size > crate::train::MAX_BATCH {
         bail!("--batch-size {}: at most {} rows per step", a.batch_size, crate::train::MAX_BATCH);
     }
-    // --init is read whole: a FIFO or device in its place would block; refused before anything is opened.
-    crate::util::check_regular_file(&a.init).with_context(|| format!("--init {}", a.init.display()))?;
     let ds = open_dataset(&a.data, None)?;
+    // --init is read whole: a FIFO or device in its place would block; refused before the model is built.
+    crate::util::check_regular_file(&a.init).with_context(|| format!("--init {}", a.init.display()))?;
     let split = eval_split(&ds, a.split.as_deref(), a.data.is_dir())?;
     let spec = task_spec(&a.model, &split, a.tasks.as_deref())?;
     let layout = Layout::new(spec.arch);

@@ -69,6 +69,7 @@ impl From<&SweepArgs> for SweepOptions {
             energy: a.energy.clone(),
             watts: a.watts,
             quick: a.quick,
+            prune: a.prune,
             emit_slurm: a.emit_slurm.clone(),
             only: a.only,
             out: a.out.clone(),

@@ -36,6 +36,7 @@ impl From<&TrainArgs> for TrainConfig {
             kernel_timing: a.kernel_timing,
             carbon_intensity: a.carbon_intensity,
             pue: a.pue,
+            cap: None,
             out: a.out.clone(),
         }
     }

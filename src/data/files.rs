@@ -21,75 +21,7 @@ use anyhow::{Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// What kind of file `ft` is, in words, when it is not a regular file.
-fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
-    if ft.is_file() {
-        return None;
-    }
-    if ft.is_dir() {
-        return Some("a directory");
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return Some("a FIFO (named pipe)");
-        }
-        if ft.is_socket() {
-            return Some("a socket");
-        }
-        if ft.is_block_device() {
-            return Some("a block device");
-        }
-        if ft.is_char_device() {
-            return Some("a character device");
-        }
-    }
-    Some("not a regular file")
-}
-
-/// `what path` for messages (`what` may be empty).
-fn named(path: &Path, what: &str) -> String {
-    if what.is_empty() {
-        path.display().to_string()
-    } else {
-        format!("{what} {}", path.display())
-    }
-}
-
-/// Open `path` for reading if it is a regular file (symlinks followed). A FIFO, socket, device or directory
-/// is refused at once with an error naming `what path` (e.g. `what` = "--data"), never blocking: the open is
-/// non-blocking and the opened file is checked again. A missing or unreadable file is an error naming it.
-pub fn open_regular(path: &Path, what: &str) -> Result<File> {
-    let name = named(path, what);
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot open {name}: check the path"))?;
-    if let Some(kind) = special_kind(&meta.file_type()) {
-        anyhow::bail!("{name} is {kind}, not a regular file: give the path of a regular file");
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A regular file ignores O_NONBLOCK; a FIFO put in its place after the check does not block the open.
-        opts.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = opts.open(path).with_context(|| format!("cannot open {name}: check its permissions"))?;
-    let meta = file.metadata().with_context(|| format!("cannot stat {name}"))?;
-    if let Some(kind) = special_kind(&meta.file_type()) {
-        anyhow::bail!("{name} is {kind}, not a regular file: give the path of a regular file");
-    }
-    Ok(file)
-}
-
-/// The whole content of the regular file `path` (see [`open_regular`]).
-pub fn read_regular(path: &Path, what: &str) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = open_regular(path, what)?;
-    let mut buf = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
-    f.read_to_end(&mut buf).with_context(|| format!("cannot read {}", named(path, what)))?;
-    Ok(buf)
-}
+pub use crate::util::{open_regular, read_regular};
 
 /// Take an advisory shared lock on `file` (released when it is closed). A file that another process holds
 /// an exclusive lock on (a writer) is refused rather than waited for.

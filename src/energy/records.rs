@@ -32,7 +32,8 @@ pub fn carbon_block(
         "energy_kwh": kwh,
         "facility_energy_kwh": kwh.map(|k| k * pue),
         "co2e_g": kwh.map(|k| k * pue * ci),
-        "note": "co2e_g = measured energy x pue x carbon intensity, both given on the command line",
+        "note": "co2e_g = the run's energy x pue x carbon intensity (both given on the command line); the energy \
+                 is what energy_source says: a measurement only for nvml-counter, nvml-power or rapl",
     }))
 }
 

@@ -9,13 +9,16 @@
 //! `TrainConfig::new` (the protocol's defaults, the same as `powertrain train`'s).
 
 pub mod dir;
+pub mod finding;
 pub mod multitask;
+pub mod paper;
 pub mod pretrain;
 pub mod sweep;
 
 pub use dir::{data_key, load_record, Access, Machine, RunRecord, Study, StudyFiles, StudyManifest};
 pub use multitask::{multitask_study_with, MultitaskOptions, MultitaskResult};
-pub use pretrain::{break_even, pretrain_study_with, BreakEven, PretrainOptions, Spread};
+pub use finding::{BreakEven, Cost, Mean, Ratio};
+pub use pretrain::{pretrain_study_with, PretrainOptions};
 pub use sweep::{slurm_script, sweep_with, SweepOptions, SweepResult};
 
 use crate::rundir::RunSummary;

@@ -5,6 +5,7 @@ use super::dir::Access;
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
+use super::finding::{Cost, Ratio};
 use crate::rundir::{RunDir, RunSummary};
 use crate::train::TrainConfig;
 use anyhow::{bail, Result};
@@ -195,8 +196,19 @@ pub struct MultitaskResult {
     /// Mean over seeds: (multi cost, sum of single costs).
     pub mean_multi: Option<f64>,
     pub mean_singles: Option<f64>,
+    /// Single-task total / multi-task, per seed paired; a bound when a side did not reach every target.
+    pub ratio: Ratio,
     pub warnings: Vec<String>,
     pub table: String,
+}
+
+/// " (lowered by --quick ...)" when `--quick` changed the target.
+fn quick_target(a: &MultitaskOptions, used: f64) -> String {
+    if a.quick && a.target_acc.is_none() && used != 0.85 {
+        " (lowered by --quick from the protocol's 0.85: a quick run's findings are not the protocol's)".into()
+    } else {
+        String::new()
+    }
 }
 
 /// The settings of a network on `tasks` for `seed`.
@@ -285,12 +297,14 @@ fn summarise(
     let u = metric.unit();
     let mut t = format!(
         "# Multi-task study: {} on {}\n\nAttributes {}; each network trains until every attribute it carries \
-         reaches validation accuracy {} or {} epochs.\n\n",
+         reaches validation accuracy {}{} or {} epochs; {} seed(s).\n\n",
         a.model,
         a.data.display(),
         g.tasks.join(", "),
         g.target_acc,
-        g.epochs
+        quick_target(a, g.target_acc),
+        g.epochs,
+        g.seeds
     );
     if !metric.note().is_empty() {
         t += &format!("**{}**\n\n", metric.note());
@@ -342,17 +356,20 @@ fn summarise(
         rows.push(r);
     }
     t += &md_table(&header, &rows);
+    let (ratio, finding) = compare(&seeds, metric);
+    t = t.replacen("\n\n", &format!("\n\n**Finding: {finding}**\n\n"), 1);
     t += &format!(
-        "\nMean over seeds: multi-task {} {u}, single-task total {} {u}",
+        "\nMean over seeds: multi-task {} {u}, single-task total {} {u}; single-task total / multi-task: {}.\n",
         fmt_num(mean_multi),
-        fmt_num(mean_singles)
+        fmt_num(mean_singles),
+        ratio.text()
     );
-    if let (Some(m), Some(s)) = (mean_multi, mean_singles) {
-        if m > 0.0 {
-            t += &format!(" (single / multi = {}x)", fmt_num(Some(s / m)));
-        }
-    }
-    t += ".\n";
+    let notes = vec![
+        "A network's cost counts until every attribute it carries reached its target; one that never did counts \
+         its whole cost as a lower bound, and a ratio with such a side is a bound."
+            .to_string(),
+    ];
+    t += &super::paper::section(&super::paper::MULTITASK, &finding, &notes);
     MultitaskResult {
         metric,
         tasks: g.tasks.clone(),
@@ -360,7 +377,32 @@ fn summarise(
         seeds,
         mean_multi,
         mean_singles,
+        ratio,
         warnings,
         table: t,
     }
+}
+
+/// Single-task total / multi-task over seeds (paired), and the finding in words.
+fn compare(seeds: &[SeedCompare], metric: Metric) -> (Ratio, String) {
+    let cost = |n: &NetCost| n.cost.map(|v| Cost { value: v, reached: n.all_reached });
+    let mut multi = Vec::new();
+    let mut singles = Vec::new();
+    for s in seeds {
+        let m = s.multi.as_ref().and_then(cost);
+        let parts: Option<Vec<Cost>> = s.singles.iter().map(|n| n.as_ref().and_then(cost)).collect();
+        if let (Some(m), Some(p)) = (m, parts) {
+            multi.push(m);
+            singles.push(Cost { value: p.iter().map(|c| c.value).sum(), reached: p.iter().all(|c| c.reached) });
+        }
+    }
+    let r = Ratio::of(&singles, &multi);
+    let what = match r {
+        Ratio::Value { x, .. } if x > 1.0 => "the multi-task network used less",
+        Ratio::Value { .. } => "the multi-task network did not use less",
+        Ratio::AtLeast(x) if x > 1.0 => "the multi-task network used less (a bound)",
+        Ratio::AtMost(x) if x < 1.0 => "the multi-task network did not use less (a bound)",
+        _ => "not resolved: a side did not reach every target",
+    };
+    (r, format!("single-task total / multi-task {} to targets: {}; {what}", metric.name(), r.text()))
 }

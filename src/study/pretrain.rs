@@ -4,11 +4,15 @@
 //! epoch limit (no target: the validation split is subject 105, a target subject, so it must not choose
 //! when pretraining stops; its per-epoch evaluation energy is counted in the pretraining energy). Then
 //! each "reuse" is a downstream training on a held-out target subject (105 = the val split, 106 = the test
-//! split), on its own split 70/30 by time (the first 70% of its windows in file order train, the rest
-//! validate), done three ways: from scratch, fine-tuning every layer from the pretrained weights (`--init`),
+//! split), on its own split 70/30 by time *within each activity segment* ([`segment_split`]: the first 70 % of
+//! every run of one activity trains, the rest validates, one window between them left out because neighbouring
+//! windows overlap), so that every activity the subject performed is in both parts; done three ways: from scratch, fine-tuning every layer from the pretrained weights (`--init`),
 //! and with the encoder frozen (`--init --freeze-encoder`), each until the target accuracy or the epoch limit.
-//! Break-even reuses = E_pretrain / (E_scratch - E_reuse); "never" when E_scratch - E_reuse <= 0.
+//! Break-even reuses = mean E_pretrain / (mean E_scratch - mean E_reuse) over seeds (`finding.rs`: the ratio of
+//! mean costs with a seed-bootstrap interval, a bound when a side did not reach its target; the number the
+//! report's plot crosses at); "never" when the mean saving is not positive.
 use super::dir::Access;
+use super::finding::{BreakEven, Cost as Bound};
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
@@ -49,6 +53,18 @@ pub struct TargetSplit {
     pub subject: u32,
     pub train: PathBuf,
     pub val: PathBuf,
+    /// The class ids in each part (checked: every validation class is in the training part).
+    #[serde(default)]
+    pub classes_train: Vec<i32>,
+    #[serde(default)]
+    pub classes_val: Vec<i32>,
+}
+
+impl TargetSplit {
+    /// Validation classes the training part lacks (a model cannot learn them: the target may be unreachable).
+    pub fn missing_in_train(&self) -> Vec<i32> {
+        self.classes_val.iter().copied().filter(|c| !self.classes_train.contains(c)).collect()
+    }
 }
 
 /// Writes the target subjects' split files into a study directory: (dataset dir, study dir) -> splits.
@@ -57,13 +73,41 @@ pub type Splitter<'a> = &'a dyn Fn(&Path, &Path) -> Result<Vec<TargetSplit>>;
 /// The ways a pretrained network is reused (and the baseline).
 pub const WAYS: [&str; 3] = ["scratch", "finetune", "frozen"];
 
-/// Rows [0, n_train) train, [n_train, n) validate: 70/30 by time. Errors when either part would be empty.
-pub fn split_70_30(n: usize, what: &str) -> Result<usize> {
-    let n_train = n * 7 / 10;
-    if n_train == 0 || n_train == n {
-        bail!("{what}: {n} windows are too few for a 70/30 split; the target subject needs at least 2");
+/// Split windows in file order 70/30 by time within each activity segment (a maximal run of equal labels):
+/// the first 70 % of a segment's windows train, the window after them is left out (windows overlap by half,
+/// so it shares samples with both sides), the rest validate. A segment of fewer than 3 windows trains only.
+/// Returns (train rows, val rows); an error when either is empty.
+pub fn segment_split(y: &[i32], what: &str) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut lo = 0;
+    while lo < y.len() {
+        let hi = lo + y[lo..].iter().take_while(|&&c| c == y[lo]).count();
+        let n = hi - lo;
+        if n < 3 {
+            train.extend(lo..hi);
+        } else {
+            let n_train = ((n * 7 + 5) / 10).clamp(1, n - 2);
+            train.extend(lo..lo + n_train);
+            val.extend(lo + n_train + 1..hi);
+        }
+        lo = hi;
     }
-    Ok(n_train)
+    if train.is_empty() || val.is_empty() {
+        bail!(
+            "{what}: {} windows in no activity segment of 3 or more windows: too few for a 70/30 split per \
+             activity; the target subject needs longer recordings",
+            y.len()
+        );
+    }
+    Ok((train, val))
+}
+
+/// The sorted distinct class ids at `rows`.
+fn classes_at(y: &[i32], rows: &[usize]) -> Vec<i32> {
+    let mut c: Vec<i32> = rows.iter().map(|&i| y[i]).collect();
+    c.sort();
+    c.dedup();
+    c
 }
 
 /// Write `STUDY/splits/s105_{train,val}.safetensors` and `s106_...` from the dataset directory's val and test
@@ -74,15 +118,13 @@ pub fn write_target_splits(data: &Path, study_dir: &Path) -> Result<Vec<TargetSp
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mut out = Vec::new();
     for (subject, split) in [(105u32, "val"), (106, "test")] {
-        let ts = TargetSplit {
+        let mut ts = TargetSplit {
             subject,
             train: dir.join(format!("s{subject}_train.safetensors")),
             val: dir.join(format!("s{subject}_val.safetensors")),
+            classes_train: vec![],
+            classes_val: vec![],
         };
-        if ts.train.exists() && ts.val.exists() {
-            out.push(ts);
-            continue;
-        }
         let src = data.join(format!("{split}.safetensors"));
         let sp = crate::data::Split::open(&src).with_context(|| {
             format!("--data {}: the pretraining study needs a PAMAP2 dataset directory", data.display())
@@ -90,31 +132,50 @@ pub fn write_target_splits(data: &Path, study_dir: &Path) -> Result<Vec<TargetSp
         if !matches!(sp.target, crate::data::TargetKind::Classes { .. }) {
             bail!("{}: y is not class ids; the pretraining study takes the pamap2 dataset", src.display());
         }
-        let y_dtype = source_y_dtype(&src)?;
-        let n_train = split_70_30(sp.n, &src.display().to_string())?;
-        for (path, lo, hi) in [(&ts.train, 0, n_train), (&ts.val, n_train, sp.n)] {
-            let idx: Vec<usize> = (lo..hi).collect();
-            let mut x = vec![0f32; idx.len() * sp.row_len()];
-            let mut y = vec![0i32; idx.len()];
-            sp.gather(&idx, &[], &mut x, &mut y, &mut [])?;
-            let mut shape = vec![idx.len()];
-            shape.extend(&sp.row_shape);
-            let mut meta: HashMap<String, String> = ["num_classes", "names"]
-                .iter()
-                .filter_map(|k| Some((k.to_string(), sp.metadata.get(*k)?.clone())))
-                .collect();
-            meta.extend([
-                ("protocol".to_string(), crate::PROTOCOL_VERSION.to_string()),
-                ("source".to_string(), src.display().to_string()),
-                ("subject".to_string(), subject.to_string()),
-                ("rows".to_string(), format!("{lo}..{hi} of {} (70/30 by time)", sp.n)),
-                ("x".to_string(), "normalised f32, used as given".to_string()),
-            ]);
-            write_xy(path, &x, &shape, &y, y_dtype, meta)?;
+        let all: Vec<usize> = (0..sp.n).collect();
+        let mut x_all = vec![0f32; sp.n * sp.row_len()];
+        let mut y_all = vec![0i32; sp.n];
+        sp.gather(&all, &[], &mut x_all, &mut y_all, &mut [])?;
+        let (train_rows, val_rows) = segment_split(&y_all, &src.display().to_string())?;
+        ts.classes_train = classes_at(&y_all, &train_rows);
+        ts.classes_val = classes_at(&y_all, &val_rows);
+        if !(ts.train.exists() && ts.val.exists()) {
+            for (path, rows) in [(&ts.train, &train_rows), (&ts.val, &val_rows)] {
+                write_part(&sp, &src, subject, path, rows, (&x_all, &y_all))?;
+            }
         }
         out.push(ts);
     }
     Ok(out)
+}
+
+/// Write the rows `idx` of `sp` (the split file `src` of `subject`) to `path`.
+fn write_part(
+    sp: &crate::data::Split,
+    src: &Path,
+    subject: u32,
+    path: &Path,
+    idx: &[usize],
+    (x_all, y_all): (&[f32], &[i32]),
+) -> Result<()> {
+    let y_dtype = source_y_dtype(src)?;
+    let rl = sp.row_len();
+    let x: Vec<f32> = idx.iter().flat_map(|&i| x_all[i * rl..(i + 1) * rl].iter().copied()).collect();
+    let y: Vec<i32> = idx.iter().map(|&i| y_all[i]).collect();
+    let mut shape = vec![idx.len()];
+    shape.extend(&sp.row_shape);
+    let mut meta: HashMap<String, String> = ["num_classes", "names", "synthetic"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), sp.metadata.get(*k)?.clone())))
+        .collect();
+    meta.extend([
+        ("protocol".to_string(), crate::PROTOCOL_VERSION.to_string()),
+        ("source".to_string(), src.display().to_string()),
+        ("subject".to_string(), subject.to_string()),
+        ("rows".to_string(), format!("{} of {} (70/30 by time within each activity segment)", idx.len(), sp.n)),
+        ("x".to_string(), "normalised f32, used as given".to_string()),
+    ]);
+    write_xy(path, &x, &shape, &y, y_dtype, meta)
 }
 
 fn source_y_dtype(path: &Path) -> Result<safetensors::Dtype> {
@@ -173,7 +234,7 @@ pub struct PretrainGrid {
 pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
     check_model(&a.model, &["pamap2"])?;
     let (seeds, epochs, target) = if a.quick {
-        (if a.seeds == 3 { 2 } else { a.seeds }, if a.epochs == 20 { 2 } else { a.epochs }, 0.6)
+        (a.seeds, if a.epochs == 20 { 2 } else { a.epochs }, 0.6)
     } else {
         (a.seeds, a.epochs, 0.80)
     };
@@ -194,86 +255,6 @@ pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
         energy: a.energy.clone(),
         watts: a.watts,
     })
-}
-
-/// Break-even reuse count of one reuse way.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum BreakEven {
-    Reuses(f64),
-    /// The reuse does not save energy (E_scratch - E_reuse <= 0).
-    Never,
-}
-
-/// E_pretrain / (E_scratch - E_reuse), or Never when the saving is not positive.
-pub fn break_even(e_pretrain: f64, e_scratch: f64, e_reuse: f64) -> BreakEven {
-    let saving = e_scratch - e_reuse;
-    if saving > 0.0 && saving.is_finite() {
-        BreakEven::Reuses(e_pretrain / saving)
-    } else {
-        BreakEven::Never
-    }
-}
-
-/// The spread of break-even counts over seeds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    pub n: usize,
-    /// Seeds where the reuse saved nothing.
-    pub never: usize,
-    /// Over the seeds with a finite count (None when all are "never").
-    pub mean: Option<f64>,
-    /// Sample standard deviation (0 with one value).
-    pub std: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-}
-
-impl Spread {
-    pub fn of(v: &[BreakEven]) -> Spread {
-        let f: Vec<f64> = v
-            .iter()
-            .filter_map(|b| match b {
-                BreakEven::Reuses(x) => Some(*x),
-                BreakEven::Never => None,
-            })
-            .collect();
-        let k = f.len();
-        let mean = (k > 0).then(|| f.iter().sum::<f64>() / k as f64);
-        let std = mean.map(|m| {
-            if k < 2 {
-                0.0
-            } else {
-                (f.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt()
-            }
-        });
-        Spread {
-            n: v.len(),
-            never: v.len() - k,
-            mean,
-            std,
-            min: f.iter().copied().reduce(f64::min),
-            max: f.iter().copied().reduce(f64::max),
-        }
-    }
-    /// "12.3 ± 1.2 (10.9-13.5)", "never", or "12.3 ± ... ; never in 1 of 3 seeds".
-    pub fn text(&self) -> String {
-        match self.mean {
-            None => "never".into(),
-            Some(m) => {
-                let mut s = format!(
-                    "{} ± {} ({}-{})",
-                    fmt_num(Some(m)),
-                    fmt_num(self.std),
-                    fmt_num(self.min),
-                    fmt_num(self.max)
-                );
-                if self.never > 0 {
-                    s += &format!("; never in {} of {} seeds", self.never, self.n);
-                }
-                s
-            }
-        }
-    }
 }
 
 /// One downstream run's cost.
@@ -318,8 +299,12 @@ pub struct PretrainResult {
     pub metric: Metric,
     pub target_acc: f64,
     pub seeds: Vec<SeedResult>,
-    /// (subject or "all", way, spread) for finetune and frozen.
-    pub break_even: Vec<(String, String, Spread)>,
+    /// (subject or "all", way, break-even) for finetune and frozen (`finding.rs`: ratio of mean costs over
+    /// seeds, or a bound).
+    pub break_even: Vec<(String, String, BreakEven)>,
+    /// What the study checked about its own setup (split classes, scratch baseline reaching the target).
+    #[serde(default)]
+    pub checks: Vec<String>,
     /// Means over seeds for the break-even curves: pretraining cost, and per way the mean reuse cost over
     /// subjects and seeds.
     pub mean_pretrain: Option<f64>,
@@ -411,7 +396,7 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
         }
         seeds.push(SeedResult { seed: *seed, pretrain, downstream: ds });
     }
-    let mut r = summarise(metric, g.target_acc, seeds, warnings, a);
+    let mut r = summarise(metric, g.target_acc, seeds, warnings, a, &splits);
     let failed: Vec<&&RunRecord> = all_recs.iter().filter(|r| !r.is_ok()).collect();
     r.table += &super::failed_lines(failed.iter().map(|r| **r));
     study.write_table("pretrain", &r.table, &r)?;
@@ -435,6 +420,7 @@ pub fn summarise(
     seeds: Vec<SeedResult>,
     warnings: Vec<String>,
     a: &PretrainOptions,
+    splits: &[TargetSplit],
 ) -> PretrainResult {
     let subjects: Vec<u32> = {
         let mut v: Vec<u32> = seeds.iter().flat_map(|s| s.downstream.keys().copied()).collect();
@@ -442,82 +428,177 @@ pub fn summarise(
         v.dedup();
         v
     };
-    // Break-even per (subject, way) over seeds, and over all subjects and seeds.
-    let be_of = |s: &SeedResult, subj: u32, way: &str| -> Option<BreakEven> {
-        let d = s.downstream.get(&subj)?;
-        let scratch = d.get("scratch")?.as_ref()?.value?;
-        let reuse = d.get(way)?.as_ref()?.value?;
-        Some(break_even(s.pretrain?, scratch, reuse))
+    // Per seed, the costs of `way` for `subj` (None: all subjects, averaged per seed).
+    let seed_cost = |s: &SeedResult, subj: Option<u32>, way: &str| -> Option<Bound> {
+        let costs: Option<Vec<Bound>> = s
+            .downstream
+            .iter()
+            .filter(|(k, _)| subj.is_none_or(|x| **k == x))
+            .map(|(_, d)| {
+                let c = d.get(way)?.as_ref()?;
+                Some(Bound { value: c.value?, reached: c.reached })
+            })
+            .collect();
+        let costs = costs.filter(|c| !c.is_empty())?;
+        Some(Bound {
+            value: costs.iter().map(|c| c.value).sum::<f64>() / costs.len() as f64,
+            reached: costs.iter().all(|c| c.reached),
+        })
     };
     let mut break_even_rows = Vec::new();
+    let mut scopes: Vec<Option<u32>> = subjects.iter().map(|s| Some(*s)).collect();
+    scopes.push(None);
     for way in ["finetune", "frozen"] {
-        let mut all = Vec::new();
-        for &subj in &subjects {
-            let v: Vec<BreakEven> = seeds.iter().filter_map(|s| be_of(s, subj, way)).collect();
-            all.extend(v.iter().copied());
-            break_even_rows.push((subj.to_string(), way.to_string(), Spread::of(&v)));
+        for &scope in &scopes {
+            // Seeds where pretraining and both arms exist (paired by seed).
+            let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
+            for s in &seeds {
+                if let (Some(p), Some(a), Some(b)) = (s.pretrain, seed_cost(s, scope, "scratch"), seed_cost(s, scope, way))
+                {
+                    pre.push(p);
+                    sc.push(a);
+                    re.push(b);
+                }
+            }
+            let label = scope.map(|s| s.to_string()).unwrap_or_else(|| "all".into());
+            break_even_rows.push((label, way.to_string(), BreakEven::of(&pre, &sc, &re)));
         }
-        break_even_rows.push(("all".to_string(), way.to_string(), Spread::of(&all)));
     }
     let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     let mean_pretrain = mean(seeds.iter().filter_map(|s| s.pretrain).collect());
+    // The plot's curves: the same per-seed means the "all" rows use, so its crossings are the table's numbers.
     let mut mean_reuse = std::collections::BTreeMap::new();
     for way in WAYS {
-        let v: Vec<f64> =
-            seeds.iter().flat_map(|s| s.downstream.values()).filter_map(|d| d.get(way)?.as_ref()?.value).collect();
-        mean_reuse.insert(way.to_string(), mean(v));
+        mean_reuse.insert(way.to_string(), mean(seeds.iter().filter_map(|s| Some(seed_cost(s, None, way)?.value)).collect()));
     }
+    let checks = setup_checks(splits, &seeds, target_acc);
 
-    let u = metric.unit();
+    let mut r = PretrainResult {
+        metric,
+        target_acc,
+        seeds,
+        break_even: break_even_rows,
+        checks,
+        mean_pretrain,
+        mean_reuse,
+        warnings,
+        table: String::new(),
+    };
+    r.table = render(&r, &subjects, a);
+    r
+}
+
+/// The study's preconditions, checked and stated: each target's validation classes are in its training part,
+/// and the scratch baseline reaches the target in most seeds (else break-even compares capped costs).
+fn setup_checks(splits: &[TargetSplit], seeds: &[SeedResult], target: f64) -> Vec<String> {
+    let mut v = Vec::new();
+    for sp in splits.iter().filter(|s| !s.classes_val.is_empty()) {
+        let missing = sp.missing_in_train();
+        v.push(if missing.is_empty() {
+            format!(
+                "Subject {}: every validation class ({}) is in its training part (split 70/30 within each activity).",
+                sp.subject,
+                sp.classes_val.len()
+            )
+        } else {
+            format!(
+                "WARNING: subject {}: validation classes {missing:?} are not in its training part: the target may be \
+                 unreachable.",
+                sp.subject
+            )
+        });
+    }
+    let scratch: Vec<bool> = seeds
+        .iter()
+        .flat_map(|s| s.downstream.values())
+        .filter_map(|d| Some(d.get("scratch")?.as_ref()?.reached))
+        .collect();
+    let k = scratch.iter().filter(|r| **r).count();
+    if !scratch.is_empty() {
+        let ok = 2 * k > scratch.len();
+        v.push(format!(
+            "{}the scratch baseline reached the target {target} in {k} of {} runs{}.",
+            if ok { "" } else { "WARNING: " },
+            scratch.len(),
+            if ok { "" } else { ": break-even compares capped costs and is shown as bounds" }
+        ));
+    }
+    v
+}
+
+/// The markdown of the pretraining study.
+fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
+    let (metric, u) = (r.metric, r.metric.unit());
+    let all = |w: &str| {
+        r.break_even.iter().find(|(s, way, _)| s == "all" && way == w).map(|b| b.2.text()).unwrap_or_default()
+    };
+    let finding = format!("break-even reuses: fine-tuning {}, frozen encoder {}", all("finetune"), all("frozen"));
     let mut t = format!(
-        "# Pretraining study: {} on {}\n\nDownstream target validation accuracy {target_acc}. Costs in {} ({u}); \
-         a downstream run that did not reach the target shows its whole cost, marked.\n\n",
+        "# Pretraining study: {} on {}\n\n**Finding: {finding}.**\n\nDownstream target validation accuracy {}{}. \
+         Costs in {} ({u}); a downstream run that did not reach the target shows its whole cost, marked (a lower \
+         bound).\n\n",
         a.model,
         a.data.display(),
+        r.target_acc,
+        if a.quick && a.target_acc.is_none() {
+            " (lowered by --quick from the protocol's 0.8: a quick run's findings are not the protocol's)"
+        } else {
+            ""
+        },
         metric.name()
     );
     if !metric.note().is_empty() {
         t += &format!("**{}**\n\n", metric.note());
     }
-    for w in &warnings {
-        t += &format!("**{w}**\n\n");
+    for w in r.warnings.iter().chain(&r.checks) {
+        t += &format!("- {w}\n");
     }
+    t += "\n";
     let mut header = vec!["seed".to_string(), format!("pretrain ({u})")];
-    for &subj in &subjects {
+    for &subj in subjects {
         for way in WAYS {
             header.push(format!("{subj} {way} ({u})"));
         }
     }
-    let rows: Vec<Vec<String>> = seeds
+    let rows: Vec<Vec<String>> = r
+        .seeds
         .iter()
         .map(|s| {
-            let mut r = vec![s.seed.to_string(), fmt_num(s.pretrain)];
-            for subj in &subjects {
+            let mut row = vec![s.seed.to_string(), fmt_num(s.pretrain)];
+            for subj in subjects {
                 for way in WAYS {
                     let c = s.downstream.get(subj).and_then(|d| d.get(way)).and_then(|c| c.as_ref());
-                    r.push(c.map(|c| c.text()).unwrap_or_else(|| "failed/skipped".into()));
+                    row.push(c.map(|c| c.text()).unwrap_or_else(|| "failed/skipped".into()));
                 }
             }
-            r
+            row
         })
         .collect();
     let hdr: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     t += &md_table(&hdr, &rows);
-    t += "\nBreak-even reuses = E_pretrain / (E_scratch - E_reuse): mean ± std (min-max) over seeds; \
-          \"never\" when a reuse saves nothing.\n\n";
-    let be_rows: Vec<Vec<String>> = break_even_rows
-        .iter()
-        .map(|(subj, way, sp)| vec![subj.clone(), way.clone(), sp.text(), sp.n.to_string()])
-        .collect();
-    t += &md_table(&["target subject", "reuse", "break-even reuses", "seeds"], &be_rows);
-    PretrainResult {
-        metric,
-        target_acc,
-        seeds,
-        break_even: break_even_rows,
-        mean_pretrain,
-        mean_reuse,
-        warnings,
-        table: t,
-    }
+    t += "\nBreak-even reuses = mean E_pretrain / (mean E_scratch - mean E_reuse) over seeds, with a 95 % seed-bootstrap \
+          interval; a bound when runs did not reach the target; \"never\" when the mean saving is not positive. \
+          The break-even plot's curves use the same means, so they cross at the \"all\" rows' numbers.\n\n";
+    let be_rows: Vec<Vec<String>> =
+        r.break_even.iter().map(|(subj, way, b)| vec![subj.clone(), way.clone(), b.text()]).collect();
+    t += &md_table(&["target subject", "reuse", "break-even reuses"], &be_rows);
+    let notes = vec![format!(
+        "Frozen vs fine-tuning: {}.",
+        match (all_x(r, "frozen"), all_x(r, "finetune")) {
+            (Some(f), Some(ft)) if f < ft => "the frozen encoder breaks even sooner, as in the paper",
+            (Some(_), Some(_)) => "the frozen encoder does not break even sooner here",
+            _ => "not determined",
+        }
+    )];
+    t += &super::paper::section(&super::paper::PRETRAIN, &finding, &notes);
+    t
 }
+
+/// The "all" break-even of `way` when it is a finding (no bound).
+fn all_x(r: &PretrainResult, way: &str) -> Option<f64> {
+    r.break_even.iter().find(|(s, w, _)| s == "all" && w == way).and_then(|b| match b.2 {
+        BreakEven::Reuses { x, .. } => Some(x),
+        _ => None,
+    })
+}
+

@@ -6,6 +6,7 @@ use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, Metric, RunRecord, Study, StudyManifest,
     Trainer,
 };
+use super::finding::{Cost, Mean, Ratio};
 use crate::rundir::RunDir;
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,8 @@ pub struct SweepOptions {
     pub watts: Option<f64>,
     /// A reduced grid that finishes in minutes on 2 CPU cores.
     pub quick: bool,
+    /// Energy-aware sweep (adaptive capping of seed 0, further seeds only near the best).
+    pub prune: bool,
     /// Write a Slurm job-array script here instead of running.
     pub emit_slurm: Option<PathBuf>,
     /// Run only this configuration index (Slurm array tasks).
@@ -57,6 +60,9 @@ pub struct SweepGrid {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// `--prune`: a pruned study and a full one are different studies (a capped run is not a full run).
+    #[serde(default)]
+    pub prune: bool,
 }
 
 /// One configuration of the grid.
@@ -124,6 +130,7 @@ pub fn resolve(a: &SweepOptions) -> Result<SweepGrid> {
         device: a.device.clone(),
         energy: a.energy.clone(),
         watts: a.watts,
+        prune: a.prune,
     })
 }
 
@@ -191,6 +198,38 @@ pub struct ConfigCost {
     pub lr: f32,
     /// Mean cost to the target over seeds (in the metric's unit); None unless every seed reached it.
     pub to_target: Option<f64>,
+    /// Per seed: the cost to the target, or the whole run's cost as a lower bound when it did not reach it;
+    /// empty unless every seed finished.
+    pub costs: Vec<Cost>,
+    /// The mean over seeds with its 95 % interval (a lower bound when a seed did not reach the target).
+    pub mean: Option<Mean>,
+}
+
+impl ConfigCost {
+    fn label(&self) -> String {
+        format!("batch {} lr {}", self.batch_size, self.lr)
+    }
+}
+
+/// What the sweep finds (definitions in `finding.rs`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepFindings {
+    /// Worst / best among the configurations that reached the target on every seed.
+    pub worst_best_reached: Ratio,
+    /// Worst / best over every finished configuration, those that did not reach the target counted with
+    /// their whole cost as a lower bound (the costly settings the paper counts).
+    pub worst_best_all: Ratio,
+    /// Median configuration / best, with the same bound rules.
+    pub median_best: Ratio,
+    /// Configurations that finished but did not reach the target on every seed.
+    pub unreached: usize,
+    /// The ranking: configuration label, mean text, whether it is resolved from the next cheaper one.
+    pub ranking: Vec<(String, String, String)>,
+    /// `--prune`: the configurations that got no further seeds, with their seed 0's cost.
+    pub pruned: Vec<String>,
+    /// What the sweep itself used: every run's whole cost (failed runs' used energy included), in the metric's
+    /// unit.
+    pub sweep_cost: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -201,8 +240,9 @@ pub struct SweepResult {
     pub configs: Vec<ConfigCost>,
     pub best: Option<ConfigCost>,
     pub worst: Option<ConfigCost>,
-    /// worst / best cost to the target.
+    /// worst / best cost to the target, only when it is a finding (every configuration reached the target).
     pub ratio: Option<f64>,
+    pub findings: SweepFindings,
     /// (batch size, GPU busy time / wall time) when kernel timings exist.
     pub gpu_util: Vec<(usize, Option<f64>)>,
     pub warnings: Vec<String>,
@@ -217,9 +257,17 @@ pub struct SweepResult {
 /// error (after the table is written).
 pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
     let grid = resolve(a)?;
+    let note = quick_note(a.quick, &a.model, a.target_acc, grid.target_acc);
+    if !note.is_empty() {
+        eprintln!("sweep: target validation accuracy {}{note}", grid.target_acc);
+    }
     let cfgs = configs(&grid);
     for c in &cfgs {
         train_config(a, &grid, c).validate()?;
+    }
+    if a.prune && (a.only.is_some() || a.emit_slurm.is_some()) {
+        bail!("--prune runs the configurations one after another (each is capped by the best so far): it cannot be \
+               combined with --only or --emit-slurm; drop one of them");
     }
     if let Some(i) = a.only {
         if i >= cfgs.len() {
@@ -249,21 +297,25 @@ pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
         );
         return study.locked(|| collect(&study, a, &grid, &cfgs));
     }
-    let todo: Vec<usize> = match a.only {
-        Some(i) => vec![i],
-        None => (0..cfgs.len()).collect(),
+    let (todo, failed) = if grid.prune && a.only.is_none() {
+        run_pruned(&study, a, &grid, &cfgs, trainer)?
+    } else {
+        let todo: Vec<usize> = match a.only {
+            Some(i) => vec![i],
+            None => (0..cfgs.len()).collect(),
+        };
+        let mut failed = 0;
+        for (n, &i) in todo.iter().enumerate() {
+            let c = &cfgs[i];
+            let rec = study.run(&c.id(), &train_config(a, &grid, c), trainer)?;
+            failed += usize::from(!rec.is_ok());
+            report_run(n + 1, todo.len(), c, &rec);
+        }
+        (todo.len(), failed)
     };
-    let mut failed = 0;
-    for (n, &i) in todo.iter().enumerate() {
-        let c = &cfgs[i];
-        let rec = study.run(&c.id(), &train_config(a, &grid, c), trainer)?;
-        let what = if rec.resumed { "already done" } else { &rec.status };
-        failed += usize::from(!rec.is_ok());
-        eprintln!("sweep: [{}/{}] {} {}", n + 1, todo.len(), c.id(), what);
-    }
     let r = study.locked(|| collect(&study, a, &grid, &cfgs))?;
     println!("{}", r.table);
-    if failed > 0 && failed == todo.len() {
+    if failed > 0 && failed == todo {
         bail!(
             "{}: every run of this invocation failed ({failed} of {failed}); the errors are in {}: fix the \
              settings and run the command again (a corrected command retries them)",
@@ -272,6 +324,71 @@ pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
         );
     }
     Ok(r)
+}
+
+fn report_run(n: usize, of: usize, c: &Config, rec: &RunRecord) {
+    let what = if rec.resumed { "already done" } else { &rec.status };
+    eprintln!("sweep: [{n}/{of}] {} {what}", c.id());
+}
+
+/// How much costlier than the best so far a configuration's seed 0 may be and still get its other seeds.
+pub const PRUNE_MARGIN: f64 = 0.25;
+
+/// The cost of a finished run (to the target, or its whole cost when it did not reach it) and whether it
+/// reached: joules when it has energy readings, else seconds.
+fn run_cost(r: &RunRecord) -> Option<Cost> {
+    let s = r.summary.as_ref()?;
+    let m = Metric::of([s]);
+    match m.to_target(s) {
+        Some(v) => Some(Cost::exact(v)),
+        None => m.total(s).map(Cost::lower_bound),
+    }
+}
+
+/// `--prune` (adaptive capping + racing, see the module docs): seed 0 of every configuration in grid order,
+/// each capped at (1 + [`PRUNE_MARGIN`]) x the best seed-0 cost so far; then the other seeds of the
+/// configurations whose seed 0 reached the target within that margin of the best. Returns (runs, failed).
+fn run_pruned(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config], trainer: Trainer) -> Result<(usize, usize)> {
+    let (mut n, mut failed) = (0, 0);
+    let mut best: Option<f64> = None;
+    let firsts: Vec<&Config> = cfgs.iter().filter(|c| c.seed == 0).collect();
+    for c in &firsts {
+        let mut t = train_config(a, grid, c);
+        t.cap = best.map(|b| b * (1.0 + PRUNE_MARGIN));
+        let rec = study.run(&c.id(), &t, trainer)?;
+        n += 1;
+        failed += usize::from(!rec.is_ok());
+        report_run(n, firsts.len(), c, &rec);
+        if let Some(Cost { value, reached: true }) = run_cost(&rec) {
+            best = Some(best.map_or(value, |b: f64| b.min(value)));
+        }
+    }
+    let keep = survivors(study, cfgs)?;
+    let rest: Vec<&Config> =
+        cfgs.iter().filter(|c| c.seed > 0 && keep.contains(&(c.batch_size, c.lr.to_bits()))).collect();
+    for (i, c) in rest.iter().enumerate() {
+        let rec = study.run(&c.id(), &train_config(a, grid, c), trainer)?;
+        n += 1;
+        failed += usize::from(!rec.is_ok());
+        report_run(i + 1, rest.len(), c, &rec);
+    }
+    Ok((n, failed))
+}
+
+/// The configurations (batch size, lr bits) whose seed 0 reached the target within [`PRUNE_MARGIN`] of the
+/// best seed 0: the ones `--prune` runs further seeds of.
+fn survivors(study: &Study, cfgs: &[Config]) -> Result<Vec<(usize, u32)>> {
+    let mut firsts = Vec::new();
+    for c in cfgs.iter().filter(|c| c.seed == 0) {
+        let rec = super::load_record(&study.run_dir(&c.id()), &c.id())?;
+        firsts.push((c, rec.as_ref().and_then(run_cost)));
+    }
+    let best = firsts.iter().filter_map(|(_, k)| k.filter(|k| k.reached).map(|k| k.value)).reduce(f64::min);
+    Ok(firsts
+        .iter()
+        .filter(|(_, k)| matches!((k, best), (Some(k), Some(b)) if k.reached && k.value <= b * (1.0 + PRUNE_MARGIN)))
+        .map(|(c, _)| (c.batch_size, c.lr.to_bits()))
+        .collect())
 }
 
 /// The settings of configuration `c`'s run (a study's runs start from the protocol's defaults).
@@ -303,22 +420,30 @@ fn collect(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config]) -
     let mut warnings: Vec<String> = Vec::new();
     warnings.extend(mixed_sources(summaries.iter().copied()));
     warnings.extend(mixed_machines(recs.iter().filter_map(|(_, r)| r.as_ref())));
-    let rows: Vec<RunRow> = recs.iter().map(|(c, r)| RunRow::of(c, r.as_ref(), metric)).collect();
+    let mut rows: Vec<RunRow> = recs.iter().map(|(c, r)| RunRow::of(c, r.as_ref(), metric)).collect();
     let configs_cost = config_costs(grid, &recs, metric);
-    let reached: Vec<&ConfigCost> = configs_cost.iter().filter(|c| c.to_target.is_some()).collect();
-    let cmp =
-        |x: &&ConfigCost, y: &&ConfigCost| x.to_target.partial_cmp(&y.to_target).unwrap_or(std::cmp::Ordering::Equal);
-    let best = reached.iter().copied().min_by(cmp).cloned();
-    let worst = reached.iter().copied().max_by(cmp).cloned();
-    let ratio = match (&best, &worst) {
-        (Some(b), Some(w)) => match (b.to_target, w.to_target) {
-            (Some(b), Some(w)) if b > 0.0 => Some(w / b),
-            _ => None,
-        },
-        _ => None,
-    };
+    let (best, worst, mut findings) = findings(&configs_cost);
+    if grid.prune {
+        let keep = survivors(study, cfgs)?;
+        for (row, (c, _)) in rows.iter_mut().zip(&recs) {
+            if row.status == "pending" && c.seed > 0 && !keep.contains(&(c.batch_size, c.lr.to_bits())) {
+                row.status = "pruned".into();
+            }
+        }
+        findings.pruned = recs
+            .iter()
+            .filter(|(c, _)| c.seed == 0 && !keep.contains(&(c.batch_size, c.lr.to_bits())))
+            .map(|(c, r)| {
+                let cost = r.as_ref().and_then(run_cost).map(|k| Mean::of(&[k]).map(|m| m.text()).unwrap_or_default());
+                format!("batch {} lr {}: seed 0 {}", c.batch_size, c.lr, cost.unwrap_or_else(|| "failed".into()))
+            })
+            .collect();
+    }
+    findings.sweep_cost = sweep_cost(&recs, metric);
+    let ratio = findings.worst_best_all.finding();
     let gpu_util = gpu_utilisation(study, grid, &rows, &mut warnings);
-    let table = render(a, grid, metric, &rows, &best, &worst, ratio, &gpu_util, &warnings);
+    let mut table = render(a, grid, metric, &rows, &best, &worst, &findings, &gpu_util, &warnings);
+    table += &paper_section(&findings, metric);
     let r = SweepResult {
         metric,
         target_acc: grid.target_acc,
@@ -327,6 +452,7 @@ fn collect(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config]) -
         best,
         worst,
         ratio,
+        findings,
         gpu_util,
         warnings,
         table,
@@ -370,22 +496,142 @@ impl RunRow {
     }
 }
 
-/// Per configuration: mean over seeds, counted only when every seed finished and reached the target.
+/// Per configuration: the seeds' costs (lower bounds where a seed did not reach the target) and their mean,
+/// when every seed finished.
 fn config_costs(grid: &SweepGrid, recs: &[(Config, Option<RunRecord>)], metric: Metric) -> Vec<ConfigCost> {
-    let mut costs = Vec::new();
+    let mut out = Vec::new();
     for &bs in &grid.batch_sizes {
         for &lr in &grid.lrs {
-            let vals: Vec<Option<f64>> = recs
+            let costs: Option<Vec<Cost>> = recs
                 .iter()
                 .filter(|(c, _)| c.batch_size == bs && c.lr == lr)
-                .map(|(_, r)| r.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.to_target(s)))
+                .map(|(_, r)| {
+                    let s = r.as_ref()?.summary.as_ref()?;
+                    match metric.to_target(s) {
+                        Some(v) => Some(Cost::exact(v)),
+                        None => metric.total(s).map(Cost::lower_bound),
+                    }
+                })
                 .collect();
-            let to_target =
-                vals.iter().all(|v| v.is_some()).then(|| vals.iter().flatten().sum::<f64>() / vals.len() as f64);
-            costs.push(ConfigCost { batch_size: bs, lr, to_target });
+            let costs = costs.unwrap_or_default();
+            let mean = Mean::of(&costs);
+            let to_target = mean.filter(|m| !m.lower_bound).map(|m| m.value());
+            out.push(ConfigCost { batch_size: bs, lr, to_target, costs, mean });
         }
     }
-    costs
+    out
+}
+
+/// Best, worst (both among configurations that reached the target) and the findings over every configuration.
+fn findings(cc: &[ConfigCost]) -> (Option<ConfigCost>, Option<ConfigCost>, SweepFindings) {
+    let by_mean = |x: &&ConfigCost, y: &&ConfigCost| {
+        let v = |c: &ConfigCost| c.mean.map(|m| m.value()).unwrap_or(f64::NAN);
+        v(x).partial_cmp(&v(y)).unwrap_or(std::cmp::Ordering::Equal)
+    };
+    let mut done: Vec<&ConfigCost> = cc.iter().filter(|c| c.mean.is_some()).collect();
+    done.sort_by(by_mean);
+    let reached: Vec<&ConfigCost> = done.iter().copied().filter(|c| c.to_target.is_some()).collect();
+    let best = reached.first().map(|c| (*c).clone());
+    let worst = reached.last().map(|c| (*c).clone());
+    let unreached = done.len() - reached.len();
+    let ratio_to_best = |c: Option<&ConfigCost>, bounds_below: bool| match (c, &best) {
+        (Some(c), Some(b)) => match Ratio::of(&c.costs, &b.costs) {
+            // An unreached configuration ranked at or below this one may truly cost more: a lower bound.
+            Ratio::Value { x, .. } if bounds_below => Ratio::AtLeast(x),
+            r => r,
+        },
+        _ => Ratio::Undetermined,
+    };
+    let worst_best_reached = ratio_to_best(worst.as_ref(), false);
+    let worst_best_all = ratio_to_best(done.last().copied(), unreached > 0);
+    let mid = done.len().saturating_sub(1) / 2;
+    let median_best =
+        ratio_to_best(done.get(mid).copied(), done.iter().take(mid + 1).any(|c| c.to_target.is_none()));
+    let ranking = done
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let m = c.mean.expect("done configurations have a mean");
+            let vs_prev = match i.checked_sub(1).map(|j| done[j].mean.expect("mean")) {
+                None => "cheapest".to_string(),
+                Some(p) => resolved_text(&p, &m),
+            };
+            (c.label(), m.text(), vs_prev)
+        })
+        .collect();
+    let f = SweepFindings {
+        worst_best_reached,
+        worst_best_all,
+        median_best,
+        unreached,
+        ranking,
+        pruned: vec![],
+        sweep_cost: None,
+    };
+    (best, worst, f)
+}
+
+/// Every run's whole cost (failed runs: the energy they used), None when nothing ran.
+fn sweep_cost(recs: &[(Config, Option<RunRecord>)], metric: Metric) -> Option<f64> {
+    let mut total = None;
+    for r in recs.iter().filter_map(|(_, r)| r.as_ref()) {
+        let v = match (&r.summary, metric) {
+            (Some(s), m) => m.total(s),
+            (None, Metric::Energy { .. }) => r.used_energy_j,
+            (None, Metric::Time) => None,
+        };
+        if let Some(v) = v {
+            total = Some(total.unwrap_or(0.0) + v);
+        }
+    }
+    total
+}
+
+/// Whether `hi` (ranked after `lo`) is resolved from `lo`: their seed intervals do not overlap.
+fn resolved_text(lo: &Mean, hi: &Mean) -> String {
+    if hi.lower_bound {
+        return "costlier or equal (not reached: a lower bound)".into();
+    }
+    match (lo.interval.hi(), hi.interval.lo()) {
+        (Some(a), Some(b)) if b > a => "resolved (95 % intervals do not overlap)".into(),
+        (Some(_), Some(_)) => "not resolved (intervals overlap)".into(),
+        _ => "not resolvable (one seed: run --seeds 3 or more)".into(),
+    }
+}
+
+/// The paper side by side for the sweep.
+fn paper_section(f: &SweepFindings, metric: Metric) -> String {
+    let ours = format!(
+        "worst/best {} to target: {}; saving of the best vs the worst: {}",
+        metric.name(),
+        f.worst_best_all.text(),
+        f.worst_best_all.saving_text()
+    );
+    let mut notes = vec![format!(
+        "Among the configurations that reached the target on every seed: worst/best {}.",
+        f.worst_best_reached.text()
+    )];
+    if f.unreached > 0 {
+        notes.push(format!(
+            "{} configuration(s) did not reach the target on every seed; their whole cost counts as a lower bound, \
+             so the worst/best ratio over all configurations is a lower bound too.",
+            f.unreached
+        ));
+    }
+    if let Metric::Time = metric {
+        notes.push("No energy readings: the comparison is of time, not energy.".into());
+    }
+    super::paper::section(&super::paper::SWEEP, &ours, &notes)
+}
+
+/// " (lowered by --quick from 0.8)" when `--quick` changed the target, else "".
+pub fn quick_note(quick: bool, model: &str, asked: Option<f64>, used: f64) -> String {
+    let full = if model == "celeba" { 0.88 } else { 0.80 };
+    if quick && asked.is_none() && used != full {
+        format!(" (lowered by --quick from the protocol's {full}: a quick run's findings are not the protocol's)")
+    } else {
+        String::new()
+    }
 }
 
 /// Mean GPU busy fraction of the finished runs per batch size; a damaged steps.jsonl becomes a warning.
@@ -409,6 +655,67 @@ fn gpu_utilisation(
     gpu_util
 }
 
+/// The best, worst, ratios, the sweep's own cost, what --prune did and the ranking, as markdown.
+fn findings_text(
+    grid: &SweepGrid,
+    metric: Metric,
+    rows: &[RunRow],
+    best: &Option<ConfigCost>,
+    worst: &Option<ConfigCost>,
+    f: &SweepFindings,
+) -> String {
+    let mut s = String::new();
+    let unit = metric.unit();
+    match (best, worst) {
+        (Some(b), Some(w)) => {
+            s += &format!(
+                "Best configuration reaching the target: {} ({} {unit} {} to target).\n",
+                b.label(),
+                b.mean.map(|m| m.text()).unwrap_or_default(),
+                metric.name()
+            );
+            s += &format!(
+                "Worst configuration reaching the target: {} ({} {unit}).\n",
+                w.label(),
+                w.mean.map(|m| m.text()).unwrap_or_default()
+            );
+            s += &format!("Worst / best among those: {}.\n", f.worst_best_reached.text());
+            s += &format!(
+                "Worst / best over every configuration (unreached ones as lower bounds): {}; saving of the best vs \
+                 the worst {}, vs the median configuration {} (median / best {}).\n",
+                f.worst_best_all.text(),
+                f.worst_best_all.saving_text(),
+                f.median_best.saving_text(),
+                f.median_best.text()
+            );
+        }
+        _ => s += "No configuration reached the target on every seed: no ratio can be stated.\n",
+    }
+    s += &format!(
+        "\nThis sweep used {} {unit} in total ({} of its runs finished or failed){}.\n",
+        fmt_num(f.sweep_cost),
+        rows.iter().filter(|r| r.status == "ok" || r.status == "failed").count(),
+        if grid.prune { "; --prune: adaptive capping and racing (see below)" } else { "" }
+    );
+    if grid.prune {
+        s += &format!(
+            "\n--prune ran seed 0 of every configuration capped at 1.25x the best cost so far (adaptive capping, \
+             Hutter et al., ParamILS, JAIR 2009), and further seeds only for configurations whose seed 0 reached \
+             the target within 25 % of the best (racing, Maron & Moore 1997). It finds the best configuration, not \
+             the worst: the ratios above cover only what was run to the end. Pruned after seed 0 ({}): {}.\n",
+            f.pruned.len(),
+            if f.pruned.is_empty() { "none".to_string() } else { f.pruned.join("; ") }
+        );
+    }
+    if !f.ranking.is_empty() {
+        s += &format!("\nRanking by mean {} to target ({unit}, 95 % interval over seeds):\n\n", metric.name());
+        let rows: Vec<Vec<String>> =
+            f.ranking.iter().map(|(c, m, r)| vec![c.clone(), m.clone(), r.clone()]).collect();
+        s += &md_table(&["configuration", &format!("mean ({unit})"), "vs the next cheaper"], &rows);
+    }
+    s
+}
+
 #[allow(clippy::too_many_arguments)]
 fn render(
     a: &SweepOptions,
@@ -417,17 +724,24 @@ fn render(
     rows: &[RunRow],
     best: &Option<ConfigCost>,
     worst: &Option<ConfigCost>,
-    ratio: Option<f64>,
+    f: &SweepFindings,
     gpu_util: &[(usize, Option<f64>)],
     warnings: &[String],
 ) -> String {
     let mut s = format!(
-        "# Sweep: {} on {}\n\nTarget validation accuracy {}, at most {} epochs, optimiser {}.\n\n",
+        "# Sweep: {} on {}\n\n**Finding: worst / best {} to target {}.** (Definitions: cost to target counts \
+         every joule up to the first evaluation that reaches the target; a configuration that never reaches it \
+         counts its whole cost as a lower bound; means over seeds with 95 % intervals.)\n\n\
+         Target validation accuracy {}{}, at most {} epochs, optimiser {}, {} seed(s).\n\n",
         a.model,
         a.data.display(),
+        metric.name(),
+        f.worst_best_all.text(),
         grid.target_acc,
+        quick_note(a.quick, &a.model, a.target_acc, grid.target_acc),
         grid.epochs,
-        grid.optimizer
+        grid.optimizer,
+        grid.seeds
     );
     if !metric.note().is_empty() {
         s += &format!("**{}**\n\n", metric.note());
@@ -483,26 +797,7 @@ fn render(
         s += &format!("\nFAILED {}: {}{used}\n", r.id, r.error.as_deref().unwrap_or("(no message)"));
     }
     s += "\n";
-    let unit = metric.unit();
-    match (best, worst) {
-        (Some(b), Some(w)) => {
-            s += &format!(
-                "Best configuration reaching the target: batch {} lr {} ({} {unit} {} to target).\n",
-                b.batch_size,
-                b.lr,
-                fmt_num(b.to_target),
-                metric.name()
-            );
-            s += &format!(
-                "Worst configuration reaching the target: batch {} lr {} ({} {unit}).\n",
-                w.batch_size,
-                w.lr,
-                fmt_num(w.to_target)
-            );
-            s += &format!("Worst / best {} to target: {}x.\n", metric.name(), fmt_num(ratio));
-        }
-        _ => s += "No configuration reached the target on every seed.\n",
-    }
+    s += &findings_text(grid, metric, rows, best, worst, f);
     s += "\nGPU utilisation (kernel busy time / wall time) per batch size: ";
     s += &gpu_util
         .iter()

@@ -51,6 +51,10 @@ pub struct TrainConfig {
     pub kernel_timing: KernelClock,
     pub carbon_intensity: Option<f64>,
     pub pue: Option<f64>,
+    /// Stop once the run has used more than this (`sweep --prune`'s adaptive cap: a run that costs more than
+    /// the best so far cannot beat it). Joules when the run has energy readings, else seconds of wall time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<f64>,
     /// The run directory (None: nothing is written).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
@@ -78,6 +82,7 @@ impl Default for TrainConfig {
             init: None,
             save: None,
             freeze_encoder: false,
+            cap: None,
             energy: "auto".into(),
             watts: None,
             per_kernel: false,

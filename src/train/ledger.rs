@@ -222,6 +222,10 @@ impl Ledger {
         s.energy_context.kernel_timing = kernel_timing;
         s.prediction = self.predictor.compare(s.total_energy_j, s.wall_s, s.epochs);
         s.carbon = crate::energy::records::carbon_block(s.total_energy_j, carbon.0, carbon.1)?;
+        if let Some(c) = s.carbon.as_object_mut() {
+            // The carbon figure is as good as the energy behind it: say how that was obtained.
+            c.insert("energy_source".into(), serde_json::json!(s.energy_source));
+        }
         Ok(self.summary)
     }
 }

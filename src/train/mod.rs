@@ -45,7 +45,7 @@ pub fn train<B: Backend>(be: &B, s: &Setup, out: &mut RunWriter) -> Result<RunSu
     out.config(&run_config(s, device.clone(), &host, source))?;
     let progress = Progress::new(cfg, s.ds.train.n);
     let mut run = Ledger::new(s, device, &host, source, be.clock_s());
-    let mut stop = Stopper::new(cfg.max_steps, cfg.target_acc);
+    let mut stop = Stopper::new(cfg.max_steps, cfg.target_acc).with_cap(cfg.cap);
     let looped = (|| -> Result<()> {
         'epochs: for epoch in 1..=cfg.epochs {
             let mut ep = run.start_epoch(epoch, be.clock_s());
@@ -66,6 +66,9 @@ pub fn train<B: Backend>(be: &B, s: &Setup, out: &mut RunWriter) -> Result<RunSu
                 run.step(&mut ep, loss, t1 - t0, se.energy_j);
                 out.step(&StepRecord::new(run.steps, epoch, loss, b.n, (t1 - t0, t1 - run.t_start), source, &se))?;
                 progress.step(epoch, loss);
+                if stop.capped(run.used_j().unwrap_or(be.clock_s() - run.t_start)) {
+                    break;
+                }
                 if stop.diverged(loss) {
                     let wall_s = be.clock_s() - ep.t0;
                     out.epoch(run.diverged(&ep, wall_s, loss, cfg.lr, &s.spec, be.clock_s()))?;

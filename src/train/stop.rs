@@ -8,6 +8,8 @@ pub enum StopReason {
     MaxSteps,
     Diverged,
     TargetReached,
+    /// `sweep --prune`: the run used more than its cap (the best configuration's cost so far).
+    Capped,
 }
 
 impl StopReason {
@@ -17,6 +19,7 @@ impl StopReason {
             StopReason::MaxSteps => "max_steps",
             StopReason::Diverged => "diverged",
             StopReason::TargetReached => "target_reached",
+            StopReason::Capped => "capped",
         }
     }
 }
@@ -24,12 +27,29 @@ impl StopReason {
 pub struct Stopper {
     max_steps: Option<usize>,
     target_acc: Option<f64>,
+    cap: Option<f64>,
     pub reason: StopReason,
 }
 
 impl Stopper {
     pub fn new(max_steps: Option<usize>, target_acc: Option<f64>) -> Stopper {
-        Stopper { max_steps, target_acc, reason: StopReason::EpochLimit }
+        Stopper { max_steps, target_acc, cap: None, reason: StopReason::EpochLimit }
+    }
+
+    /// With a cap (joules, or seconds without energy readings): see [`Stopper::capped`].
+    pub fn with_cap(mut self, cap: Option<f64>) -> Stopper {
+        self.cap = cap;
+        self
+    }
+
+    /// After a step, `used` so far (joules when the run has energy readings, else wall seconds): true when it
+    /// exceeds the cap; the run ends after this epoch's evaluation.
+    pub fn capped(&mut self, used: f64) -> bool {
+        let hit = self.cap.is_some_and(|c| used > c);
+        if hit {
+            self.reason = StopReason::Capped;
+        }
+        hit
     }
 
     /// Before the next step, `done` steps in: true when `--max-steps` is used up.
@@ -62,13 +82,22 @@ impl Stopper {
 
     /// True when the run stops after this epoch (`--max-steps` was hit during it).
     pub fn stops_after_epoch(&self) -> bool {
-        self.reason == StopReason::MaxSteps
+        matches!(self.reason, StopReason::MaxSteps | StopReason::Capped)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_stops_after_the_epoch_only_when_exceeded() {
+        let mut s = Stopper::new(None, Some(0.8)).with_cap(Some(100.0));
+        assert!(!s.capped(100.0) && !s.stops_after_epoch(), "at the cap is not over it");
+        assert!(s.capped(100.5) && s.stops_after_epoch() && s.reason.as_str() == "capped");
+        let mut s = Stopper::new(None, None);
+        assert!(!s.capped(1e300));
+    }
 
     #[test]
     fn max_steps_divergence_and_target() {

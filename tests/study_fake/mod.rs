@@ -11,7 +11,9 @@
 //! - CelebA (`--tasks`): 60 + 20*K J per epoch; alone, Male reaches the target at epoch 1, Young at 3,
 //!   others at 2; in a K>1 network one epoch earlier (at least 1). A K>1 network runs to the epoch limit.
 //!
-//! Wall time = energy / 100 W. Kernel busy fraction = batch / (batch + 64).
+//! Wall time = energy / 100 W. Kernel busy fraction = batch / (batch + 64). A `cap` (sweep --prune) stops the
+//! run after the epoch in which its energy (or, without energy, its time) went over the cap, as the real
+//! loop does (it ends the epoch with its evaluation).
 #![allow(dead_code)]
 use anyhow::{Context, Result};
 use powertrain::rundir::RunSummary;
@@ -85,6 +87,7 @@ pub fn fake_train(a: &TrainConfig) -> Result<RunSummary> {
     let mut ran = 0;
     let mut reached_at = None;
     let mut acc_now = BTreeMap::new();
+    let mut capped = false;
     for epoch in 1..=a.epochs {
         ran = epoch;
         for _ in 0..2 {
@@ -126,6 +129,10 @@ pub fn fake_train(a: &TrainConfig) -> Result<RunSummary> {
                 break;
             }
         }
+        if a.cap.is_some_and(|c| if has_e { cum_e > c } else { cum_t > c }) {
+            capped = true;
+            break;
+        }
     }
     std::fs::write(out.join("epochs.csv"), epochs_csv)?;
     std::fs::write(
@@ -159,7 +166,14 @@ pub fn fake_train(a: &TrainConfig) -> Result<RunSummary> {
         lr: a.lr,
         batch_size: a.batch_size,
         seed: a.seed,
-        stop_reason: if reached_at.is_some() && k == 1 { "target_reached" } else { "epoch_limit" }.into(),
+        stop_reason: if reached_at.is_some() && k == 1 {
+            "target_reached"
+        } else if capped {
+            "capped"
+        } else {
+            "epoch_limit"
+        }
+        .into(),
         epochs: ran,
         steps: step,
         final_train_loss: Some(1.0 / step as f64),

@@ -1,0 +1,292 @@
+//! How a study turns run costs into statements a reader can check: the definitions every study, table and plot
+//! uses, bounds for runs that did not reach their target, and intervals over seeds.
+//!
+//! Definitions (the same in every table, plot and report):
+//!
+//! * **Cost to target** of a run: the energy (or, without energy readings, the wall time) from the start of
+//!   training up to and including the evaluation of the first epoch whose validation accuracy reaches the target
+//!   (`energy_to_target_j` in summary.json). A run that never reaches the target costs *more* than it used: its
+//!   whole run's cost is a **lower bound** ([`Cost::lower_bound`]), never dropped and never shown as a value.
+//! * **Mean cost** of a configuration or an arm: the mean over its seeds, with a 95 % Student-t interval over
+//!   seeds ([`Mean`]); when any seed is a lower bound, the mean is a lower bound too.
+//! * **Ratio** of two arms (worst / best, multi-task / single-task): the ratio of their mean costs with a
+//!   percentile bootstrap interval over seeds (2000 resamples, seed-paired when both arms ran the same seeds).
+//!   When the numerator is a lower bound, the ratio is "≥ x"; when the denominator is, "≤ x"; when both are, the
+//!   ratio is not determined ([`Ratio`]). Never a plain ratio with an unreached side.
+//! * **% saving** of the best arm against another: 1 - best / other, with the same bound rules.
+//! * **Break-even reuses** of pretraining: E_pretrain / (mean E_scratch - mean E_reuse), the ratio of mean costs
+//!   over seeds (the same number the break-even plot crosses at), with a seed-bootstrap interval; "never" when the
+//!   mean saving is not positive ([`BreakEven`]).
+//!
+//! Worked example: scratch costs 100, 120, 110 J (all reached), fine-tuning 40, 50, 45 J, pretraining 600, 640,
+//! 620 J: break-even = 620 / (110 - 45) = 9.5 reuses. Had one fine-tuning run not reached its target (its 50 J a
+//! lower bound), the saving 110 - 45 would be an upper bound and break-even "≥ 9.5".
+use crate::stats::{bootstrap_interval, t_interval, Interval};
+use serde::{Deserialize, Serialize};
+
+/// Confidence of every interval a study prints.
+pub const CONF: f64 = 0.95;
+/// Bootstrap resamples for ratio intervals (seeded: the same table every time).
+pub const BOOTSTRAP_REPS: usize = 2000;
+
+/// One run's cost: exact when the run reached its target, else a lower bound (the whole run's cost).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub value: f64,
+    pub reached: bool,
+}
+
+impl Cost {
+    pub fn exact(value: f64) -> Cost {
+        Cost { value, reached: true }
+    }
+    pub fn lower_bound(value: f64) -> Cost {
+        Cost { value, reached: false }
+    }
+}
+
+/// A mean over seeds with its interval; `lower_bound` when any seed did not reach its target.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mean {
+    pub interval: Interval,
+    pub lower_bound: bool,
+}
+
+impl Mean {
+    /// None for no costs.
+    pub fn of(costs: &[Cost]) -> Option<Mean> {
+        let v: Vec<f64> = costs.iter().map(|c| c.value).collect();
+        Some(Mean { interval: t_interval(&v, CONF)?, lower_bound: costs.iter().any(|c| !c.reached) })
+    }
+    pub fn value(&self) -> f64 {
+        self.interval.mean
+    }
+    /// "123 ± 4" (3 significant digits), "≥ 123 (not reached)", or "123 (n=1)".
+    pub fn text(&self) -> String {
+        let m = super::fmt_num(Some(self.interval.mean));
+        if self.lower_bound {
+            return format!("≥ {m} (not reached)");
+        }
+        match self.interval.half_width {
+            Some(h) => format!("{m} ± {}", super::fmt_num(Some(h))),
+            None => format!("{m} (n=1)"),
+        }
+    }
+}
+
+/// A ratio between two arms, or the bound that is all the data supports.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Ratio {
+    /// Both sides reached: the ratio of means with its bootstrap interval (None with one seed).
+    Value { x: f64, lo: Option<f64>, hi: Option<f64> },
+    /// The numerator did not reach its target: the ratio is at least `x`.
+    AtLeast(f64),
+    /// The denominator did not reach its target: the ratio is at most `x`.
+    AtMost(f64),
+    /// Neither side reached (or a side is missing): no ratio can be stated.
+    Undetermined,
+}
+
+impl Ratio {
+    /// Ratio of the mean costs `num` / `den` with bound rules and a seed-bootstrap interval (paired by seed index
+    /// when both arms have the same number of seeds, else no interval).
+    pub fn of(num: &[Cost], den: &[Cost]) -> Ratio {
+        let (Some(a), Some(b)) = (Mean::of(num), Mean::of(den)) else {
+            return Ratio::Undetermined;
+        };
+        if !(b.value() > 0.0) || !a.value().is_finite() {
+            return Ratio::Undetermined;
+        }
+        let x = a.value() / b.value();
+        match (a.lower_bound, b.lower_bound) {
+            (false, false) => {
+                let (lo, hi) = paired_bootstrap(num.len(), den.len(), |i| {
+                    mean_at(num, i) / mean_at(den, i)
+                })
+                .map_or((None, None), |(l, h)| (Some(l), Some(h)));
+                Ratio::Value { x, lo, hi }
+            }
+            (true, false) => Ratio::AtLeast(x),
+            (false, true) => Ratio::AtMost(x),
+            (true, true) => Ratio::Undetermined,
+        }
+    }
+    /// "3.21x (95 % CI 2.80-3.70)", "≥ 3.21x", "≤ 3.21x" or "not determined".
+    pub fn text(&self) -> String {
+        let f = |v: f64| super::fmt_num(Some(v));
+        match *self {
+            Ratio::Value { x, lo: Some(l), hi: Some(h) } => format!("{}x (95 % CI {}-{})", f(x), f(l), f(h)),
+            Ratio::Value { x, .. } => format!("{}x (one seed: no interval)", f(x)),
+            Ratio::AtLeast(x) => format!("≥ {}x (a lower bound: the costlier side did not reach its target)", f(x)),
+            Ratio::AtMost(x) => format!("≤ {}x (an upper bound: the cheaper side did not reach its target)", f(x)),
+            Ratio::Undetermined => "not determined (neither side reached its target)".into(),
+        }
+    }
+    /// The value when it is a finding (both sides reached), else None: what a headline may quote.
+    pub fn finding(&self) -> Option<f64> {
+        match *self {
+            Ratio::Value { x, .. } => Some(x),
+            _ => None,
+        }
+    }
+    /// The percentage saving 1 - 1/ratio of the cheaper side, as text with the same bound rules.
+    pub fn saving_text(&self) -> String {
+        let pct = |r: f64| format!("{:.0} %", 100.0 * (1.0 - 1.0 / r));
+        match *self {
+            Ratio::Value { x, lo: Some(l), hi: Some(h) } => format!("{} (95 % CI {}-{})", pct(x), pct(l), pct(h)),
+            Ratio::Value { x, .. } => pct(x),
+            Ratio::AtLeast(x) => format!("≥ {}", pct(x)),
+            Ratio::AtMost(x) => format!("≤ {}", pct(x)),
+            Ratio::Undetermined => "not determined".into(),
+        }
+    }
+}
+
+/// The mean of `c` at resampled indices `idx`.
+fn mean_at(c: &[Cost], idx: &[usize]) -> f64 {
+    idx.iter().map(|&i| c[i].value).sum::<f64>() / idx.len() as f64
+}
+
+/// Seed-paired bootstrap (same length) of `stat`, else None.
+fn paired_bootstrap(n: usize, m: usize, stat: impl FnMut(&[usize]) -> f64) -> Option<(f64, f64)> {
+    if n != m || n < 2 {
+        return None;
+    }
+    bootstrap_interval(n, BOOTSTRAP_REPS, CONF, 1, stat)
+}
+
+/// Break-even reuses of one reuse way, as the data supports it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BreakEven {
+    /// Every run reached its target: the ratio of means with its bootstrap interval (None with one seed).
+    Reuses { x: f64, lo: Option<f64>, hi: Option<f64> },
+    /// Some scratch run did not reach: the saving is a lower bound, so break-even is at most `x`.
+    AtMost(f64),
+    /// Some reuse run did not reach: the saving is an upper bound, so break-even is at least `x`.
+    AtLeast(f64),
+    /// The mean saving is not positive (with the reuse side exact or a lower bound): pretraining never pays off.
+    Never,
+    /// Both sides have unreached runs, or a side is missing.
+    Undetermined,
+}
+
+impl BreakEven {
+    /// E_pretrain / (mean scratch - mean reuse) over seeds; `pretrain`, `scratch` and `reuse` are per seed
+    /// (paired by index when the lengths agree).
+    pub fn of(pretrain: &[f64], scratch: &[Cost], reuse: &[Cost]) -> BreakEven {
+        let (Some(s), Some(r)) = (Mean::of(scratch), Mean::of(reuse)) else {
+            return BreakEven::Undetermined;
+        };
+        if pretrain.is_empty() {
+            return BreakEven::Undetermined;
+        }
+        let p = pretrain.iter().sum::<f64>() / pretrain.len() as f64;
+        let saving = s.value() - r.value();
+        match (s.lower_bound, r.lower_bound) {
+            (true, true) => BreakEven::Undetermined,
+            // Scratch is at least its mean: the saving can only be larger.
+            (true, false) if saving > 0.0 => BreakEven::AtMost(p / saving),
+            (true, false) => BreakEven::Undetermined,
+            // The reuse costs at least its mean: the saving can only be smaller.
+            (false, true) if saving > 0.0 => BreakEven::AtLeast(p / saving),
+            (false, true) => BreakEven::Never,
+            (false, false) if saving > 0.0 => {
+                let n = pretrain.len();
+                let ci = (scratch.len() == n && reuse.len() == n && n >= 2)
+                    .then(|| {
+                        bootstrap_interval(n, BOOTSTRAP_REPS, CONF, 1, |i| {
+                            let d = mean_at(scratch, i) - mean_at(reuse, i);
+                            let p = i.iter().map(|&k| pretrain[k]).sum::<f64>() / i.len() as f64;
+                            if d > 0.0 {
+                                p / d
+                            } else {
+                                f64::INFINITY
+                            }
+                        })
+                    })
+                    .flatten();
+                BreakEven::Reuses { x: p / saving, lo: ci.map(|c| c.0), hi: ci.map(|c| c.1) }
+            }
+            (false, false) => BreakEven::Never,
+        }
+    }
+    /// The number the plot's curves cross at, when there is one (also for bounds: the crossing of the means).
+    pub fn crossing(&self) -> Option<f64> {
+        match *self {
+            BreakEven::Reuses { x, .. } | BreakEven::AtMost(x) | BreakEven::AtLeast(x) => Some(x),
+            _ => None,
+        }
+    }
+    pub fn text(&self) -> String {
+        let f = |v: f64| super::fmt_num(Some(v));
+        match *self {
+            BreakEven::Reuses { x, lo: Some(l), hi: Some(h) } => format!("{} (95 % CI {}-{})", f(x), f(l), f(h)),
+            BreakEven::Reuses { x, .. } => format!("{} (one seed: no interval)", f(x)),
+            BreakEven::AtMost(x) => format!("≤ {} (a scratch run did not reach the target)", f(x)),
+            BreakEven::AtLeast(x) => format!("≥ {} (a reuse run did not reach the target)", f(x)),
+            BreakEven::Never => "never (the reuse saves no energy)".into(),
+            BreakEven::Undetermined => "not determined (runs on both sides did not reach the target)".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(v: &[f64]) -> Vec<Cost> {
+        v.iter().map(|&x| Cost::exact(x)).collect()
+    }
+
+    #[test]
+    fn a_ratio_with_an_unreached_side_is_a_bound_never_a_value() {
+        let best = exact(&[10.0, 12.0, 11.0]);
+        let mut worst = exact(&[50.0, 60.0, 55.0]);
+        match Ratio::of(&worst, &best) {
+            Ratio::Value { x, lo: Some(lo), hi: Some(hi) } => {
+                assert!((x - 5.0).abs() < 1e-12);
+                assert!(lo <= x && x <= hi && lo > 3.0 && hi < 7.0, "{lo} {hi}");
+            }
+            r => panic!("{r:?}"),
+        }
+        worst[1].reached = false;
+        assert_eq!(Ratio::of(&worst, &best), Ratio::AtLeast(5.0));
+        assert!(Ratio::of(&worst, &best).text().starts_with("≥ 5.00x"));
+        assert_eq!(Ratio::of(&worst, &best).finding(), None);
+        assert_eq!(Ratio::of(&best, &worst), Ratio::AtMost(0.2));
+        let mut b2 = best.clone();
+        b2[0].reached = false;
+        assert_eq!(Ratio::of(&worst, &b2), Ratio::Undetermined);
+        assert_eq!(Ratio::of(&[], &best), Ratio::Undetermined);
+    }
+
+    #[test]
+    fn break_even_is_the_ratio_of_means_with_bounds() {
+        let pre = [600.0, 640.0, 620.0];
+        let s = exact(&[100.0, 120.0, 110.0]);
+        let mut r = exact(&[40.0, 50.0, 45.0]);
+        let be = BreakEven::of(&pre, &s, &r);
+        let BreakEven::Reuses { x, lo: Some(lo), hi: Some(hi) } = be else { panic!("{be:?}") };
+        assert!((x - 620.0 / 65.0).abs() < 1e-9, "{x}");
+        assert!(lo <= x && x <= hi);
+        // Not the mean of per-seed ratios (600/60, 640/70, 620/65 average to 9.62).
+        assert!((x - (600.0 / 60.0 + 640.0 / 70.0 + 620.0 / 65.0) / 3.0).abs() > 1e-3);
+        r[1].reached = false;
+        assert_eq!(BreakEven::of(&pre, &s, &r), BreakEven::AtLeast(620.0 / 65.0));
+        let mut s2 = s.clone();
+        s2[0].reached = false;
+        assert_eq!(BreakEven::of(&pre, &s2, &exact(&[40.0, 50.0, 45.0])), BreakEven::AtMost(620.0 / 65.0));
+        assert_eq!(BreakEven::of(&pre, &s2, &r), BreakEven::Undetermined);
+        assert_eq!(BreakEven::of(&pre, &s, &exact(&[130.0, 120.0, 110.0])), BreakEven::Never);
+    }
+
+    #[test]
+    fn means_are_bounds_when_a_seed_did_not_reach() {
+        let m = Mean::of(&[Cost::exact(10.0), Cost::lower_bound(20.0)]).unwrap();
+        assert!(m.lower_bound);
+        assert_eq!(m.text(), "≥ 15.0 (not reached)");
+        let m = Mean::of(&exact(&[1.0, 2.0, 3.0])).unwrap();
+        assert_eq!(m.text(), "2.00 ± 2.48");
+        assert_eq!(Ratio::Value { x: 5.0, lo: Some(4.0), hi: Some(6.0) }.saving_text(), "80 % (95 % CI 75 %-83 %)");
+    }
+}
