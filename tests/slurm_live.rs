@@ -126,6 +126,8 @@ fn an_emitted_job_array_runs_on_slurm_and_the_report_lists_every_configuration()
     let mut emit = Command::new(EXE);
     emit.args([
         "sweep",
+        "--seeds",
+        "1",
         "--model",
         "pamap2",
         "--data",
