@@ -392,10 +392,10 @@ pub struct CheckArgs {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "bench")]
-/// benchmarks: kernels or whole training steps
+/// benchmarks: kernels, whole training steps, or the energy sensor
 pub struct BenchArgs {
     #[argh(positional)]
-    /// kernels or step
+    /// kernels, step or sensor (update period, integration, lag of the energy counter)
     pub what: String,
     #[argh(option)]
     /// pamap2 or celeba (step; default both for kernels)
@@ -445,6 +445,10 @@ pub struct BenchArgs {
     #[argh(switch)]
     /// print JSON
     pub json: bool,
+    #[argh(option)]
+    /// sensor with --energy-source sim: the twin's counter to characterise (continuous|part-time[:k=v,...],
+    /// as train's --sim-sensor; default continuous)
+    pub sim_sensor: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]

@@ -423,6 +423,10 @@ pub struct RunSummary {
     pub host: String,
     /// Carbon, only with --carbon-intensity (and --pue).
     pub carbon: serde_json::Value,
+    /// What the counter can resolve of this run (`energy::resolution`): the sensor's character, the run's and
+    /// a typical step's number of updates, labelled resolved or below resolution. Absent without a sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<crate::energy::resolution::RunResolution>,
 }
 
 impl RunSummary {

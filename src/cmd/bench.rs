@@ -1,4 +1,4 @@
-//! `powertrain bench kernels|step`.
+//! `powertrain bench kernels|step|sensor`.
 use crate::bench::step::{bench_metering, bench_step_on, BenchMode};
 use crate::cli::BenchArgs;
 use crate::cmd::device::{resolve_device, with_backend};
@@ -7,6 +7,9 @@ use crate::ops::{DeviceKind, KernelClock};
 use anyhow::{bail, Result};
 
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.sim_sensor.is_some() && a.what != "sensor" {
+        bail!("--sim-sensor belongs to 'bench sensor' (the twin's counter to characterise)");
+    }
     match a.what.as_str() {
         "kernels" => super::bench_kernels::run(a),
         "step" => {
@@ -21,7 +24,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             }
             step(a)
         }
-        other => bail!("unknown benchmark '{other}': use 'powertrain bench kernels' or 'powertrain bench step'"),
+        "sensor" => super::bench_sensor::run(a),
+        other => bail!(
+            "unknown benchmark '{other}': use 'powertrain bench kernels', 'powertrain bench step' or 'powertrain bench \
+             sensor'"
+        ),
     }
 }
 

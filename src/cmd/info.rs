@@ -17,6 +17,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         "cpu": {"threads": rayon::current_num_threads(), "name": CpuBackend::new().device_name()},
         "cuda": cuda,
         "energy": crate::energy::probe_report(),
+        "sensor_verdicts": crate::energy::resolution::SensorVerdict::load_all(),
         "kernels": crate::ops::cuda::embedded_kernels_info(),
     });
     if a.json {
@@ -32,6 +33,13 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         println!("cuda:    {}", serde_json::to_string(&info["cuda"])?);
         println!("energy:  {}", serde_json::to_string(&info["energy"])?);
         println!("kernels: {}", serde_json::to_string(&info["kernels"])?);
+        let verdicts = crate::energy::resolution::SensorVerdict::load_all();
+        if verdicts.is_empty() {
+            println!("sensor:  not characterised yet (run `powertrain bench sensor`; stored in $POWERTRAIN_CACHE)");
+        }
+        for v in verdicts {
+            println!("sensor:  {} ({}, {}): {}", v.device, v.measured_at, v.method, v.verdict);
+        }
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 //!
 //! - `device.rs`: `--device` resolved once, and the one place a backend is picked for it;
 //! - `train.rs`: `powertrain train` (and the trainer the studies call), `eval.rs`, `info.rs`, `data.rs`;
-//! - `study.rs`: `sweep`, `pretrain-study`, `multitask-study`; `report.rs`; `bench.rs`: `bench kernels|step`.
+//! - `study.rs`: `sweep`, `pretrain-study`, `multitask-study`; `report.rs`; `bench.rs`: `bench kernels|step|sensor`
+//!   (`bench_kernels.rs`, `bench_sensor.rs`).
 
 pub mod bench;
 pub mod bench_kernels;
+pub mod bench_sensor;
 pub mod check;
 pub mod data;
 pub mod device;

@@ -1,6 +1,7 @@
 //! Calibration for `powertrain bench kernels --energy`: repeat-and-divide over windows of at least a second,
 //! each started at a random phase relative to the sensor's update period, giving joules per launch with an
-//! interval (Student t over windows, plus the sensor's own per-window uncertainty).
+//! interval (Student t over windows, quantile from `statrs` through `crate::stats::t_quantile`, plus the
+//! sensor's own per-window uncertainty).
 
 use super::{EnergySource, Meter};
 use anyhow::{bail, Result};
@@ -35,18 +36,6 @@ pub struct Calibration {
     pub seconds: f64,
     pub source: String,
     pub method: String,
-}
-
-/// Two-sided 97.5 % Student t quantile for `df` degrees of freedom.
-fn t975(df: usize) -> f64 {
-    const T: [f64; 10] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
-    if df == 0 {
-        f64::INFINITY
-    } else if df <= 10 {
-        T[df - 1]
-    } else {
-        1.96 + 2.5 / df as f64
-    }
 }
 
 /// Run `batch` (which enqueues some launches, waits for them to finish, and returns how many it ran)
@@ -108,7 +97,7 @@ pub fn calibrate_per_launch(
     let per_mean = per.iter().sum::<f64>() / k;
     let sd =
         if per.len() > 1 { (per.iter().map(|x| (x - per_mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt() } else { 0.0 };
-    let ci = if per.len() > 1 { t975(per.len() - 1) * sd / k.sqrt() } else { f64::INFINITY } + unc_sum / k;
+    let ci = if per.len() > 1 { crate::stats::t_quantile((per.len() - 1) as f64, 0.95) * sd / k.sqrt() } else { f64::INFINITY } + unc_sum / k;
     Ok(Calibration {
         j_per_launch: mean,
         ci95_j: ci,

@@ -23,7 +23,8 @@
 //! residual, per-kernel split and profiles, kernels.csv's rows), `bookkeeping.rs` (sums over the windows, the
 //! run's total and its accounting), `context.rs` (the typed energy context of summary.json), `sensors.rs` (the
 //! `Sensor` trait; tests script it), `nvml.rs` (counter, buffered samples, instant field; init once),
-//! `rapl.rs` (powercap, wraparound, permissions), `predict.rs`, `calibrate.rs` (repeat-and-divide for `bench
+//! `rapl.rs` (powercap, wraparound, permissions), `resolution.rs` (what the counter can resolve: labels for
+//! windows, runs and comparisons; the stored `bench sensor` verdicts), `predict.rs`, `calibrate.rs` (repeat-and-divide for `bench
 //! kernels --energy`), `records.rs` (carbon, probe text).
 //!
 //! Method labels on `StepEnergy::method`: `counter-delta` (window >= 4 update periods), `counter-edges-
@@ -42,6 +43,7 @@ pub mod nvml;
 pub mod predict;
 pub mod rapl;
 pub mod records;
+pub mod resolution;
 mod sampling;
 pub mod sensors;
 pub mod twin;

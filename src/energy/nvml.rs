@@ -72,36 +72,50 @@ fn instant_raw(dev: &Device<'static>) -> Result<f64> {
     Ok(value_f64(&s.value?))
 }
 
-/// The device for CUDA ordinal `ordinal`, honouring CUDA_VISIBLE_DEVICES (indices, GPU- or MIG- UUIDs).
-/// Returns the handle to read energy from and, for a MIG instance, a note that it is shared.
+/// NVML's spelling of a device UUID: `prefix` ("GPU" or "MIG") and the 16 bytes as lower-case hex in 8-4-4-4-12
+/// groups, e.g. `GPU-5f3c0a2e-1b7d-4c9e-8a01-23456789abcd` (what `nvidia-smi -L` shows and `device_by_uuid`
+/// expects).
+pub fn format_uuid(prefix: &str, bytes: &[u8; 16]) -> String {
+    let hex = |r: std::ops::Range<usize>| bytes[r].iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!("{prefix}-{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16))
+}
+
+/// The NVML device of CUDA ordinal `ordinal`: the CUDA driver gives the device's UUID (`cuDeviceGetUuid`,
+/// which already honours CUDA_VISIBLE_DEVICES, its UUID entries and CUDA_DEVICE_ORDER: CUDA counts
+/// fastest-first by default, NVML by PCI bus), and NVML opens the device with that UUID (a GPU's as `GPU-...`,
+/// a MIG instance's as `MIG-...`). Without a CUDA driver NVML's index `ordinal` is used, and the note says that
+/// it may not be the GPU that runs the kernels. Returns the handle to read energy from and notes (MIG, fallback).
 fn resolve(nvml: &'static Nvml, ordinal: usize) -> Result<(Device<'static>, Option<String>)> {
-    let entry = std::env::var("CUDA_VISIBLE_DEVICES")
-        .ok()
-        .and_then(|v| v.split(',').nth(ordinal).map(|s| s.trim().to_string()))
-        .filter(|s| !s.is_empty());
-    let dev = match &entry {
-        Some(e) if e.starts_with("GPU-") || e.starts_with("MIG-") => nvml
-            .device_by_uuid(e.as_str())
-            .map_err(|err| anyhow!("NVML: no device with UUID {e} (from CUDA_VISIBLE_DEVICES): {err}"))?,
-        Some(e) => {
-            let i: u32 = e
-                .parse()
-                .map_err(|_| anyhow!("CUDA_VISIBLE_DEVICES entry '{e}' is neither an index nor a GPU-/MIG- UUID"))?;
-            nvml.device_by_index(i).map_err(|err| anyhow!("NVML: no device {i}: {err}"))?
+    let (dev, mut notes) = match crate::ops::cuda::device_uuid(ordinal) {
+        Ok(bytes) => {
+            let (gpu, mig) = (format_uuid("GPU", &bytes), format_uuid("MIG", &bytes));
+            let dev = nvml.device_by_uuid(gpu.as_str()).or_else(|e| nvml.device_by_uuid(mig.as_str()).map_err(|_| e));
+            let dev = dev.map_err(|e| {
+                anyhow!("NVML: no device with the UUID of CUDA device {ordinal} ({gpu}, or {mig} for MIG): {e}")
+            })?;
+            (dev, vec![format!("NVML device opened by the UUID of CUDA device {ordinal} ({gpu})")])
         }
-        None => nvml.device_by_index(ordinal as u32).map_err(|err| anyhow!("NVML: no device {ordinal}: {err}"))?,
+        Err(e) => {
+            let dev =
+                nvml.device_by_index(ordinal as u32).map_err(|err| anyhow!("NVML: no device {ordinal}: {err}"))?;
+            let why = format!(
+                "no CUDA device UUID ({e:#}): NVML index {ordinal} is read, which may not be the GPU that runs the \
+                 kernels"
+            );
+            (dev, vec![why])
+        }
     };
     if dev.mig_is_mig_device_handle().unwrap_or(false) {
         let parent = dev.mig_parent_device().map_err(|e| anyhow!("NVML: MIG parent of device: {e}"))?;
-        return Ok((parent, Some("MIG instance: energy is the parent GPU's, shared with every instance on it".into())));
+        notes.push("MIG instance: energy is the parent GPU's, shared with every instance on it".into());
+        return Ok((parent, Some(notes.join("; "))));
     }
-    let note = match dev.mig_mode() {
-        Ok(m) if m.current == 1 => {
-            Some("MIG enabled on this GPU: energy is the whole GPU's, shared with every instance".into())
+    if let Ok(m) = dev.mig_mode() {
+        if m.current == 1 {
+            notes.push("MIG enabled on this GPU: energy is the whole GPU's, shared with every instance".into());
         }
-        _ => None,
-    };
-    Ok((dev, note))
+    }
+    Ok((dev, Some(notes.join("; "))))
 }
 
 /// An NVML answer as JSON, or why it is unavailable.
@@ -221,10 +235,10 @@ impl NvmlSensor {
     /// Open the sensor for CUDA ordinal `ordinal`. The counter is probed by reading it.
     pub fn open(ordinal: usize, want: Want) -> Result<NvmlSensor> {
         let nvml = nvml()?;
-        let (dev, mig) = resolve(nvml, ordinal)?;
+        let (dev, notes) = resolve(nvml, ordinal)?;
         let mut context = device_context(nvml, &dev);
-        if let Some(m) = mig {
-            context["mig"] = json!(m);
+        if let Some(m) = notes {
+            context["device_selection"] = json!(m);
         }
         let counter = dev.total_energy_consumption();
         let power = match (want, &counter) {
@@ -417,4 +431,19 @@ pub fn probe() -> serde_json::Value {
         devs.push(c);
     }
     json!({ "available": true, "devices": devs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_uuid;
+
+    #[test]
+    fn uuids_are_spelled_as_nvml_expects() {
+        let b: [u8; 16] = [0x5f, 0x3c, 0x0a, 0x2e, 0x1b, 0x7d, 0x4c, 0x9e, 0x8a, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd];
+        assert_eq!(format_uuid("GPU", &b), "GPU-5f3c0a2e-1b7d-4c9e-8a01-23456789abcd");
+        assert_eq!(format_uuid("MIG", &[0u8; 16]), "MIG-00000000-0000-0000-0000-000000000000");
+        let ff = format_uuid("GPU", &[0xff; 16]);
+        assert_eq!(ff.len(), "GPU-".len() + 36);
+        assert_eq!(ff.matches('-').count(), 5);
+    }
 }

@@ -51,6 +51,8 @@ pub struct Ledger {
     used_j: Option<f64>,
     step_times: Vec<f64>,
     predictor: Predictor,
+    /// The run's wall time at the end of the epoch last fed to the predictor.
+    predicted_wall_s: f64,
 }
 
 impl Ledger {
@@ -81,6 +83,7 @@ impl Ledger {
             used_j: has_energy.then_some(0.0),
             step_times: Vec::new(),
             predictor: Predictor::new(1, cfg.epochs, cfg.target_acc),
+            predicted_wall_s: 0.0,
         }
     }
 
@@ -176,9 +179,12 @@ impl Ledger {
     }
 
     /// Feed the epoch's row to the predictor; a prediction when it makes one.
+    /// The epoch's time is everything since the previous epoch ended (training, evaluation, host time), so the
+    /// epochs sum to the run's wall time (`epoch_wall_s` alone is the training part).
     pub fn predict(&mut self, row: &EpochRow) -> Option<Prediction> {
         let energy = row.epoch_energy_j.map(|e| e + row.eval_energy_j.unwrap_or(0.0));
-        self.predictor.observe_epoch(row.epoch, energy, row.epoch_wall_s, row.val_acc)
+        let wall_s = row.cum_wall_s - std::mem::replace(&mut self.predicted_wall_s, row.cum_wall_s);
+        self.predictor.observe_epoch(row.epoch, energy, wall_s, row.val_acc)
     }
 
     /// Every task reached the target in `row`'s epoch.
@@ -221,6 +227,8 @@ impl Ledger {
         s.energy_context = run_energy.context;
         s.energy_context.kernel_timing = kernel_timing;
         s.prediction = self.predictor.compare(s.total_energy_j, s.wall_s, s.epochs);
+        let sensor = crate::energy::resolution::sensor_for_run(&s.energy_context);
+        s.resolution = crate::energy::resolution::for_run(&s.energy_source, sensor, s.wall_s, s.mean_step_s);
         s.carbon = crate::energy::records::carbon_block(s.total_energy_j, carbon.0, carbon.1)?;
         if let Some(c) = s.carbon.as_object_mut() {
             // The carbon figure is as good as the energy behind it: say how that was obtained.

@@ -39,6 +39,21 @@ pub fn cuda_available() -> bool {
     matches!(CudaContext::device_count(), Ok(n) if n > 0)
 }
 
+/// The 16 UUID bytes of CUDA device `ordinal` as the driver numbers devices (`cuDeviceGetUuid`, which honours
+/// `CUDA_VISIBLE_DEVICES` and `CUDA_DEVICE_ORDER`): the identity NVML must be asked for to read the energy of
+/// the GPU that runs the kernels. Errors without a driver; never panics.
+pub fn device_uuid(ordinal: usize) -> Result<[u8; 16]> {
+    // SAFETY: only tries to dlopen libcuda.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        bail!("{NO_DRIVER}");
+    }
+    use cudarc::driver::result;
+    result::init().map_err(|e| anyhow!("cuInit: {e}"))?;
+    let dev = result::device::get(ordinal as i32).map_err(|e| anyhow!("cuDeviceGet({ordinal}): {e}"))?;
+    let id = result::device::get_uuid(dev).map_err(|e| anyhow!("cuDeviceGetUuid({ordinal}): {e}"))?;
+    Ok(id.bytes.map(|b| b as u8))
+}
+
 /// Device, driver and loaded kernel images of device 0 as JSON (for `powertrain info`). Errors without a GPU.
 pub fn device_info() -> Result<serde_json::Value> {
     CudaBackend::new(0)?.info()
