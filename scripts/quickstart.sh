@@ -14,10 +14,11 @@ fi
 if [ ! -d "$work/pamap2" ]; then
   "$bin" data pamap2 --src "$work/pamap2-raw/PAMAP2_Dataset" --out "$work/pamap2"
 fi
-# --energy auto: NVML on a GPU, RAPL where readable, else none (time only); pass ENERGY=estimate WATTS=30 to
-# get labelled estimates on a machine without sensors.
+# --energy auto: NVML on a GPU, RAPL where readable, else a labelled estimate from the device power model
+# ("estimate (no sensor)", src/energy/device_power.rs); ENERGY=estimate WATTS=30 states the watts by hand,
+# ENERGY=sim shows what a GPU counter would have reported, ENERGY=none plots time only.
 energy_args=(--energy "${ENERGY:-auto}")
 if [ -n "${WATTS:-}" ]; then energy_args+=(--watts "$WATTS"); fi
 "$bin" sweep --model pamap2 --data "$work/pamap2" --quick "${energy_args[@]}" --out "$work/sweep"
 "$bin" report "$work/sweep"
-echo "report: $work/sweep/report.html (and report.md)"
+echo "report: $work/sweep/report.html (and report.md; open it in a browser, it works offline)"

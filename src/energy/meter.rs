@@ -142,6 +142,14 @@ impl Meter {
         &self.context
     }
 
+    /// An estimate's note and why `--energy auto` fell back to it (the device power model, `device_power.rs`).
+    pub fn note_estimate(&mut self, note: String, why: Option<String>) {
+        if let Some(e) = &mut self.context.estimate {
+            e.note = note;
+        }
+        self.context.auto_fallback = why;
+    }
+
     /// Set the clock origin to the backend's creation instant, so that the meter's clock equals
     /// `Backend::clock_s()`. Call it right after `open`, before `measure_idle`. Without it the first
     /// `begin_step(now_s)` aligns the clock to `now_s` (assuming `now_s` was read just before the call).

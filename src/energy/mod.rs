@@ -38,6 +38,7 @@ pub mod attribution;
 mod bookkeeping;
 pub mod calibrate;
 pub mod context;
+pub mod device_power;
 mod meter;
 pub mod nvml;
 pub mod predict;

@@ -138,7 +138,7 @@ impl std::fmt::Display for UsedEnergy {
 /// The meter `--energy`, `--watts` and `--per-kernel` ask for, with the idle baseline measured (for 1 s,
 /// when the source is a sensor).
 fn open_meter<B: Backend>(be: &B, cfg: &TrainConfig) -> Result<Meter> {
-    let mut meter = Meter::open(MeterConfig {
+    let mut meter = crate::energy::device_power::open_for_training(MeterConfig {
         source: cfg.energy.clone(),
         watts: cfg.watts,
         per_kernel: cfg.per_kernel,
