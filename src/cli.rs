@@ -160,8 +160,21 @@ pub struct TrainArgs {
     /// train only the head (fc1, fc2); the encoder (conv1..conv3) stays fixed
     pub freeze_encoder: bool,
     #[argh(option, default = "defaults().energy")]
-    /// energy source: auto, nvml, rapl, estimate or none (default auto)
+    /// energy source: auto, nvml, rapl, sim (the sensor twin: a model, never a measurement), estimate or none
+    /// (default auto)
     pub energy: String,
+    #[argh(option)]
+    /// with --energy sim: the twin's power table (JSON: idle_w, busy_w, hold_s, kernels [{prefix, dyn_w}],
+    /// default_dyn_w; default: a built-in H100-like table)
+    pub sim_model: Option<PathBuf>,
+    #[argh(option)]
+    /// with --energy sim: the twin's counter, continuous or part-time, optionally :period=,window=,lag=,
+    /// quantum=,gain=,offset=,noise=,seed= (default continuous, 100 ms)
+    pub sim_sensor: Option<String>,
+    #[argh(option)]
+    /// with --per-kernel: a calibration file (bench kernels --energy writes them), or none (split by time);
+    /// default: the cache's file for this device (calibrated in place on sim)
+    pub calibration: Option<String>,
     #[argh(option)]
     /// watts for --energy estimate
     pub watts: Option<f64>,
