@@ -430,7 +430,7 @@ pub struct BenchArgs {
     /// metered as train meters them (per-step, per-kernel), side by side with metering off
     pub energy: bool,
     #[argh(option, default = "String::from(\"auto\")")]
-    /// with --energy: auto, nvml, rapl or estimate (default auto: nvml on cuda, rapl on cpu)
+    /// with --energy: auto, nvml, rapl, sim (the sensor twin) or estimate (default auto: nvml on cuda, rapl on cpu)
     pub energy_source: String,
     #[argh(option)]
     /// with --energy estimate: the watts to assume while busy

@@ -107,7 +107,7 @@ impl Meter {
     }
 
     /// The device's id for the calibration cache: the twin's model hash, or the GPU's UUID.
-    fn device_id(&self) -> Option<String> {
+    pub fn device_id(&self) -> Option<String> {
         match &self.twin {
             Some(t) => Some(powercal::sim_device_id(t.power_model(), t.sensor_model())),
             None => self.context.sensor.get("gpu_uuid").and_then(|v| v.as_str()).map(str::to_string),
@@ -142,7 +142,8 @@ impl Meter {
                     self.calibrate_pending = true;
                     "in place on the twin before the first step's split".into()
                 }
-                None => "no calibration stored for this device: split by time (run `powertrain bench kernels                          --energy` to calibrate)"
+                None => "no calibration stored for this device: split by time (run `powertrain bench kernels \
+                         --energy` to calibrate)"
                     .into(),
             },
         };
@@ -175,7 +176,8 @@ impl Meter {
             Ok((cal, cost)) => {
                 if self.opts_extra.verbose {
                     eprintln!(
-                        "calibrating {} kernels on the twin (sim) before the first step's split: {:.1} s of simulated                          device time, {:.1} J simulated, {:.2} s here",
+                        "calibrating {} kernels on the twin (sim) before the first step's split: {:.1} s of simulated \
+                         device time, {:.1} J simulated, {:.2} s here",
                         cost.kernels, cost.device_s, cost.energy_j, cost.wall_s
                     );
                 }
