@@ -160,8 +160,21 @@ pub struct TrainArgs {
     /// train only the head (fc1, fc2); the encoder (conv1..conv3) stays fixed
     pub freeze_encoder: bool,
     #[argh(option, default = "defaults().energy")]
-    /// energy source: auto, nvml, rapl, estimate or none (default auto)
+    /// energy source: auto, nvml, rapl, sim (the sensor twin: a model, never a measurement), estimate or none
+    /// (default auto)
     pub energy: String,
+    #[argh(option)]
+    /// with --energy sim: the twin's power table (JSON: idle_w, busy_w, hold_s, kernels [{prefix, dyn_w}],
+    /// default_dyn_w; default: a built-in H100-like table)
+    pub sim_model: Option<PathBuf>,
+    #[argh(option)]
+    /// with --energy sim: the twin's counter, continuous or part-time, optionally :period=,window=,lag=,
+    /// quantum=,gain=,offset=,noise=,seed= (default continuous, 100 ms)
+    pub sim_sensor: Option<String>,
+    #[argh(option)]
+    /// with --per-kernel: a calibration file (bench kernels --energy writes them), or none (split by time);
+    /// default: the cache's file for this device (calibrated in place on sim)
+    pub calibration: Option<String>,
     #[argh(option)]
     /// watts for --energy estimate
     pub watts: Option<f64>,
@@ -421,7 +434,7 @@ pub struct BenchArgs {
     /// metered as train meters them (per-step, per-kernel), side by side with metering off
     pub energy: bool,
     #[argh(option, default = "String::from(\"auto\")")]
-    /// with --energy: auto, nvml, rapl or estimate (default auto: nvml on cuda, rapl on cpu)
+    /// with --energy: auto, nvml, rapl, sim (the sensor twin) or estimate (default auto: nvml on cuda, rapl on cpu)
     pub energy_source: String,
     #[argh(option)]
     /// with --energy estimate: the watts to assume while busy

@@ -186,6 +186,14 @@ pub struct StepRecord {
     pub kernels: Option<Vec<KernelEnergy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels_timed: Option<bool>,
+    /// The statistical and systematic parts of `energy_uncertainty_j` (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_stat_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_sys_j: Option<f64>,
+    /// `--energy sim` only: the twin's true energy of the window (never present for a real sensor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_energy_j: Option<f64>,
 }
 
 impl StepRecord {
@@ -216,6 +224,9 @@ impl StepRecord {
             gap_energy_j: se.gap_energy_j,
             kernels: se.kernels_timed.map(|_| se.kernels.clone()),
             kernels_timed: se.kernels_timed,
+            energy_uncertainty_stat_j: se.uncertainty_stat_j,
+            energy_uncertainty_sys_j: se.uncertainty_sys_j,
+            true_energy_j: se.true_energy_j,
         }
     }
 
@@ -427,6 +438,13 @@ pub struct RunSummary {
     /// a typical step's number of updates, labelled resolved or below resolution. Absent without a sensor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<crate::energy::resolution::RunResolution>,
+    /// `--energy sim` only: the meter's attribution against the twin's ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution_error: Option<crate::energy::truth::AttributionError>,
+    /// With --per-kernel: how the per-kernel split was made (calibrated or time-proportional) and the
+    /// additivity check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_split: Option<crate::energy::powercal::SplitReport>,
 }
 
 impl RunSummary {
@@ -467,12 +485,18 @@ pub struct KernelRow {
     /// Absent in runs written before `--kernel-sample`.
     #[serde(default)]
     pub timed_launches: Option<u64>,
+    /// `--energy sim` only: the twin's true energy (an optional column).
+    #[serde(default)]
+    pub true_energy_j: Option<f64>,
+    /// How the split was made: calibrated or time-proportional (an optional column).
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 impl KernelRow {
     /// The row's cells as kernels.csv writes them (energies in J with 6 decimals, per-launch and per-GFLOP
     /// figures in scientific notation, empty when unknown).
-    fn cells(&self) -> [String; 8] {
+    fn cells(&self) -> Vec<String> {
         let fixed = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         let sci = |v: Option<f64>| v.map(|x| format!("{x:.6e}")).unwrap_or_default();
         let int = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -486,6 +510,8 @@ impl KernelRow {
             fixed(self.energy_uncertainty_j),
             int(self.timed_launches),
         ]
+        .into_iter()
+        .collect()
     }
 }
 
@@ -511,13 +537,26 @@ impl KernelsCsv {
         "timed_launches",
     ];
 
-    /// kernels.csv's text for `rows`, in the given order (header first).
+    /// kernels.csv's text for `rows`, in the given order (header first); the optional columns `method` and
+    /// `true_energy_j` (sim) follow when some row has them.
     pub fn render(rows: &[KernelRow]) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         let io = "kernels.csv is written to memory";
-        w.write_record(Self::COLUMNS).expect(io);
+        let method = rows.iter().any(|r| r.method.is_some());
+        let truth = rows.iter().any(|r| r.true_energy_j.is_some());
+        let mut header: Vec<&str> = Self::COLUMNS.to_vec();
+        header.extend(method.then_some("method"));
+        header.extend(truth.then_some("true_energy_j"));
+        w.write_record(&header).expect(io);
         for r in rows {
-            w.write_record(r.cells()).expect(io);
+            let mut cells = r.cells();
+            if method {
+                cells.push(r.method.clone().unwrap_or_default());
+            }
+            if truth {
+                cells.push(r.true_energy_j.map(|x| format!("{x:.6}")).unwrap_or_default());
+            }
+            w.write_record(cells).expect(io);
         }
         String::from_utf8(w.into_inner().expect(io)).expect("kernels.csv is UTF-8")
     }
@@ -778,6 +817,8 @@ mod tests {
             j_per_gflop: None,
             energy_uncertainty_j: None,
             timed_launches: Some(6),
+            true_energy_j: None,
+            method: None,
         };
         let mut w = RunWriter::create(Some(&out)).unwrap();
         w.config(&cfg).unwrap();

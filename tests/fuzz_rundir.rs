@@ -124,6 +124,7 @@ fn step(u: &mut Unstructured<'_>) -> ArbResult<StepRecord> {
                         time_s: finite(u)?,
                         energy_j: opt(u)?,
                         uncertainty_j: opt(u)?,
+                        true_energy_j: None,
                     })
                 })
                 .collect::<ArbResult<_>>()?,
@@ -140,6 +141,7 @@ fn step(u: &mut Unstructured<'_>) -> ArbResult<StepRecord> {
         method: name(u)?,
         kernels_timed: kernels.as_ref().map(|_| true),
         kernels: kernels.unwrap_or_default(),
+        ..Default::default()
     };
     let source = [EnergySource::Estimate, EnergySource::None][u.choose_index(2)?];
     Ok(StepRecord::new(
@@ -179,6 +181,8 @@ fn kernel_row(u: &mut Unstructured<'_>) -> ArbResult<KernelRow> {
         j_per_gflop: opt(u)?,
         energy_uncertainty_j: opt(u)?,
         timed_launches: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
+        true_energy_j: None,
+        method: None,
     })
 }
 

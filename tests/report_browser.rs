@@ -34,6 +34,7 @@ fn sweep(out: &Path) {
         energy: "auto".into(),
         watts: None,
         quick: false,
+        prune: false,
         emit_slurm: None,
         only: None,
         out: out.to_path_buf(),
@@ -42,7 +43,13 @@ fn sweep(out: &Path) {
 }
 
 fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {
-    Ok(vec![TargetSplit { subject: 105, train: study.join("s105_train.safetensors"), val: study.join("s105_val.safetensors") }])
+    Ok(vec![TargetSplit {
+        subject: 105,
+        train: study.join("s105_train.safetensors"),
+        val: study.join("s105_val.safetensors"),
+        classes_train: vec![0, 1],
+        classes_val: vec![0, 1],
+    }])
 }
 
 #[test]

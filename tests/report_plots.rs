@@ -154,6 +154,7 @@ fn every_report_plot_names_its_method_and_keeps_its_legend_off_the_data() {
         energy: "estimate".into(),
         watts: Some(40.0),
         quick: false,
+        prune: false,
         emit_slurm: None,
         only: None,
         out: d.path().to_path_buf(),

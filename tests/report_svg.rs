@@ -172,6 +172,8 @@ fn fake_splits(_data: &Path, study: &Path) -> anyhow::Result<Vec<TargetSplit>> {
         subject: 105,
         train: study.join("s105_train.safetensors"),
         val: study.join("s105_val.safetensors"),
+        classes_train: vec![0, 1],
+        classes_val: vec![0, 1],
     }])
 }
 

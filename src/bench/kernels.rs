@@ -13,6 +13,11 @@
 //! per launch with a 95 % interval (`energy::calibrate_per_launch`). With `--compare RUN_DIR` (a run trained
 //! with `--per-kernel`) the calibration runs at that run's model and batch size, and the kernels a training
 //! step launches are set beside the run's in-training attribution (kernels.csv).
+//!
+//! Every calibration also becomes a power per kernel and training shape (`model/bBATCH`), stored in the
+//! calibration cache of the device (`energy::powercal`), which `train --per-kernel` splits steps with. With
+//! `--energy-source sim` the cases are calibrated on the sensor twin in simulated time, driven by their
+//! measured launch times (labelled sim: never a measurement).
 
 use crate::energy::{calibrate_per_launch, CalibrateOpts, Calibration, Meter, MeterConfig};
 use crate::model::Arch;
@@ -135,6 +140,9 @@ pub fn run(o: &KernelBenchOptions) -> Result<()> {
             (gpu.device_name(), Some(ceil), rows, cal)
         }
     };
+    if let Some(path) = cal.as_ref().map(Calibrator::store).transpose()?.flatten() {
+        eprintln!("calibration stored in {} (train --per-kernel splits steps with it)", path.display());
+    }
     report(o, run.as_ref(), &name, ceilings, &rows, cal.as_ref())
 }
 
@@ -277,10 +285,20 @@ fn bench_all<B: Backend>(
     Ok(rows)
 }
 
+/// The training shape a case belongs to (`model/bBATCH`), the calibration cache's key.
+fn case_shape(case: &Case) -> String {
+    let model = case.label.split_once(' ').map_or(case.label.as_str(), |(m, _)| m);
+    format!("{model}/b{}", case.batch)
+}
+
 /// The meter and the repeat-and-divide options of `bench kernels --energy`.
 pub struct Calibrator {
     meter: Meter,
     opts: CalibrateOpts,
+    /// Power per kernel and shape, for the calibration cache.
+    powers: Vec<crate::energy::powercal::KernelPowerRow>,
+    /// The twin's idle power (sim).
+    sim_idle_w: Option<f64>,
 }
 
 impl Calibrator {
@@ -297,8 +315,8 @@ impl Calibrator {
             bail!("bench kernels --watts is for --energy-source estimate");
         }
         let source = o.energy_source.as_str();
-        if !matches!(source, "auto" | "nvml" | "rapl" | "estimate") {
-            bail!("bench kernels --energy-source {source}: use auto, nvml, rapl or estimate");
+        if !matches!(source, "auto" | "nvml" | "rapl" | "sim" | "estimate") {
+            bail!("bench kernels --energy-source {source}: use auto, nvml, rapl, sim or estimate");
         }
         let mut meter = Meter::open(MeterConfig {
             source: source.into(),
@@ -324,11 +342,86 @@ impl Calibrator {
             );
         }
         let seed = 0xca11b;
-        Ok(Calibrator { meter, opts: CalibrateOpts { window_s, windows, seed } })
+        let opts = CalibrateOpts { window_s, windows, seed };
+        Ok(Calibrator { meter, opts, powers: Vec::new(), sim_idle_w: None })
+    }
+
+    /// On the twin: the case's power from back-to-back launches in simulated time (`energy::powercal`).
+    fn measure_sim(&mut self, case: &Case, launch_s: f64) -> Result<Calibration> {
+        use crate::energy::powercal::{calibrate_on_twin, SimCalOpts};
+        let twin = self.meter.twin().context("bench kernels: sim without a twin")?;
+        let shape = case_shape(case);
+        let todo = [(case.op.kernel().to_string(), shape, launch_s)];
+        let opts = SimCalOpts { windows: self.opts.windows.max(5), seed: self.opts.seed, ..SimCalOpts::default() };
+        let (cal, cost) = calibrate_on_twin(twin.power_model(), twin.sensor_model(), &todo, &opts)?;
+        let row = cal.kernels[0].clone();
+        self.sim_idle_w = Some(cal.idle_w);
+        self.powers.push(row.clone());
+        Ok(Calibration {
+            j_per_launch: row.power_w * launch_s,
+            ci95_j: row.ci95_w * launch_s,
+            dynamic_j_per_launch: Some((row.power_w - cal.idle_w).max(0.0) * launch_s),
+            windows: row.windows,
+            launches: (row.window_s * row.windows as f64 / launch_s.max(1e-9)) as u64,
+            seconds: cost.device_s,
+            source: "sim".into(),
+            method: "sim: the twin's counter over back-to-back launches in simulated time, edge to edge".into(),
+        })
+    }
+
+    /// Store the powers measured so far in the device's calibration cache; returns the file.
+    pub fn store(&self) -> Result<Option<PathBuf>> {
+        use crate::energy::powercal::{cache_file, KernelPowerRow, PowerCalibration};
+        let Some(id) = self.meter.device_id().or_else(|| {
+            self.meter.source().is_measurement().then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
+        }) else {
+            return Ok(None);
+        };
+        let Some(path) = cache_file(&id) else { return Ok(None) };
+        let idle = self.sim_idle_w.or(self.meter.idle_power_w()).unwrap_or(0.0);
+        let mut cal = PowerCalibration::new(&id, self.meter.source().as_str(), idle);
+        // Several layer cases of one kernel at one shape: their powers weighted by launch time.
+        for r in &self.powers {
+            let same: Vec<&KernelPowerRow> =
+                self.powers.iter().filter(|o| o.name == r.name && o.shape == r.shape).collect();
+            if cal.kernels.iter().any(|k| k.name == r.name && k.shape == r.shape) {
+                continue;
+            }
+            let w: f64 = same.iter().map(|o| o.launch_s).sum::<f64>().max(1e-12);
+            let avg = |f: &dyn Fn(&KernelPowerRow) -> f64| same.iter().map(|o| f(o) * o.launch_s).sum::<f64>() / w;
+            cal.kernels.push(KernelPowerRow {
+                power_w: avg(&|o| o.power_w),
+                ci95_w: avg(&|o| o.ci95_w),
+                launch_s: avg(&|o| o.launch_s),
+                ..r.clone()
+            });
+        }
+        cal.store(&path)?;
+        Ok(Some(path))
     }
 
     /// Joules per launch of `case`, whose median launch takes `launch_s` seconds.
     fn measure<B: Backend>(&mut self, b: &B, case: &Case, launch_s: f64, seed: u64) -> Result<Calibration> {
+        if self.meter.source() == crate::energy::EnergySource::Sim {
+            return self.measure_sim(case, launch_s);
+        }
+        let c = self.measure_device(b, case, launch_s, seed)?;
+        if c.source != "estimate" && launch_s > 0.0 {
+            self.powers.push(crate::energy::powercal::KernelPowerRow {
+                name: case.op.kernel().to_string(),
+                shape: case_shape(case),
+                power_w: c.j_per_launch / launch_s,
+                ci95_w: c.ci95_j / launch_s,
+                windows: c.windows,
+                window_s: c.seconds / c.windows.max(1) as f64,
+                launch_s,
+            });
+        }
+        Ok(c)
+    }
+
+    /// Repeat-and-divide on the device.
+    fn measure_device<B: Backend>(&mut self, b: &B, case: &Case, launch_s: f64, seed: u64) -> Result<Calibration> {
         let h = host_data(&case.op, seed);
         let mut p = prepare(b, &h)?;
         // Batches of about 20 ms between clock checks, so that window ends overshoot by little.

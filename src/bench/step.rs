@@ -136,6 +136,11 @@ impl Lane {
         Ok(Lane { mode, meter, times: Vec::new(), ops: 0, energy: (0.0, 0.0) })
     }
 
+    /// True for a mode metered by the sensor twin.
+    fn sim(&self) -> bool {
+        self.meter.as_ref().is_some_and(|m| m.source() == EnergySource::Sim)
+    }
+
     /// One round: switch the clock (and the meter) on, one untimed step, then `steps` steps each timed all in.
     fn round<B: Backend>(
         &mut self,
@@ -147,7 +152,8 @@ impl Lane {
         let be = model.backend();
         let clock = self.mode.clock();
         be.set_kernel_clock(clock.unwrap_or(KernelClock::Events))?;
-        be.set_kernel_timing(clock.is_some());
+        // The twin (--energy-source sim) is driven by the launches' times: they are timed in every metered mode.
+        be.set_kernel_timing(clock.is_some() || self.sim());
         if let Some(meter) = self.meter.as_mut() {
             meter.resume_sampler();
             meter.break_window();
@@ -196,6 +202,8 @@ impl Lane {
             let timings = be.take_kernel_timings()?;
             self.ops = timings.len();
             meter.end_step_with(t1, StepKernels::Timed(&timings, None))
+        } else if meter.source() == EnergySource::Sim {
+            meter.end_step(t1, &be.take_kernel_timings()?)
         } else {
             meter.end_step(t1, &[])
         };

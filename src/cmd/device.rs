@@ -33,8 +33,8 @@ pub fn check_energy_source(energy: &str) -> Result<()> {
         "rapl" => {
             crate::energy::rapl::RaplSensor::open().map_err(|e| anyhow::anyhow!("--energy rapl: {e:#}"))?;
         }
-        "auto" | "estimate" | "none" => {}
-        other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
+        "auto" | "sim" | "estimate" | "none" => {}
+        other => bail!("unknown --energy '{other}': use auto, nvml, rapl, sim, estimate or none"),
     }
     Ok(())
 }

@@ -30,6 +30,9 @@ impl From<&TrainArgs> for TrainConfig {
             save: a.save.clone(),
             freeze_encoder: a.freeze_encoder,
             energy: a.energy.clone(),
+            sim_model: a.sim_model.clone(),
+            sim_sensor: a.sim_sensor.clone(),
+            calibration: a.calibration.clone(),
             watts: a.watts,
             per_kernel: a.per_kernel,
             kernel_sample: a.kernel_sample,
@@ -112,12 +115,45 @@ fn print_summary(s: &RunSummary) {
             k.clock, k.timed_launches, k.launches
         );
     }
+    for line in split_lines(s) {
+        println!("{line}");
+    }
     if let Some(t) = s.target_acc {
         match (s.epochs_to_target, s.energy_to_target_j) {
             (Some(ep), en) => println!("target {t:.3} reached at epoch {ep}, energy to target {}", e(en)),
             _ => println!("target {t:.3} not reached"),
         }
     }
+}
+
+/// The per-kernel split's method and additivity check, and with --energy sim the error against the truth.
+fn split_lines(s: &RunSummary) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(k) = &s.kernel_split {
+        out.push(format!("per-kernel split: {} ({})", k.method, k.calibration));
+        if let Some(a) = &k.additivity {
+            out.push(format!(
+                "additivity: calibrated power x time + gaps {:.1} J vs the counter's {:.1} J over the same {} windows                  ({:+.2} %)",
+                a.model_j,
+                a.measured_j,
+                a.windows,
+                100.0 * a.gap_rel.unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    if let Some(e) = &s.attribution_error {
+        out.push(format!(
+            "sim truth: steps' median error {:.1} % (p95 {:.1} %), steps' sum {:+.2} % vs the truth, {:.4} of the              counter{}",
+            100.0 * e.step_rel_err_median.unwrap_or(f64::NAN),
+            100.0 * e.step_rel_err_p95.unwrap_or(f64::NAN),
+            100.0 * e.steps_vs_truth.unwrap_or(f64::NAN),
+            e.closure_counter.unwrap_or(f64::NAN),
+            e.kernel_max_rel_err
+                .map(|m| format!("; kernels >= 5 % of the energy within {:.1} % of the truth", 100.0 * m))
+                .unwrap_or_default()
+        ));
+    }
+    out
 }
 
 /// For measured runs: idle/active split, how well the windows close on the total, and the counter's gap to

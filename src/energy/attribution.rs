@@ -11,6 +11,7 @@
 //! timeline covers it, the difference (the residual) is carried forward into the next window, so windows
 //! sum to the measured total and no short window reads as a silent 0 J.
 
+use super::powercal::KernelPowers;
 use super::{KernelEnergy, StepKernels};
 use crate::ops::KernelTiming;
 use crate::rundir::KernelRow;
@@ -330,82 +331,98 @@ impl Timeline {
     }
 }
 
-/// Split `step_j` joules of the window [a, b] among `kernels` by GPU time weighted by power.
-///
-/// `power_j(t0, t1)` returns the timeline's energy over [t0, t1] (any consistent weight; uniform power when
-/// the timeline knows nothing). [a, work) is the host gap before the step's own work (contiguous windows):
-/// it goes to a `BETWEEN_STEPS` row when it is not empty. Kernel intervals are clipped to [work, b]; the rest
-/// of that goes to `BETWEEN_KERNELS`. Rows are aggregated per kernel name (first-launch order) and sum to
-/// `step_j` up to rounding.
-pub fn split_kernels(
-    a: f64,
-    work: f64,
-    b: f64,
-    step_j: Option<f64>,
-    step_unc_j: Option<f64>,
-    kernels: &[KernelTiming],
-    power_j: &dyn Fn(f64, f64) -> f64,
-) -> Vec<KernelEnergy> {
-    let work = work.clamp(a, b.max(a));
+/// What a step's shares are weighed by: the power timeline (`power_j(t0, t1)`: the timeline's energy over
+/// [t0, t1], uniform power where it knows nothing; at a counter's update period this is a time split), or,
+/// with `cal`, each kernel's calibrated power x its time and the gaps at the calibration's gap power.
+#[derive(Clone, Copy)]
+pub struct Weigh<'a> {
+    pub power_j: &'a dyn Fn(f64, f64) -> f64,
+    pub cal: Option<&'a KernelPowers>,
+}
+
+impl Weigh<'_> {
+    /// Weight (J) of `name` running over [t0, t1] and the relative 95 % half-width of its power.
+    fn kernel(&self, name: &str, t0: f64, t1: f64) -> (f64, f64) {
+        match self.cal {
+            Some(c) => {
+                let (p, rel) = c.power(name);
+                (p * (t1 - t0), rel)
+            }
+            None => ((self.power_j)(t0, t1).max(0.0), 0.0),
+        }
+    }
+    /// Weight (J) of a gap of `busy` seconds within [t0, t1] holding `busy_w` of kernel weight.
+    fn gap(&self, t0: f64, t1: f64, busy_s: f64, busy_w: f64) -> f64 {
+        match self.cal {
+            Some(c) => c.gap_w * ((t1 - t0) - busy_s).max(0.0),
+            None => ((self.power_j)(t0, t1).max(0.0) - busy_w).max(0.0),
+        }
+    }
+}
+
+/// A step's rows before the energy is shared: per kernel name (first-launch order), then the gaps, with their
+/// weights and the relative half-widths of their powers.
+fn weigh_rows(a: f64, work: f64, b: f64, kernels: &[KernelTiming], wg: &Weigh<'_>) -> (Vec<KernelEnergy>, Vec<(f64, f64)>) {
     let mut rows: Vec<KernelEnergy> = Vec::new();
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut weights: Vec<f64> = Vec::new();
-    let mut busy_s = 0.0;
-    let mut busy_w = 0.0;
+    let mut weights: Vec<(f64, f64)> = Vec::new();
+    let (mut busy_s, mut busy_w) = (0.0, 0.0);
     for k in kernels {
         let t0 = k.start_s.max(work);
         let t1 = (k.start_s + k.dur_s.max(0.0)).min(b);
         let d = (t1 - t0).max(0.0);
-        let w = if d > 0.0 { power_j(t0, t1).max(0.0) } else { 0.0 };
+        let (w, rel) = if d > 0.0 { wg.kernel(k.name, t0, t1) } else { (0.0, 0.0) };
         let i = *index.entry(k.name).or_insert_with(|| {
-            rows.push(KernelEnergy {
-                name: k.name.to_string(),
-                launches: 0,
-                time_s: 0.0,
-                energy_j: None,
-                uncertainty_j: None,
-            });
-            weights.push(0.0);
+            rows.push(KernelEnergy { name: k.name.to_string(), ..Default::default() });
+            weights.push((0.0, rel));
             rows.len() - 1
         });
         rows[i].launches += 1;
         rows[i].time_s += k.dur_s.max(0.0);
-        weights[i] += w;
+        weights[i].0 += w;
         busy_s += d;
         busy_w += w;
     }
-    let window_s = (b - work).max(0.0);
-    let window_w = power_j(work, b).max(0.0);
-    let gap_s = (window_s - busy_s).max(0.0);
+    let gap_s = ((b - work).max(0.0) - busy_s).max(0.0);
     // Overlapping kernels (several streams) can make busy exceed the window: then no gap row weight.
-    let gap_w = (window_w - busy_w).max(0.0);
-    rows.push(KernelEnergy {
-        name: BETWEEN_KERNELS.to_string(),
-        launches: 0,
-        time_s: gap_s,
-        energy_j: None,
-        uncertainty_j: None,
-    });
-    weights.push(gap_w);
+    rows.push(KernelEnergy { name: BETWEEN_KERNELS.to_string(), time_s: gap_s, ..Default::default() });
+    weights.push((wg.gap(work, b, busy_s, busy_w), 0.0));
     // (Back-to-back windows differ by rounding only: no row for that.)
     if work - a > 1e-9 {
-        rows.push(KernelEnergy {
-            name: BETWEEN_STEPS.to_string(),
-            launches: 0,
-            time_s: work - a,
-            energy_j: None,
-            uncertainty_j: None,
-        });
-        weights.push(power_j(a, work).max(0.0));
+        rows.push(KernelEnergy { name: BETWEEN_STEPS.to_string(), time_s: work - a, ..Default::default() });
+        weights.push((wg.gap(a, work, 0.0, 0.0), 0.0));
     }
+    (rows, weights)
+}
+
+/// Split `step_j` joules (± `step_unc_j`) of the window [a, b] among `kernels` as `wg` weighs them.
+///
+/// [a, work) is the host gap before the step's own work (contiguous windows): it goes to a `BETWEEN_STEPS`
+/// row when it is not empty. Kernel intervals are clipped to [work, b]; the rest of that goes to
+/// `BETWEEN_KERNELS`. Rows are aggregated per kernel name (first-launch order) and sum to `step_j` up to
+/// rounding (shares are scaled to the measurement: never more). Also returns the weights' sum: with a
+/// calibration, the model's energy of the window (the additivity check's term).
+pub fn split_kernels(
+    (a, work, b): (f64, f64, f64),
+    step_j: Option<f64>,
+    step_unc_j: Option<f64>,
+    kernels: &[KernelTiming],
+    wg: &Weigh<'_>,
+) -> (Vec<KernelEnergy>, f64, Vec<f64>) {
+    let work = work.clamp(a, b.max(a));
+    let (mut rows, weights) = weigh_rows(a, work, b, kernels, wg);
+    let total_w: f64 = weights.iter().map(|w| w.0).sum();
+    let mut models = vec![0.0; rows.len()];
     if let Some(e) = step_j {
-        let total_w: f64 = weights.iter().sum();
         let n_time: f64 = rows.iter().map(|r| r.time_s).sum();
-        for (r, w) in rows.iter_mut().zip(&weights) {
+        for ((r, (w, rel)), m) in rows.iter_mut().zip(&weights).zip(models.iter_mut()) {
             let by_time = if n_time > 0.0 { r.time_s / n_time } else { 0.0 };
             let share = if total_w > 0.0 { w / total_w } else { by_time };
             r.energy_j = Some(e * share);
-            r.uncertainty_j = step_unc_j.map(|u| share * u + e * (share - by_time).abs());
+            // The model term: the calibrated power's interval, or how far the split is from a time split.
+            let model = if wg.cal.is_some() { e * share * rel } else { e * (share - by_time).abs() };
+            r.uncertainty_j = step_unc_j.map(|u| share * u + model);
+            *m = model;
         }
         if total_w <= 0.0 && n_time <= 0.0 {
             // Nothing to weigh by: everything is "between kernels".
@@ -415,9 +432,8 @@ pub fn split_kernels(
             }
         }
     }
-    rows
+    (rows, total_w, models)
 }
-
 /// Per-kernel totals over a run (kernels.csv).
 #[derive(Clone, Debug, Default)]
 pub struct KernelTable {
@@ -441,13 +457,40 @@ pub struct KernelTotal {
     /// Launches whose time was measured in their own step (the others came from a timed profile,
     /// `--kernel-sample`).
     pub timed_launches: u64,
+    /// Sum of the split's model terms (calibrated power intervals; systematic: a linear sum).
+    pub model_unc_j: f64,
+    /// `--energy sim`: the twin's true energy of this row over the run.
+    pub true_energy_j: Option<f64>,
+}
+
+/// The run-level uncertainty a kernel total takes its share of (see `uncertainty.rs`), and the split's label.
+#[derive(Clone, Debug, Default)]
+pub struct RunShare {
+    /// The windows' energy (the shares' denominator).
+    pub steps_j: f64,
+    pub stat_j: f64,
+    pub sys_j: Option<f64>,
+    /// "calibrated" or "time-proportional".
+    pub method: String,
+}
+
+impl KernelTotal {
+    /// Half-width of `energy_j` from the run's parts: its share of the run's stat and sys, plus its model terms.
+    pub fn run_uncertainty(&self, r: &RunShare) -> f64 {
+        let share = if r.steps_j > 0.0 { self.energy_j / r.steps_j } else { 0.0 };
+        share * (r.stat_j + r.sys_j.unwrap_or(0.0)) + self.model_unc_j
+    }
 }
 
 impl KernelTable {
-    /// Add a step's rows; `timed`: its launches were timed in that step (not taken from a profile).
-    pub fn add_step(&mut self, rows: &[KernelEnergy], timed: bool) {
-        for r in rows {
+    /// Add a step's rows (`models`: each row's split model term, J); `timed`: its launches were timed in that step (not taken from a profile).
+    pub fn add_step(&mut self, rows: &[KernelEnergy], models: &[f64], timed: bool) {
+        for (i, r) in rows.iter().enumerate() {
             let t = self.rows.entry(r.name.clone()).or_default();
+            t.model_unc_j += models.get(i).copied().unwrap_or(0.0);
+            if let Some(x) = r.true_energy_j {
+                *t.true_energy_j.get_or_insert(0.0) += x;
+            }
             t.launches += r.launches as u64;
             if timed {
                 t.timed_launches += r.launches as u64;
@@ -481,7 +524,9 @@ impl KernelTable {
     /// kernels.csv's rows (`crate::rundir::KernelsCsv` writes and reads them), sorted by energy (then time),
     /// largest first; unknown values empty. `timed_launches` below `launches` means the rest took their times
     /// from a timed profile (`--kernel-sample`).
-    pub fn csv_rows(&self, have_energy: bool) -> Vec<KernelRow> {
+    /// With `run`, a row's uncertainty is its share of the run's statistical and systematic parts plus its
+    /// split's model terms; without, the linear sum of its step shares' half-widths.
+    pub fn csv_rows(&self, have_energy: bool, run: Option<&RunShare>) -> Vec<KernelRow> {
         let mut v: Vec<(&String, &KernelTotal)> = self.rows.iter().collect();
         v.sort_by(|x, y| y.1.energy_j.total_cmp(&x.1.energy_j).then(y.1.gpu_time_s.total_cmp(&x.1.gpu_time_s)));
         v.into_iter()
@@ -497,8 +542,11 @@ impl KernelTable {
                         .then(|| t.energy_j / t.launches_with_energy as f64),
                     j_per_gflop: (with_energy && t.flops > 0.0 && t.launches_with_energy == t.launches)
                         .then(|| t.energy_j / (t.flops * 1e-9)),
-                    energy_uncertainty_j: (have_energy && t.shares_with_uncertainty > 0).then_some(t.uncertainty_j),
+                    energy_uncertainty_j: (have_energy && t.shares_with_uncertainty > 0)
+                        .then(|| run.map_or(t.uncertainty_j, |r| t.run_uncertainty(r))),
                     timed_launches: Some(t.timed_launches),
+                    true_energy_j: t.true_energy_j,
+                    method: run.map(|r| r.method.clone()).filter(|m| !m.is_empty()),
                 }
             })
             .collect()
@@ -554,14 +602,21 @@ impl KernelProfile {
     }
 }
 
-/// The meter's per-kernel side (`--per-kernel`): each window's split among its kernels, the timed profiles
-/// that stand in for untimed steps (`--kernel-sample`), and the run's per-kernel totals.
+/// The meter's per-kernel side (`--per-kernel`): each window's split among its kernels (calibrated or
+/// time-proportional), the timed profiles that stand in for untimed steps (`--kernel-sample`), the run's
+/// per-kernel totals and the additivity check's sums.
 #[derive(Clone, Debug, Default)]
 pub struct KernelAttribution {
     per_kernel: bool,
     pub table: KernelTable,
     /// Timed kernel profiles by key (`StepKernels`).
     profiles: BTreeMap<u64, KernelProfile>,
+    /// Calibrated powers (None: time-proportional).
+    pub powers: Option<KernelPowers>,
+    /// Additivity: the calibrated model's energy and the measured energy of the same windows (J).
+    pub model_j: f64,
+    pub measured_j: f64,
+    pub model_windows: u64,
 }
 
 impl KernelAttribution {
@@ -573,50 +628,73 @@ impl KernelAttribution {
         self.per_kernel
     }
 
+    /// The split's label: "calibrated" or "time-proportional".
+    pub fn method(&self) -> &'static str {
+        if self.powers.is_some() {
+            "calibrated"
+        } else {
+            "time-proportional"
+        }
+    }
+
     /// Timed steps seen so far of the kind `key`.
     pub fn profile_samples(&self, key: u64) -> u32 {
         self.profiles.get(&key).map_or(0, |p| p.samples)
     }
 
     /// The rows of the window [a, b] (step work from `work`) holding `energy` ± `unc`, from the step's timed
-    /// launches (kept as the profile of their key) or the latest profile of its key; empty without
-    /// --per-kernel. The rows are added to the run's totals.
+    /// launches (kept as the profile of their key) or the latest profile of its key, with each row's model
+    /// term; empty without --per-kernel. `commit` adds them to the run's totals.
     pub fn split(
         &mut self,
         step: StepKernels<'_>,
-        (a, work, b): (f64, f64, f64),
+        span: (f64, f64, f64),
         energy: Option<f64>,
         unc: Option<f64>,
         power_j: &dyn Fn(f64, f64) -> f64,
-    ) -> Vec<KernelEnergy> {
+    ) -> (Vec<KernelEnergy>, Vec<f64>) {
         if !self.per_kernel {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        let rows = match step {
+        let (_, work, b) = span;
+        let wg = Weigh { power_j, cal: self.powers.as_ref() };
+        let (rows, model_w, models) = match step {
             StepKernels::Timed(kernels, key) => {
                 if let Some(key) = key {
                     self.profiles.entry(key).or_default().update(kernels, work, b);
                 }
-                split_kernels(a, work, b, energy, unc, kernels, power_j)
+                split_kernels(span, energy, unc, kernels, &wg)
             }
             StepKernels::Profiled(key) => {
                 let profile = self.profiles.get(&key);
                 let placed = profile.map(|p| p.place(work, b)).unwrap_or_default();
-                let mut rows = split_kernels(a, work, b, energy, unc, &placed, power_j);
+                let (mut rows, w, mut models) = split_kernels(span, energy, unc, &placed, &wg);
                 // Measured steps only: estimates carry no uncertainty (see KernelEnergy).
                 if let (Some(p), Some(_)) = (profile, unc) {
-                    for r in rows.iter_mut().filter(|r| r.launches > 0) {
+                    for (r, m) in rows.iter_mut().zip(models.iter_mut()).filter(|(r, _)| r.launches > 0) {
                         // Unknown spread (a single timed step): the whole share is uncertain.
                         let spread = p.spread.get(r.name.as_str()).copied().unwrap_or(1.0);
                         if let Some(e) = r.energy_j {
                             r.uncertainty_j = Some(r.uncertainty_j.unwrap_or(0.0) + e * spread);
+                            *m += e * spread;
                         }
                     }
                 }
-                rows
+                (rows, w, models)
             }
         };
-        self.table.add_step(&rows, matches!(step, StepKernels::Timed(..)));
-        rows
+        if let (Some(e), true) = (energy, self.powers.is_some()) {
+            self.model_j += model_w;
+            self.measured_j += e;
+            self.model_windows += 1;
+        }
+        (rows, models)
+    }
+
+    /// Add a window's rows to the run's totals (`timed`: its launches were timed in that step).
+    pub fn commit(&mut self, rows: &[KernelEnergy], models: &[f64], timed: bool) {
+        if self.per_kernel {
+            self.table.add_step(rows, models, timed);
+        }
     }
 }

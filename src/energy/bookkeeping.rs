@@ -134,6 +134,7 @@ pub(super) fn accounting(c: Closing<'_>, books: &Books, sensing: &Sensing) -> Ru
             (Some(t), Some(i)) if i > t => Some("idle power x wall time exceeds the total: active clamped to 0".into()),
             _ => None,
         },
+        uncertainty: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct RunAccounting {
     pub power_check: Option<PowerCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_note: Option<String>,
+    /// The run total's statistical and systematic half-widths (`uncertainty.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<super::uncertainty::RunUncertainty>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

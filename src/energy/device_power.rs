@@ -93,8 +93,8 @@ pub fn cpu_name() -> String {
 
 /// The meter for a training run: what `Meter::open` picks, except that `--energy auto` without a sensor
 /// becomes an estimate from the device power model (why auto fell back is kept in the context).
-pub fn open_for_training(cfg: MeterConfig) -> Result<Meter> {
-    let m = Meter::open(cfg.clone())?;
+pub fn open_for_training(cfg: MeterConfig, extra: &super::EnergyOptions) -> Result<Meter> {
+    let m = Meter::open_with(cfg.clone(), extra)?;
     if cfg.source != "auto" || m.source() != super::EnergySource::None {
         return Ok(m);
     }
@@ -127,13 +127,13 @@ mod tests {
             device: DeviceKind::Cpu,
             gpu_ordinal: 0,
         };
-        let m = open_for_training(cfg("auto")).unwrap();
+        let m = open_for_training(cfg("auto"), &Default::default()).unwrap();
         if m.source() == super::super::EnergySource::Estimate {
             let e = m.energy_context().estimate.clone().unwrap();
             assert_eq!(e.watts, Some(PowerModel::of(DeviceKind::Cpu).busy_w));
             assert!(e.note.contains("estimate (no sensor)"), "{}", e.note);
             assert!(m.energy_context().auto_fallback.as_deref().unwrap_or("").contains("device power model"));
         }
-        assert_eq!(open_for_training(cfg("none")).unwrap().source(), super::super::EnergySource::None);
+        assert_eq!(open_for_training(cfg("none"), &Default::default()).unwrap().source(), super::super::EnergySource::None);
     }
 }

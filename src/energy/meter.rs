@@ -6,7 +6,13 @@ use super::bookkeeping::{self, Books, Closing};
 use super::context::{EnergyContext, EstimateNote, IdleBaseline};
 use super::sampling::Sensing;
 use super::window::{self, Span, Windows};
-use super::{nvml, rapl, EnergySource, MeterConfig, MeterOptions, RunEnergy, Sensor, StepEnergy, StepKernels};
+use super::powercal::{self, CalibrationChoice, PowerCalibration, SplitReport};
+use super::truth::TruthBook;
+use super::twin::SimHandle;
+use super::uncertainty::{self, RunUncertainty};
+use super::{
+    nvml, rapl, EnergyOptions, EnergySource, MeterConfig, MeterOptions, RunEnergy, Sensor, StepEnergy, StepKernels,
+};
 use crate::ops::{DeviceKind, KernelTiming};
 use crate::rundir::{KernelRow, KernelsCsv};
 use anyhow::{bail, Result};
@@ -21,6 +27,15 @@ pub struct Meter {
     kernels: KernelAttribution,
     books: Books,
     context: EnergyContext,
+    /// `--energy sim`: the twin the sensor reads, fed with every window's launches, and the truth kept.
+    twin: Option<SimHandle>,
+    truth: TruthBook,
+    /// Launches of an untimed step (`--kernel-sample`) for the twin (`Meter::sim_launches`).
+    twin_launches: Option<Vec<KernelTiming>>,
+    opts_extra: EnergyOptions,
+    split: SplitReport,
+    /// Sim without a stored calibration: calibrate on the twin at the first timed step.
+    calibrate_pending: bool,
 }
 
 impl Meter {
@@ -28,9 +43,22 @@ impl Meter {
     /// why; `auto` picks nvml-counter > nvml-power > none on a cuda run and rapl > none on a cpu run (never
     /// an estimate), and records why in the context.
     pub fn open(cfg: MeterConfig) -> Result<Meter> {
+        Meter::open_with(cfg, &EnergyOptions::default())
+    }
+
+    /// `open` with the twin's models (`--energy sim`), `--calibration` and the step's shape.
+    pub fn open_with(cfg: MeterConfig, extra: &EnergyOptions) -> Result<Meter> {
         let mut why: Option<String> = None;
+        let mut twin = None;
         let sensor: Option<Box<dyn Sensor>> = match cfg.source.as_str() {
             "none" => None,
+            "sim" => {
+                let power = extra.sim_model.clone().unwrap_or_default();
+                let t = SimHandle::new(power, extra.sim_sensor.clone().unwrap_or_default(), 0.0);
+                let s = t.sensor();
+                twin = Some(t);
+                Some(Box::new(s))
+            }
             "estimate" => match cfg.watts {
                 Some(w) if w.is_finite() && w > 0.0 => None,
                 Some(w) => bail!("--watts {w}: must be a positive number of watts"),
@@ -57,14 +85,127 @@ impl Meter {
                     }
                 },
             },
-            other => bail!("unknown --energy '{other}': use auto, nvml, rapl, estimate or none"),
+            other => bail!("unknown --energy '{other}': use auto, nvml, rapl, sim, estimate or none"),
         };
         let mut m = match sensor {
             Some(s) => Meter::with_sensor(cfg, s, MeterOptions::default()),
             None => Meter::without_sensor(cfg),
         };
         m.context.auto_fallback = why;
+        m.twin = twin;
+        m.setup_split(extra)?;
         Ok(m)
+    }
+
+    /// A meter on the twin `twin` (tests drive it with `MeterOptions` of their own), its split set up as
+    /// `extra` says.
+    pub fn with_twin(cfg: MeterConfig, twin: SimHandle, opts: MeterOptions, extra: &EnergyOptions) -> Result<Meter> {
+        let mut m = Meter::with_sensor(cfg, Box::new(twin.sensor()), opts);
+        m.twin = Some(twin);
+        m.setup_split(extra)?;
+        Ok(m)
+    }
+
+    /// The device's id for the calibration cache: the twin's model hash, or the GPU's UUID.
+    pub fn device_id(&self) -> Option<String> {
+        match &self.twin {
+            Some(t) => Some(powercal::sim_device_id(t.power_model(), t.sensor_model())),
+            None => self.context.sensor.get("gpu_uuid").and_then(|v| v.as_str()).map(str::to_string),
+        }
+    }
+
+    /// Where the per-kernel split's powers come from (`--calibration`, the cache, in place on the twin).
+    fn setup_split(&mut self, extra: &EnergyOptions) -> Result<()> {
+        self.opts_extra = extra.clone();
+        self.split.shape = extra.shape.clone();
+        self.split.device = self.device_id();
+        if !self.cfg.per_kernel {
+            return Ok(());
+        }
+        let cached = self.split.device.as_deref().and_then(powercal::cache_file);
+        self.split.calibration = match &extra.calibration {
+            CalibrationChoice::Off => "--calibration none: split by time".into(),
+            CalibrationChoice::File(p) => {
+                let c = PowerCalibration::read(p, "--calibration")?;
+                self.kernels.powers = Some(c.powers(&extra.shape));
+                format!("--calibration {} ({}, {})", p.display(), c.device, c.source)
+            }
+            CalibrationChoice::Auto => match cached.filter(|p| p.exists()) {
+                Some(p) => {
+                    let c = PowerCalibration::read(&p, "calibration cache")?;
+                    self.kernels.powers = Some(c.powers(&extra.shape));
+                    // Kernels of other shapes only: calibrate this shape on the twin when it can.
+                    self.calibrate_pending = self.twin.is_some();
+                    format!("cache {}", p.display())
+                }
+                None if self.twin.is_some() => {
+                    self.calibrate_pending = true;
+                    "in place on the twin before the first step's split".into()
+                }
+                None => "no calibration stored for this device: split by time (run `powertrain bench kernels \
+                         --energy` to calibrate)"
+                    .into(),
+            },
+        };
+        Ok(())
+    }
+
+    /// Calibrate the step's kernels on a copy of the twin (simulated time; a few ms of wall time), store the
+    /// result in the cache and use it. Kernels the cache already holds at this shape are kept.
+    fn calibrate_in_place(&mut self, launches: &[KernelTiming]) {
+        self.calibrate_pending = false;
+        let Some(twin) = self.twin.clone() else { return };
+        let shape = self.opts_extra.shape.clone();
+        let cache = self.split.device.as_deref().and_then(powercal::cache_file);
+        let stored = cache.as_ref().and_then(|p| PowerCalibration::read(p, "calibration cache").ok());
+        let mut names: Vec<&'static str> = launches.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        if stored.as_ref().is_some_and(|c| c.covers(&names, &shape)) {
+            return;
+        }
+        let todo: Vec<(String, String, f64)> = names
+            .iter()
+            .map(|n| {
+                let d: Vec<f64> = launches.iter().filter(|k| k.name == *n).map(|k| k.dur_s).collect();
+                (n.to_string(), shape.clone(), crate::stats::median(&d))
+            })
+            .collect();
+        let opts = powercal::SimCalOpts::default();
+        match powercal::calibrate_on_twin(twin.power_model(), twin.sensor_model(), &todo, &opts) {
+            Ok((cal, cost)) => {
+                if self.opts_extra.verbose {
+                    eprintln!(
+                        "calibrating {} kernels on the twin (sim) before the first step's split: {:.1} s of simulated \
+                         device time, {:.1} J simulated, {:.2} s here",
+                        cost.kernels, cost.device_s, cost.energy_j, cost.wall_s
+                    );
+                }
+                let stored_ok = cache.as_ref().map(|p| cal.store(p));
+                let merged = match (&cache, stored_ok) {
+                    (Some(p), Some(Ok(()))) => PowerCalibration::read(p, "calibration cache").unwrap_or(cal),
+                    _ => cal,
+                };
+                self.kernels.powers = Some(merged.powers(&shape));
+                self.split.calibration = match &cache {
+                    Some(p) => format!("in place on the twin, stored in {}", p.display()),
+                    None => "in place on the twin (no cache folder: not stored)".into(),
+                };
+                self.split.cost = Some(cost);
+            }
+            Err(e) => self.split.calibration = format!("in-place calibration failed ({e:#}): split by time"),
+        }
+    }
+
+    /// With `--energy sim` and an untimed step (`--kernel-sample`): the step's launches, for the twin only
+    /// (the split uses the profile); call before `end_step_with`.
+    pub fn sim_launches(&mut self, launches: Vec<KernelTiming>) {
+        self.twin_launches = Some(launches);
+    }
+
+    /// The twin, with `--energy sim`.
+    pub fn twin(&self) -> Option<&SimHandle> {
+        self.twin.as_ref()
     }
 
     /// A meter without a sensor: `estimate` (with `cfg.watts`) or `none`.
@@ -118,6 +259,12 @@ impl Meter {
             cfg,
             opts,
             source,
+            twin: None,
+            truth: TruthBook::default(),
+            twin_launches: None,
+            opts_extra: EnergyOptions::default(),
+            split: SplitReport::default(),
+            calibrate_pending: false,
         }
     }
 
@@ -199,6 +346,9 @@ impl Meter {
                 self.set_clock(origin);
             }
         }
+        if let Some(t) = &self.twin {
+            t.begin(now_s);
+        }
         self.windows.open(now_s, &mut self.sensing);
     }
 
@@ -235,27 +385,55 @@ impl Meter {
 
     /// `end_step`, with the step's kernels timed or stood in for by a profile.
     pub fn end_step_with(&mut self, now_s: f64, step_kernels: StepKernels<'_>) -> StepEnergy {
+        let launches = self.feed_twin(now_s, step_kernels);
         let span = self.windows.close(now_s);
         self.books.add_span(&span);
-        let (energy, unc, method) = self.window_energy(&span);
+        let (energy, stat, method) = self.window_energy(&span);
         let energy = energy.filter(|e| e.is_finite() && *e >= 0.0);
         self.books.add_energy(energy);
-        let (rows, gap_energy) = {
+        let sys = energy.zip(stat).and_then(|(e, _)| uncertainty::window_sys(uncertainty::systematic(self.source), e, span.dt()));
+        let unc = stat.map(|s| s + sys.unwrap_or(0.0));
+        let (mut rows, models, gap_energy) = {
             let tl = self.sensing.timeline();
             let power_j = window::power_weight(&tl, self.source.is_measurement());
             let gap = energy.map(|e| window::gap_energy(&span, e, &power_j));
-            (self.kernels.split(step_kernels, (span.a, span.work, span.b), energy, unc, &power_j), gap)
+            let (rows, models) = self.kernels.split(step_kernels, (span.a, span.work, span.b), energy, unc, &power_j);
+            (rows, models, gap)
         };
+        let truth = self.twin.clone().map(|t| {
+            let tr = self.truth.window(&t, (span.a, span.work, span.b), &launches, (energy, unc), &mut rows);
+            t.trim_before(span.a);
+            tr
+        });
+        self.kernels.commit(&rows, &models, matches!(step_kernels, StepKernels::Timed(..)));
         StepEnergy {
             energy_j: energy,
             window_s: span.dt(),
             gap_s: span.gap_s(),
             gap_energy_j: gap_energy,
             uncertainty_j: unc,
+            uncertainty_stat_j: stat,
+            uncertainty_sys_j: sys,
+            true_energy_j: truth,
             method,
             kernels: rows,
             kernels_timed: self.kernels.per_kernel().then_some(matches!(step_kernels, StepKernels::Timed(..))),
         }
+    }
+
+    /// With a twin: feed it the step's launches up to `now_s` (before the counter is read at the window's
+    /// end), calibrating in place at the first timed step when asked; returns the launches fed.
+    fn feed_twin(&mut self, now_s: f64, step_kernels: StepKernels<'_>) -> Vec<KernelTiming> {
+        let Some(twin) = self.twin.clone() else { return Vec::new() };
+        let launches = match step_kernels {
+            StepKernels::Timed(k, _) => k.to_vec(),
+            StepKernels::Profiled(_) => self.twin_launches.take().unwrap_or_default(),
+        };
+        twin.observe(&launches, now_s);
+        if self.calibrate_pending && self.cfg.per_kernel && !launches.is_empty() {
+            self.calibrate_in_place(&launches);
+        }
+        launches
     }
 
     /// The closed window's energy by source: (joules, half-width, method); sets where the next window starts.
@@ -277,6 +455,17 @@ impl Meter {
         }
     }
 
+    /// With --per-kernel: how the split was made, and the additivity check over the windows so far.
+    pub fn split_report(&self) -> Option<SplitReport> {
+        if !self.cfg.per_kernel {
+            return None;
+        }
+        let k = &self.kernels;
+        let additivity =
+            k.powers.is_some().then(|| powercal::Additivity::new(k.model_windows, k.model_j, k.measured_j));
+        Some(SplitReport { method: k.method().into(), additivity, ..self.split.clone() })
+    }
+
     /// Add `flops` floating-point operations to kernel `name` (for J/GFLOP in kernels.csv).
     pub fn add_flops(&mut self, name: &str, flops: f64) {
         self.kernels.table.add_flops(name, flops);
@@ -289,7 +478,34 @@ impl Meter {
 
     /// kernels.csv's rows so far.
     pub fn kernel_rows(&self) -> Vec<KernelRow> {
-        self.kernels.table.csv_rows(self.source != EnergySource::None)
+        let have = self.source != EnergySource::None;
+        let run = self.run_uncertainty();
+        let share = super::attribution::RunShare {
+            steps_j: self.books.steps_j,
+            stat_j: run.as_ref().map_or(0.0, |r| r.stat_j),
+            sys_j: run.as_ref().and_then(|r| r.sys_j),
+            method: self.kernels.method().into(),
+        };
+        let measured = self.source.is_measurement() || self.source == EnergySource::Sim;
+        self.kernels.table.csv_rows(have, measured.then_some(&share))
+    }
+
+    /// The run's statistical and systematic half-widths so far (counters and power sensors).
+    fn run_uncertainty(&self) -> Option<RunUncertainty> {
+        if !(self.source.is_measurement() || self.source == EnergySource::Sim) {
+            return None;
+        }
+        let (a, b) = self.windows.run_span();
+        let tl = self.sensing.timeline();
+        let period = tl.period_s();
+        let p = tl.recent_power_w().unwrap_or(0.0);
+        let updates: Vec<f64> = tl
+            .points()
+            .into_iter()
+            .filter(|(t, _)| *t > a && *t <= b)
+            .map(|(_, w)| w * period.unwrap_or(0.0))
+            .collect();
+        Some(uncertainty::run(self.source, self.books.steps_j, b - a, (period, self.sensing.quantum_j, p), &updates))
     }
 
     /// kernels.csv content (columns: `KernelsCsv::COLUMNS`).
@@ -330,11 +546,20 @@ impl Meter {
             state_at_end,
             tl: &tl,
         };
-        let totals = bookkeeping::accounting(closing, &self.books, &self.sensing);
+        let mut totals = bookkeeping::accounting(closing, &self.books, &self.sensing);
         drop(tl);
+        totals.uncertainty = self.run_uncertainty();
+        let kernel_split = self.split_report();
+        let attribution_error = self.twin.as_ref().map(|_| {
+            let rows = self.kernel_rows();
+            let attributed = rows.iter().map(|r| (r.name.clone(), (r.energy_j.unwrap_or(0.0), r.energy_uncertainty_j)));
+            self.truth.report(&attributed.collect(), total)
+        });
         let mut context = self.context;
         context.totals = Some(totals);
         RunEnergy {
+            attribution_error,
+            kernel_split,
             source: self.source.as_str().into(),
             total_j: total,
             idle_j,

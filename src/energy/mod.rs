@@ -41,13 +41,16 @@ pub mod context;
 pub mod device_power;
 mod meter;
 pub mod nvml;
+pub mod powercal;
 pub mod predict;
 pub mod rapl;
 pub mod records;
 pub mod resolution;
 mod sampling;
 pub mod sensors;
+pub mod truth;
 pub mod twin;
+pub mod uncertainty;
 mod window;
 
 pub use crate::rundir::{KernelRow, KernelsCsv};
@@ -110,8 +113,23 @@ pub struct MeterConfig {
     pub gpu_ordinal: usize,
 }
 
+/// What `--energy sim`, `--sim-model`, `--sim-sensor`, `--calibration` and the step's shape add to a
+/// `MeterConfig` (`Meter::open_with`).
+#[derive(Clone, Debug, Default)]
+pub struct EnergyOptions {
+    /// The twin's power model (None: `PowerModel::default`).
+    pub sim_model: Option<twin::PowerModel>,
+    /// The twin's counter (None: `SensorModel::default`, continuous).
+    pub sim_sensor: Option<twin::SensorModel>,
+    pub calibration: powercal::CalibrationChoice,
+    /// The training step's shape (`model/bBATCH`), the key of the calibrated powers.
+    pub shape: String,
+    /// Print what the meter does before the first step (an in-place calibration and its cost).
+    pub verbose: bool,
+}
+
 /// One kernel's share of a step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KernelEnergy {
     pub name: String,
     pub launches: u32,
@@ -122,6 +140,9 @@ pub struct KernelEnergy {
     /// timeline). None where the step has no uncertainty (estimates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertainty_j: Option<f64>,
+    /// `--energy sim` only: the twin's true energy of this row (never present for a real sensor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_energy_j: Option<f64>,
 }
 
 /// One step's energy.
@@ -140,8 +161,18 @@ pub struct StepEnergy {
     pub gap_s: f64,
     /// The part of `energy_j` in that host gap (power-weighted time share).
     pub gap_energy_j: Option<f64>,
-    /// Half-width of the interval around energy_j (J), when known.
+    /// Half-width of the interval around energy_j (J), when known: `uncertainty_stat_j + uncertainty_sys_j`
+    /// (see `uncertainty.rs`).
     pub uncertainty_j: Option<f64>,
+    /// Its statistical part (counter edges and interpolation; cancels between contiguous windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_stat_j: Option<f64>,
+    /// Its systematic part (sensor gain and offset; the same sign in every window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_sys_j: Option<f64>,
+    /// `--energy sim` only: the twin's true energy of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_energy_j: Option<f64>,
     /// How the number was obtained ("counter-delta", "power-integral", "watts-x-time", ...).
     pub method: String,
     /// Per-kernel shares (only with --per-kernel); they sum to energy_j.
@@ -176,6 +207,12 @@ pub struct RunEnergy {
     pub wall_s: f64,
     /// Sensor context: GPU name, UUID, driver, power limit, clocks, update period, the run's accounting, ...
     pub context: EnergyContext,
+    /// `--energy sim`: the attribution against the twin's truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution_error: Option<truth::AttributionError>,
+    /// With --per-kernel: how the split was made, and the additivity check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_split: Option<powercal::SplitReport>,
 }
 
 /// How the meter runs (defaults are right for real runs; tests turn the sampler and start-up

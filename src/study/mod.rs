@@ -32,8 +32,9 @@ pub type Trainer<'a> = &'a dyn Fn(&TrainConfig) -> Result<RunSummary>;
 /// What a study compares: joules, or seconds when no run has an energy reading.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Metric {
-    /// Joules; `estimate` when any run's energy source is `estimate` (never presented as measured).
-    Energy { estimate: bool },
+    /// Joules; `estimate` when any run's energy source is `estimate`, `sim` when any is the sensor twin's
+    /// (`--energy sim`): neither is ever presented as measured.
+    Energy { estimate: bool, sim: bool },
     /// Seconds of wall time (energy source `none`).
     Time,
 }
@@ -42,6 +43,7 @@ impl Metric {
     /// Energy when every summary has an energy reading, else time.
     pub fn of<'a>(summaries: impl IntoIterator<Item = &'a RunSummary>) -> Metric {
         let mut estimate = false;
+        let mut sim = false;
         let mut any = false;
         for s in summaries {
             any = true;
@@ -49,9 +51,10 @@ impl Metric {
                 return Metric::Time;
             }
             estimate |= s.energy_source == "estimate";
+            sim |= s.energy_source == "sim";
         }
         if any {
-            Metric::Energy { estimate }
+            Metric::Energy { estimate, sim }
         } else {
             Metric::Time
         }
@@ -71,8 +74,9 @@ impl Metric {
     /// A visible note for tables and plots ("" for measured energy).
     pub fn note(&self) -> &'static str {
         match self {
-            Metric::Energy { estimate: true } => "ESTIMATE (not measured)",
-            Metric::Energy { estimate: false } => "",
+            Metric::Energy { estimate: true, .. } => "ESTIMATE (not measured)",
+            Metric::Energy { sim: true, .. } => "SIM: the sensor twin's counter (--energy sim), not a measurement",
+            Metric::Energy { .. } => "",
             Metric::Time => "no energy readings (source none): time shown instead of energy",
         }
     }

@@ -41,8 +41,17 @@ pub struct TrainConfig {
     /// Where to write the final weights.
     pub save: Option<PathBuf>,
     pub freeze_encoder: bool,
-    /// auto, nvml, rapl, estimate or none
+    /// auto, nvml, rapl, sim, estimate or none
     pub energy: String,
+    /// With energy sim: the twin's power table (JSON, `energy::twin::PowerModel`); None: the built-in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_model: Option<PathBuf>,
+    /// With energy sim: the twin's counter, `continuous|part-time[:key=value,...]`; None: continuous.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_sensor: Option<String>,
+    /// With per_kernel: a calibration file, or "none" (time-proportional split); None: the cache's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
     pub watts: Option<f64>,
     pub per_kernel: bool,
     /// With per_kernel: time the launches of every Nth step (1: all).
@@ -84,6 +93,9 @@ impl Default for TrainConfig {
             freeze_encoder: false,
             cap: None,
             energy: "auto".into(),
+            sim_model: None,
+            sim_sensor: None,
+            calibration: None,
             watts: None,
             per_kernel: false,
             kernel_sample: 1,
@@ -156,9 +168,10 @@ impl TrainConfig {
         if let Some(t) = self.target_acc {
             check_target_acc(t)?;
         }
-        if !matches!(self.energy.as_str(), "auto" | "nvml" | "rapl" | "estimate" | "none") {
-            bail!("unknown --energy '{}': use auto, nvml, rapl, estimate or none", self.energy);
+        if !matches!(self.energy.as_str(), "auto" | "nvml" | "rapl" | "sim" | "estimate" | "none") {
+            bail!("unknown --energy '{}': use auto, nvml, rapl, sim, estimate or none", self.energy);
         }
+        self.validate_sim()?;
         match (self.energy.as_str(), self.watts) {
             ("estimate", None) => bail!("--energy estimate needs --watts W (the power to assume while busy)"),
             ("estimate", Some(w)) => check_watts(w)?,
@@ -192,10 +205,56 @@ impl TrainConfig {
         Optimizer::parse(&self.optimizer, self.lr, self.momentum, self.weight_decay)
     }
 
+    /// `--sim-model`, `--sim-sensor` (with `--energy sim` only; the spec parsed) and `--calibration` (with
+    /// `--per-kernel` only).
+    fn validate_sim(&self) -> Result<()> {
+        if self.energy != "sim" {
+            if self.sim_model.is_some() {
+                bail!("--sim-model applies to --energy sim only (the sensor twin's power table)");
+            }
+            if self.sim_sensor.is_some() {
+                bail!("--sim-sensor applies to --energy sim only (the sensor twin's counter)");
+            }
+        }
+        if let Some(s) = &self.sim_sensor {
+            crate::energy::twin::SensorModel::parse(s)?;
+        }
+        if self.calibration.is_some() && !self.per_kernel {
+            bail!("--calibration applies to per-kernel attribution: add --per-kernel");
+        }
+        if self.calibration.as_deref() == Some("") {
+            bail!("--calibration is empty: give a calibration file, or none (split by time)");
+        }
+        Ok(())
+    }
+
+    /// What the meter needs beyond `MeterConfig` (the twin's models, the calibration, the step's shape);
+    /// reads `--sim-model` and checks a `--calibration` file.
+    pub fn energy_options(&self) -> Result<crate::energy::EnergyOptions> {
+        use crate::energy::{powercal, twin};
+        let sim_model = match &self.sim_model {
+            Some(p) => Some(twin::PowerModel::from_file(p)?),
+            None => None,
+        };
+        let sim_sensor = self.sim_sensor.as_deref().map(twin::SensorModel::parse).transpose()?;
+        let calibration = powercal::CalibrationChoice::parse(self.calibration.as_deref());
+        if let powercal::CalibrationChoice::File(p) = &calibration {
+            powercal::PowerCalibration::read(p, "--calibration")?;
+        }
+        Ok(crate::energy::EnergyOptions {
+            sim_model,
+            sim_sensor,
+            calibration,
+            shape: format!("{}/b{}", self.model, self.batch_size),
+            verbose: true,
+        })
+    }
+
     /// Check the files the settings name before any work: `--init` must be a regular file; `--save` must not
     /// be a directory or a special file, its folder must exist and be writable, and it must not be one of the
     /// training data's files.
     pub fn check_paths(&self) -> Result<()> {
+        self.energy_options()?;
         if let Some(p) = &self.init {
             crate::util::check_regular_file(p).with_context(|| format!("--init {}", p.display()))?;
         }

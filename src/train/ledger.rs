@@ -73,7 +73,7 @@ impl Ledger {
             stop_reason: StopReason::EpochLimit.as_str().into(),
             ..Default::default()
         };
-        let has_energy = source.is_measurement() || source == EnergySource::Estimate;
+        let has_energy = source.is_measurement() || matches!(source, EnergySource::Estimate | EnergySource::Sim);
         Ledger {
             summary,
             steps: 0,
@@ -225,6 +225,8 @@ impl Ledger {
         s.active_j = run_energy.active_j;
         s.idle_power_w = run_energy.idle_power_w;
         s.energy_context = run_energy.context;
+        s.attribution_error = run_energy.attribution_error;
+        s.kernel_split = run_energy.kernel_split;
         s.energy_context.kernel_timing = kernel_timing;
         s.prediction = self.predictor.compare(s.total_energy_j, s.wall_s, s.epochs);
         let sensor = crate::energy::resolution::sensor_for_run(&s.energy_context);

@@ -138,14 +138,20 @@ impl std::fmt::Display for UsedEnergy {
 /// The meter `--energy`, `--watts` and `--per-kernel` ask for, with the idle baseline measured (for 1 s,
 /// when the source is a sensor).
 fn open_meter<B: Backend>(be: &B, cfg: &TrainConfig) -> Result<Meter> {
-    let mut meter = crate::energy::device_power::open_for_training(MeterConfig {
+    let cfg_meter = MeterConfig {
         source: cfg.energy.clone(),
         watts: cfg.watts,
         per_kernel: cfg.per_kernel,
         device: be.kind(),
         gpu_ordinal: 0,
-    })?;
-    let secs = if meter.source().is_measurement() { 1.0 } else { 0.0 };
+    };
+    // --energy auto with no sensor: a labelled estimate from the device power model (energy/device_power.rs).
+    let mut meter = crate::energy::device_power::open_for_training(cfg_meter, &cfg.energy_options()?)?;
+    let secs = match meter.source() {
+        s if s.is_measurement() => 1.0,
+        EnergySource::Sim => 0.3,
+        _ => 0.0,
+    };
     meter.measure_idle(secs)?;
     Ok(meter)
 }

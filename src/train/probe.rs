@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 pub struct StepProbe {
     per_kernel: bool,
+    /// `--energy sim`: every launch is timed, per-kernel or not: the twin's power trace is driven by them.
+    sim: bool,
     /// Time every Nth training step's launches (1: all).
     sample: u64,
     clock: KernelClock,
@@ -30,12 +32,16 @@ pub struct ProbeResult {
 impl StepProbe {
     /// Set the backend's kernel clock and turn launch timing on (with --per-kernel).
     pub fn start<B: Backend>(be: &B, cfg: &TrainConfig) -> Result<StepProbe> {
+        let sim = cfg.energy == "sim";
         if cfg.per_kernel {
             be.set_kernel_clock(cfg.kernel_timing)?;
+        }
+        if cfg.per_kernel || sim {
             be.set_kernel_timing(true);
         }
         Ok(StepProbe {
             per_kernel: cfg.per_kernel,
+            sim,
             sample: cfg.kernel_sample,
             clock: cfg.kernel_timing,
             batches: BTreeMap::new(),
@@ -49,7 +55,7 @@ impl StepProbe {
         let timed = self.per_kernel
             && (self.sample <= 1 || done.is_multiple_of(self.sample) || meter.kernel_profile_samples(n as u64) < 2);
         if self.per_kernel && self.sample > 1 {
-            be.set_kernel_timing(timed);
+            be.set_kernel_timing(timed || self.sim);
         }
         timed
     }
@@ -69,7 +75,12 @@ impl StepProbe {
             // A profile is kept only when some steps will need it.
             meter.end_step_with(t1, StepKernels::Timed(&timings, (self.sample > 1).then_some(key)))
         } else if self.per_kernel {
+            if self.sim {
+                meter.sim_launches(be.take_kernel_timings()?);
+            }
             meter.end_step_with(t1, StepKernels::Profiled(key))
+        } else if self.sim {
+            meter.end_step(t1, &be.take_kernel_timings()?)
         } else {
             meter.end_step(t1, &[])
         };
@@ -81,7 +92,7 @@ impl StepProbe {
 
     /// Before an evaluation: its launches are always timed (with --per-kernel).
     pub fn begin_eval<B: Backend>(&self, be: &B) {
-        if self.per_kernel {
+        if self.per_kernel || self.sim {
             be.set_kernel_timing(true);
         }
     }
@@ -96,7 +107,8 @@ impl StepProbe {
         rows: usize,
     ) -> Result<StepEnergy> {
         if !self.per_kernel {
-            return Ok(meter.end_step(t1, &[]));
+            let timings = if self.sim { be.take_kernel_timings()? } else { Vec::new() };
+            return Ok(meter.end_step(t1, &timings));
         }
         // evaluate's batches: full ones of `batch`, then the rest.
         *self.batches.entry((batch, false)).or_insert(0) += (rows / batch) as u64;
