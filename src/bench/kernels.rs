@@ -373,7 +373,10 @@ impl Calibrator {
     pub fn store(&self) -> Result<Option<PathBuf>> {
         use crate::energy::powercal::{cache_file, KernelPowerRow, PowerCalibration};
         let Some(id) = self.meter.device_id().or_else(|| {
-            self.meter.source().is_measurement().then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
+            self.meter
+                .source()
+                .is_measurement()
+                .then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
         }) else {
             return Ok(None);
         };

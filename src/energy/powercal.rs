@@ -40,8 +40,8 @@
 //! Over the run, `sum(power_w x time) + gap_w x gaps` (the calibrated model's energy) against the counter's
 //! energy of the same steps: `gap_rel = model / measured - 1`. A large gap says the calibration does not
 //! describe this run (another clock, another temperature, other shapes).
-use super::twin::{PowerModel, SensorModel, SimHandle};
 use super::sensors::{Reading, Sensor};
+use super::twin::{PowerModel, SensorModel, SimHandle};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -358,7 +358,8 @@ pub fn calibrate_on_twin(
             r
         })
         .collect();
-    let idle = crate::stats::t_interval(&idle_windows, 0.95).context("calibration: the twin's counter never updated")?;
+    let idle =
+        crate::stats::t_interval(&idle_windows, 0.95).context("calibration: the twin's counter never updated")?;
     let mut cal = PowerCalibration::new(&sim_device_id(power, sensor), "sim", idle.mean);
     cal.idle_ci95_w = idle.half_width.unwrap_or(0.0);
     cal.device_name = "sensor twin (sim)".into();
@@ -366,7 +367,8 @@ pub fn calibrate_on_twin(
         let mut per = Vec::new();
         for _ in 0..opts.windows.max(2) {
             t += rng.random_range(0.0..period) + power.hold_s * 2.0;
-            let name_static: &'static str = crate::ops::KERNEL_NAMES.iter().find(|n| **n == name).copied().unwrap_or("");
+            let name_static: &'static str =
+                crate::ops::KERNEL_NAMES.iter().find(|n| **n == name).copied().unwrap_or("");
             twin.begin(t);
             twin.observe(&[crate::ops::KernelTiming { name: name_static, start_s: t, dur_s: win }], t + win);
             if let Some((e, d)) = edge_to_edge(&mut s, t, t + win, dt) {
@@ -394,12 +396,8 @@ pub fn calibrate_on_twin(
         }
     }
     let energy_j = twin.true_energy(0.0, t);
-    let cost = CalibrationCost {
-        kernels: kernels.len(),
-        device_s: t,
-        energy_j,
-        wall_s: started.elapsed().as_secs_f64(),
-    };
+    let cost =
+        CalibrationCost { kernels: kernels.len(), device_s: t, energy_j, wall_s: started.elapsed().as_secs_f64() };
     Ok((cal, cost))
 }
 
