@@ -325,8 +325,9 @@ fn per_kernel_parts_sum_to_the_step_and_follow_power() {
     m.add_flops("gemm", 50.0 * 2e9);
     let text = m.kernels_csv();
     assert!(text.starts_with(
-        "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches\n"
+        "name,launches,gpu_time_s,energy_j,j_per_launch,j_per_gflop,energy_uncertainty_j,timed_launches,method\n"
     ));
+    assert!(text.contains(",time-proportional\n"), "no calibration: the split says it is by time");
     let csv = KernelsCsv::parse(&text, std::path::Path::new("kernels.csv")).unwrap();
     let gemm = csv.rows.iter().find(|r| r.name == "gemm").unwrap();
     assert_eq!(gemm.timed_launches, Some(50), "every launch was timed: {gemm:?}");
@@ -476,7 +477,7 @@ fn explicit_sources_that_are_missing_are_errors_that_say_why() {
         assert!(s.contains("NVML"), "{s}");
     }
     let e = Meter::open(cfg("joules", false)).err().unwrap().to_string();
-    assert!(e.contains("auto, nvml, rapl, estimate or none"), "{e}");
+    assert!(e.contains("auto, nvml, rapl, sim, estimate or none"), "{e}");
     // auto never picks an estimate.
     let m = Meter::open(cfg("auto", false)).unwrap();
     assert_ne!(m.source(), EnergySource::Estimate);

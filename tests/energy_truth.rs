@@ -168,9 +168,8 @@ fn unequal_powers_make_a_time_split_wrong_and_the_calibrated_split_right() {
     assert_eq!(by_time.kernel_split.as_ref().unwrap().method, "time-proportional");
     print("time-proportional", err(&by_time));
     print("calibrated", err(&calibrated));
-    let of = |r: &RunEnergy, name: &str| {
-        err(r).kernels.iter().find(|k| k.name == name).and_then(|k| k.rel_err).unwrap()
-    };
+    let of =
+        |r: &RunEnergy, name: &str| err(r).kernels.iter().find(|k| k.name == name).and_then(|k| k.rel_err).unwrap();
     for name in ["gemm", "adam_step", "relu_forward"] {
         let (t, c) = (of(&by_time, name), of(&calibrated, name));
         println!("{name}: time-proportional {:+.1} %, calibrated {:+.1} %", 100.0 * t, 100.0 * c);
@@ -194,7 +193,10 @@ fn train_energy_sim_per_kernel_through_the_binary_records_the_truth() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("calibrating") && stderr.contains("simulated"), "says it calibrates and its cost: {stderr}");
+    assert!(
+        stderr.contains("calibrating") && stderr.contains("simulated"),
+        "says it calibrates and its cost: {stderr}"
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("additivity"), "{stdout}");
     let summary: serde_json::Value =

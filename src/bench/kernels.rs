@@ -297,8 +297,8 @@ pub struct Calibrator {
     opts: CalibrateOpts,
     /// Power per kernel and shape, for the calibration cache.
     powers: Vec<crate::energy::powercal::KernelPowerRow>,
-    /// The twin's idle power (sim).
-    sim_idle_w: Option<f64>,
+    /// The twin's idle and gap power (sim).
+    sim_idle_w: Option<(f64, f64)>,
 }
 
 impl Calibrator {
@@ -355,7 +355,7 @@ impl Calibrator {
         let opts = SimCalOpts { windows: self.opts.windows.max(5), seed: self.opts.seed, ..SimCalOpts::default() };
         let (cal, cost) = calibrate_on_twin(twin.power_model(), twin.sensor_model(), &todo, &opts)?;
         let row = cal.kernels[0].clone();
-        self.sim_idle_w = Some(cal.idle_w);
+        self.sim_idle_w = Some((cal.idle_w, cal.gap_w));
         self.powers.push(row.clone());
         Ok(Calibration {
             j_per_launch: row.power_w * launch_s,
@@ -373,13 +373,18 @@ impl Calibrator {
     pub fn store(&self) -> Result<Option<PathBuf>> {
         use crate::energy::powercal::{cache_file, KernelPowerRow, PowerCalibration};
         let Some(id) = self.meter.device_id().or_else(|| {
-            self.meter.source().is_measurement().then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
+            self.meter
+                .source()
+                .is_measurement()
+                .then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
         }) else {
             return Ok(None);
         };
         let Some(path) = cache_file(&id) else { return Ok(None) };
-        let idle = self.sim_idle_w.or(self.meter.idle_power_w()).unwrap_or(0.0);
+        let idle = self.sim_idle_w.map(|s| s.0).or(self.meter.idle_power_w()).unwrap_or(0.0);
         let mut cal = PowerCalibration::new(&id, self.meter.source().as_str(), idle);
+        // On a device the gaps are charged at idle power for now (see energy/powercal.rs).
+        cal.gap_w = self.sim_idle_w.map_or(idle, |s| s.1);
         // Several layer cases of one kernel at one shape: their powers weighted by launch time.
         for r in &self.powers {
             let same: Vec<&KernelPowerRow> =
@@ -460,7 +465,10 @@ impl Calibrator {
     pub fn header(&self) -> String {
         let src = self.meter.source();
         let idle = self.meter.idle_power_w().map(|w| format!(", idle {w:.1} W")).unwrap_or_default();
-        let what = if src.is_measurement() {
+        let what = if src == crate::energy::EnergySource::Sim {
+            "SIMULATED on the sensor twin (sim: a model driven by the measured launch times, never a measurement)"
+                .to_string()
+        } else if src.is_measurement() {
             format!("measured with {}", src.as_str())
         } else {
             format!("ESTIMATE: --watts {} x wall time, not a measurement", self.meter_watts())

@@ -362,7 +362,13 @@ impl Weigh<'_> {
 
 /// A step's rows before the energy is shared: per kernel name (first-launch order), then the gaps, with their
 /// weights and the relative half-widths of their powers.
-fn weigh_rows(a: f64, work: f64, b: f64, kernels: &[KernelTiming], wg: &Weigh<'_>) -> (Vec<KernelEnergy>, Vec<(f64, f64)>) {
+fn weigh_rows(
+    a: f64,
+    work: f64,
+    b: f64,
+    kernels: &[KernelTiming],
+    wg: &Weigh<'_>,
+) -> (Vec<KernelEnergy>, Vec<(f64, f64)>) {
     let mut rows: Vec<KernelEnergy> = Vec::new();
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut weights: Vec<(f64, f64)> = Vec::new();

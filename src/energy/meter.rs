@@ -4,12 +4,12 @@
 use super::attribution::{KernelAttribution, KernelTable};
 use super::bookkeeping::{self, Books, Closing};
 use super::context::{EnergyContext, EstimateNote, IdleBaseline};
-use super::sampling::Sensing;
-use super::window::{self, Span, Windows};
 use super::powercal::{self, CalibrationChoice, PowerCalibration, SplitReport};
+use super::sampling::Sensing;
 use super::truth::TruthBook;
 use super::twin::SimHandle;
 use super::uncertainty::{self, RunUncertainty};
+use super::window::{self, Span, Windows};
 use super::{
     nvml, rapl, EnergyOptions, EnergySource, MeterConfig, MeterOptions, RunEnergy, Sensor, StepEnergy, StepKernels,
 };
@@ -391,7 +391,9 @@ impl Meter {
         let (energy, stat, method) = self.window_energy(&span);
         let energy = energy.filter(|e| e.is_finite() && *e >= 0.0);
         self.books.add_energy(energy);
-        let sys = energy.zip(stat).and_then(|(e, _)| uncertainty::window_sys(uncertainty::systematic(self.source), e, span.dt()));
+        let sys = energy
+            .zip(stat)
+            .and_then(|(e, _)| uncertainty::window_sys(uncertainty::systematic(self.source), e, span.dt()));
         let unc = stat.map(|s| s + sys.unwrap_or(0.0));
         let (mut rows, models, gap_energy) = {
             let tl = self.sensing.timeline();

@@ -20,7 +20,11 @@
 //! `power_w` is the device's total power while the kernel runs back to back (idle included), the mean of
 //! `windows` windows each spanning at least 2 counter updates x many, started at random phases; `ci95_w` is
 //! the Student-t half-width over those windows (`crate::stats::t_interval`). The shape is the training step
-//! the kernel belongs to (`model/bBATCH`): a kernel's power depends on its problem size.
+//! the kernel belongs to (`model/bBATCH`): a kernel's power depends on its problem size. `gap_w` is the power
+//! of the short gaps between kernels: on the twin, a calibrated kernel alternating with gaps as long as its
+//! launches gives `2 x P(mix) - P(kernel)` (the device stays clocked up between kernels); `bench kernels
+//! --energy` on a device sets it to the idle power for now (an underestimate, which the additivity check
+//! shows).
 //!
 //! The cache folder is `$POWERTRAIN_CACHE/calibration/`, else `$XDG_CACHE_HOME/powertrain/calibration/`,
 //! else `~/.cache/powertrain/calibration/`; one file per device, named after its id.
@@ -36,8 +40,8 @@
 //! Over the run, `sum(power_w x time) + gap_w x gaps` (the calibrated model's energy) against the counter's
 //! energy of the same steps: `gap_rel = model / measured - 1`. A large gap says the calibration does not
 //! describe this run (another clock, another temperature, other shapes).
-use super::twin::{PowerModel, SensorModel, SimHandle};
 use super::sensors::{Reading, Sensor};
+use super::twin::{PowerModel, SensorModel, SimHandle};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -287,6 +291,45 @@ fn edge_to_edge(s: &mut dyn Sensor, a: f64, b: f64, dt: f64) -> Option<(f64, f64
     (t1 > t0).then(|| (c1 - c0, t1 - t0))
 }
 
+/// The windows of the gap measurement.
+struct GapRun {
+    win: f64,
+    dt: f64,
+    windows: usize,
+    hold_s: f64,
+}
+
+/// The power of the short gaps between kernels (the device stays clocked up for a while after a kernel): a
+/// calibrated kernel launched for 100 µs, then 100 µs of nothing, over whole windows; the gap's power is
+/// `2 x P(mix) - P(kernel)`. Advances `t`.
+fn gap_power(
+    twin: &SimHandle,
+    s: &mut dyn Sensor,
+    t: &mut f64,
+    k: &KernelPowerRow,
+    g: &GapRun,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Option<f64> {
+    use rand::Rng;
+    let name: &'static str = crate::ops::KERNEL_NAMES.iter().find(|n| **n == k.name).copied()?;
+    let d = 1e-4;
+    let mut per = Vec::new();
+    for _ in 0..g.windows {
+        *t += rng.random_range(0.0..g.win / 10.0) + 2.0 * g.hold_s;
+        let n = (g.win / (2.0 * d)) as usize;
+        let ks: Vec<crate::ops::KernelTiming> =
+            (0..n).map(|i| crate::ops::KernelTiming { name, start_s: *t + 2.0 * d * i as f64, dur_s: d }).collect();
+        twin.begin(*t);
+        twin.observe(&ks, *t + g.win);
+        if let Some((e, dur)) = edge_to_edge(s, *t, *t + g.win, g.dt) {
+            per.push(2.0 * e / dur - k.power_w);
+        }
+        *t += g.win;
+        twin.trim_before(*t - g.win);
+    }
+    crate::stats::t_interval(&per, 0.95).map(|iv| iv.mean.max(0.0))
+}
+
 /// Calibrate `kernels` (name, shape, median launch time) on a twin of `power` observed by `sensor`, in
 /// simulated time: idle first, then per kernel `windows` windows of back-to-back launches (fed as one busy
 /// interval: the twin's power is constant while a kernel runs) at random phases, each window's power from
@@ -315,7 +358,8 @@ pub fn calibrate_on_twin(
             r
         })
         .collect();
-    let idle = crate::stats::t_interval(&idle_windows, 0.95).context("calibration: the twin's counter never updated")?;
+    let idle =
+        crate::stats::t_interval(&idle_windows, 0.95).context("calibration: the twin's counter never updated")?;
     let mut cal = PowerCalibration::new(&sim_device_id(power, sensor), "sim", idle.mean);
     cal.idle_ci95_w = idle.half_width.unwrap_or(0.0);
     cal.device_name = "sensor twin (sim)".into();
@@ -323,7 +367,8 @@ pub fn calibrate_on_twin(
         let mut per = Vec::new();
         for _ in 0..opts.windows.max(2) {
             t += rng.random_range(0.0..period) + power.hold_s * 2.0;
-            let name_static: &'static str = crate::ops::KERNEL_NAMES.iter().find(|n| **n == name).copied().unwrap_or("");
+            let name_static: &'static str =
+                crate::ops::KERNEL_NAMES.iter().find(|n| **n == name).copied().unwrap_or("");
             twin.begin(t);
             twin.observe(&[crate::ops::KernelTiming { name: name_static, start_s: t, dur_s: win }], t + win);
             if let Some((e, d)) = edge_to_edge(&mut s, t, t + win, dt) {
@@ -344,13 +389,15 @@ pub fn calibrate_on_twin(
             launch_s: *launch_s,
         });
     }
+    if let Some(first) = cal.kernels.first().cloned() {
+        let gaps = GapRun { win, dt, windows: opts.windows.max(2), hold_s: power.hold_s };
+        if let Some(g) = gap_power(&twin, &mut s, &mut t, &first, &gaps, &mut rng) {
+            cal.gap_w = g;
+        }
+    }
     let energy_j = twin.true_energy(0.0, t);
-    let cost = CalibrationCost {
-        kernels: kernels.len(),
-        device_s: t,
-        energy_j,
-        wall_s: started.elapsed().as_secs_f64(),
-    };
+    let cost =
+        CalibrationCost { kernels: kernels.len(), device_s: t, energy_j, wall_s: started.elapsed().as_secs_f64() };
     Ok((cal, cost))
 }
 

@@ -107,7 +107,11 @@ impl TruthBook {
 
     /// The block, given the kernels' attributed totals and stated half-widths (name -> (J, half-width)) and
     /// the counter's delta over the run.
-    pub fn report(&self, attributed: &BTreeMap<String, (f64, Option<f64>)>, counter_j: Option<f64>) -> AttributionError {
+    pub fn report(
+        &self,
+        attributed: &BTreeMap<String, (f64, Option<f64>)>,
+        counter_j: Option<f64>,
+    ) -> AttributionError {
         let sorted = crate::stats::sorted(&self.rel_errs);
         let q = |f: f64| (!sorted.is_empty()).then(|| crate::stats::quantile_sorted(&sorted, f));
         let total_true: f64 = self.kernel_true.values().sum();
