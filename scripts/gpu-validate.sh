@@ -61,13 +61,8 @@ step sensor 90 "$BIN" bench sensor --energy-source "$src" --device "$DEVICE" --o
   && head -n 1 "$R/sensor.txt" | tee -a "$S"
 
 # 4 long metered trainings
-# The training's energy source: nvml on a GPU. The dry run wants --energy sim (the twin, branch energyA);
-# TODO(energyA merged): drop the estimate fallback below once `train --energy sim` exists everywhere.
+# The training's energy source: nvml on a GPU, the sensor twin (--energy sim) in the dry run.
 TRAIN_ENERGY=(--energy "$ENERGY")
-if [ "$ENERGY" = sim ] && ! "$BIN" train --help 2>&1 | grep -q "sim"; then
-  TRAIN_ENERGY=(--energy estimate --watts 40)
-  log "note: this binary has no 'train --energy sim' yet: the dry run trains with --energy estimate --watts 40"
-fi
 if [ -n "$QUICK" ]; then
   MODELS="${MODELS:-pamap2:8}"; LIMIT=(--epochs 2 --max-steps 40)
 else
@@ -117,19 +112,20 @@ done
 first=${MODELS%% *}; m=${first%:*}; run="$R/run_${m}_kernel-events"
 if [ -f "$run/kernels.csv" ] && command -v python3 > /dev/null; then
   top=$(python3 scripts/closure_blocks.py --top-kernels "$run" 0.05)
-  cal=(--energy-source "$src"); [ "$src" = sim ] && cal=(--energy-source estimate --watts 40)  # TODO(energyA): sim calibration
+  cal=(--energy-source "$src")
   [ -n "$QUICK" ] && cal+=(--windows 2 --window-s 0.2)
   step calibrate 150 "$BIN" bench kernels --device "$DEVICE" --energy "${cal[@]}" --kernel "$top" --compare "$run" \
     --out "$R/calibrate.json" && tail -n 6 "$R/calibrate.txt" | tee -a "$S"
-  # TODO(energyA): the additivity check (calibrated energies x launches + gaps vs the counter) is energyA's;
-  # print its line here once summary.json carries it.
+  # The additivity check of the per-kernel run (calibrated power x time + gaps vs the counter, same steps).
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("additivity:", json.dumps((s.get("kernel_split") or {}).get("additivity")))' \
+    "$run/summary.json" 2>&1 | tee -a "$S"
 else
   skip calibrate "no per-kernel run of $m"
 fi
 
 # 6 what metering costs, interleaved with it off
 it=(); [ -n "$QUICK" ] && it=(--iters 5)
-bsrc=(--energy-source "$src"); [ "$src" = sim ] && bsrc=(--energy-source estimate --watts 40)  # TODO(energyA): sim
+bsrc=(--energy-source "$src")
 step bench_step 120 "$BIN" bench step --device "$DEVICE" --model "$m" --batch-size "${first#*:}" --energy "${bsrc[@]}" \
   --kernel-timing all "${it[@]}" && tail -n 4 "$R/bench_step.txt" | tee -a "$S"
 

@@ -19,7 +19,15 @@ fn gpu_validate_dry_run_on_cpu_and_the_twin() {
         .unwrap();
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap_or_default();
     assert!(o.status.success(), "{summary}\n{}", String::from_utf8_lossy(&o.stderr));
-    for name in ["info", "sensor", "train_pamap2_off", "train_pamap2_step", "train_pamap2_kernel-events", "calibrate", "bench_step"] {
+    for name in [
+        "info",
+        "sensor",
+        "train_pamap2_off",
+        "train_pamap2_step",
+        "train_pamap2_kernel-events",
+        "calibrate",
+        "bench_step",
+    ] {
         let line = summary.lines().find(|l| l.split_whitespace().next() == Some(name));
         let line = line.unwrap_or_else(|| panic!("no line for {name}:\n{summary}"));
         assert!(line.contains("rc=0 "), "{line}\n{summary}");
@@ -28,6 +36,8 @@ fn gpu_validate_dry_run_on_cpu_and_the_twin() {
         assert!(summary.lines().any(|l| l.starts_with(gpu_only) && l.contains("skipped")), "{gpu_only}:\n{summary}");
     }
     assert!(summary.contains("== done"), "{summary}");
+    // The per-kernel run trained on the twin (--energy sim) with a calibrated split and its additivity check.
+    assert!(summary.contains("additivity: {"), "{summary}");
     // The twin's default counter updates every 100 ms: the probe finds it within 10 %.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("r/sensor.json")).unwrap()).unwrap();

@@ -383,7 +383,14 @@ impl<'b, B: crate::ops::Backend> GpuRig<'b, B> {
     pub fn new(be: &'b B, sensor: Box<dyn Sensor>, n: usize) -> Result<Self> {
         let bufs = [be.upload(&vec![0.5f32; n * n])?, be.upload(&vec![0.25f32; n * n])?, be.alloc(n * n)?];
         let instant = sensor.check_labels().iter().position(|l| l.contains("(186)"));
-        Ok(GpuRig { be, bufs, params: crate::ops::GemmParams::new(n, n, n, false, false), sensor, instant, t0: std::time::Instant::now() })
+        Ok(GpuRig {
+            be,
+            bufs,
+            params: crate::ops::GemmParams::new(n, n, n, false, false),
+            sensor,
+            instant,
+            t0: std::time::Instant::now(),
+        })
     }
 }
 

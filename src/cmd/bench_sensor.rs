@@ -16,7 +16,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         (a.windows.is_some() || a.window_s.is_some(), "--windows/--window-s"),
     ];
     if let Some((_, flag)) = other.iter().find(|(set, _)| *set) {
-        bail!("bench sensor: {flag} does not apply (it takes --energy-source auto|nvml|sim, --sim-sensor, --json, --out)");
+        bail!(
+            "bench sensor: {flag} does not apply (it takes --energy-source auto|nvml|sim, --sim-sensor, --json, --out)"
+        );
     }
     let v = match a.energy_source.as_str() {
         "sim" => {

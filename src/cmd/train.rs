@@ -81,7 +81,10 @@ pub fn train_run(cfg: &TrainConfig) -> Result<RunSummary> {
         Err(e) => return Err(e),
     };
     if let Some(dir) = out.commit()? {
-        eprintln!("run written to {}", dir.display());
+        // A study trains into its staging folder and names the run itself when it moves it into place.
+        if !dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".staging-")) {
+            eprintln!("run written to {}", dir.display());
+        }
     }
     print_summary(&summary);
     Ok(summary)

@@ -97,7 +97,11 @@ pub fn calibrate_per_launch(
     let per_mean = per.iter().sum::<f64>() / k;
     let sd =
         if per.len() > 1 { (per.iter().map(|x| (x - per_mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt() } else { 0.0 };
-    let ci = if per.len() > 1 { crate::stats::t_quantile((per.len() - 1) as f64, 0.95) * sd / k.sqrt() } else { f64::INFINITY } + unc_sum / k;
+    let ci = if per.len() > 1 {
+        crate::stats::t_quantile((per.len() - 1) as f64, 0.95) * sd / k.sqrt()
+    } else {
+        f64::INFINITY
+    } + unc_sum / k;
     Ok(Calibration {
         j_per_launch: mean,
         ci95_j: ci,

@@ -240,12 +240,7 @@ pub struct RunResolution {
 
 /// The resolution of a run on `source` that lasted `wall_s` with steps of `mean_step_s`. `sensor` is what is
 /// known of the counter (`sensor_for_run`). None for estimates and runs without energy (nothing is resolved).
-pub fn for_run(
-    source: &str,
-    sensor: Option<SensorResolution>,
-    wall_s: f64,
-    mean_step_s: f64,
-) -> Option<RunResolution> {
+pub fn for_run(source: &str, sensor: Option<SensorResolution>, wall_s: f64, mean_step_s: f64) -> Option<RunResolution> {
     if matches!(source, "none" | "estimate" | "") {
         return None;
     }
@@ -258,8 +253,9 @@ pub fn for_run(
             r.text, st.text
         ),
         (Some(r), _) => format!("run total {}", r.text),
-        _ => "the counter's update period is unknown: resolution not established (run `powertrain bench sensor`)"
-            .into(),
+        _ => {
+            "the counter's update period is unknown: resolution not established (run `powertrain bench sensor`)".into()
+        }
     };
     if source == "sim" {
         note.push_str("; sim: a model of a counter, not a measurement");
@@ -393,10 +389,8 @@ impl SensorVerdict {
     pub fn load_all() -> Vec<SensorVerdict> {
         let Some(dir) = cache_dir() else { return Vec::new() };
         let Ok(rd) = std::fs::read_dir(dir.join("sensor")) else { return Vec::new() };
-        let mut v: Vec<SensorVerdict> = rd
-            .flatten()
-            .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
-            .collect();
+        let mut v: Vec<SensorVerdict> =
+            rd.flatten().filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()).collect();
         v.sort_by(|a, b| a.device.cmp(&b.device));
         v
     }
@@ -407,7 +401,12 @@ mod tests {
     use super::*;
 
     fn counter(period: f64) -> SensorResolution {
-        SensorResolution { update_period_s: period, integration: "continuous".into(), sampling_window_s: None, from: "test".into() }
+        SensorResolution {
+            update_period_s: period,
+            integration: "continuous".into(),
+            sampling_window_s: None,
+            from: "test".into(),
+        }
     }
 
     #[test]
@@ -441,9 +440,11 @@ mod tests {
         assert!((ratio - 1.2).abs() < 1e-12);
         assert!(((hi - lo) / 2.0 - 1.2 * (2.0f64 * 0.05 * 0.05).sqrt()).abs() < 1e-12);
         // A stated uncertainty replaces the update share.
-        let Comparison::Resolved { lo, hi, .. } =
-            compare(&c, Measured { half_width_j: Some(1.2), ..m(120.0, 2.0) }, Measured { half_width_j: Some(1.0), ..m(100.0, 2.0) })
-        else {
+        let Comparison::Resolved { lo, hi, .. } = compare(
+            &c,
+            Measured { half_width_j: Some(1.2), ..m(120.0, 2.0) },
+            Measured { half_width_j: Some(1.0), ..m(100.0, 2.0) },
+        ) else {
             panic!()
         };
         assert!(((hi - lo) / 2.0 - 1.2 * (2.0f64 * 0.01 * 0.01).sqrt()).abs() < 1e-12);
