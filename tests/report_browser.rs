@@ -1,7 +1,8 @@
 //! Each report kind opened in headless Chromium (tests/browser): a sweep, pretraining + multi-task, a
 //! single run with kernels (and its "where the joules go" page). Every plot renders something, its texts stay
 //! inside it and the viewport, nothing overlaps, no legend covers data, and the page fetches nothing (works
-//! offline). With POWERTRAIN_SCREENSHOTS=DIR the first screen of each is kept there as a PNG.
+//! offline). With POWERTRAIN_SCREENSHOTS=DIR the first screen of each is kept there as a PNG, beside a
+//! copy of the page.
 mod browser;
 mod study_fake;
 
@@ -13,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 fn check(html: &Path, name: &str) {
     let shot = std::env::var("POWERTRAIN_SCREENSHOTS").ok().map(|d| PathBuf::from(d).join(format!("{name}.png")));
+    if let Some(png) = &shot {
+        // The page itself too (self-contained), for a full-length screenshot.
+        std::fs::copy(html, png.with_extension("html")).unwrap();
+    }
     let page = browser::check_page(html, shot.as_deref()).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(!page.plots.is_empty(), "{name}: no plot");
     let d = page.defects();
