@@ -47,7 +47,7 @@ fn run(power: PowerModel, sensor: SensorModel, cal: CalibrationChoice, steps: us
     let mut m = Meter::with_twin(cfg, twin, opts, &extra).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let mut t = 0.5;
-    let mut poll = |m: &mut Meter, from: f64, to: f64| {
+    let poll = |m: &mut Meter, from: f64, to: f64| {
         let mut x = from;
         while x < to {
             let _ = m.poll(x);
