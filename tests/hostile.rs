@@ -459,8 +459,8 @@ fn emit_slurm_quotes_every_path_and_refuses_names_slurm_cannot_take() {
             "sweep",
             "--seeds",
             "1",
-        "--seeds",
-        "1",
+            "--seeds",
+            "1",
             "--model",
             "pamap2",
             "--data",
@@ -665,7 +665,8 @@ fn array_tasks_running_at_once_share_the_study_and_log_every_run_once() {
     pamap2_dataset(root);
     let base = ["--batch-sizes", "8,16", "--lrs", "1e-3,1e-2", "--energy", "estimate", "--watts", "40"];
     let task = |i: &'static str| -> Vec<&'static str> {
-        let mut v: Vec<&str> = vec!["sweep", "--seeds", "1", "--model", "pamap2", "--data", "ds", "--device", "cpu", "--epochs", "2"];
+        let mut v: Vec<&str> =
+            vec!["sweep", "--seeds", "1", "--model", "pamap2", "--data", "ds", "--device", "cpu", "--epochs", "2"];
         v.extend_from_slice(&base);
         v.extend_from_slice(&["--target-acc", "1", "--only", i, "--out", "S"]);
         v

@@ -69,12 +69,21 @@ fn check_frame(svg_text: &str) {
 #[test]
 fn legend_outside_data_and_batch_sizes_ticked() {
     // 14 series (the pretraining plot) with points at the far right, where the old legend sat.
-    let series: Vec<Series> =
-        (0..14).map(|i| Series { name: format!("run {i}"), points: vec![(32.0, i as f64), (128.0, 20.0 + i as f64)] }).collect();
+    let series: Vec<Series> = (0..14)
+        .map(|i| Series { name: format!("run {i}"), points: vec![(32.0, i as f64), (128.0, 20.0 + i as f64)] })
+        .collect();
     let cap = "Energy per epoch vs batch size (J) [measured (nvml-counter)]";
-    let s = Lines { caption: cap, x_desc: "batch size", y_desc: "J", series: &series, log_x: true, x_at: Some(vec![32.0, 64.0, 128.0]), vlines: &[] }
-        .svg()
-        .unwrap();
+    let s = Lines {
+        caption: cap,
+        x_desc: "batch size",
+        y_desc: "J",
+        series: &series,
+        log_x: true,
+        x_at: Some(vec![32.0, 64.0, 128.0]),
+        vlines: &[],
+    }
+    .svg()
+    .unwrap();
     check_frame(&s);
     let d = roxmltree::Document::parse(&s).unwrap();
     assert_eq!(ticks(&d, "x"), vec!["32", "64", "128"], "one tick per batch size");
@@ -90,8 +99,15 @@ fn heatmap_has_one_band_per_category_and_a_colour_scale() {
     let xl: Vec<String> = ["32", "64", "128"].map(String::from).to_vec();
     let yl: Vec<String> = ["0.001", "0.01"].map(String::from).to_vec();
     let cells = vec![vec![Some(100.0), Some(105.0), None], vec![Some(101.0), Some(102.0), Some(104.0)]];
-    let s = svg::heatmap("Energy to target (J) [estimate (no sensor)]", ("batch size", "learning rate"), &xl, &yl, &cells, "J")
-        .unwrap();
+    let s = svg::heatmap(
+        "Energy to target (J) [estimate (no sensor)]",
+        ("batch size", "learning rate"),
+        &xl,
+        &yl,
+        &cells,
+        "J",
+    )
+    .unwrap();
     check_frame(&s);
     let d = roxmltree::Document::parse(&s).unwrap();
     let cellr = find(&d, "cell");

@@ -94,7 +94,11 @@ fn an_attribute_that_never_reaches_the_target_is_reported() {
     assert!(r.table.contains("| no |"));
     // Neither side reached every target: no ratio is headlined, only "not determined".
     assert_eq!(r.ratio, powertrain::study::Ratio::Undetermined);
-    assert!(r.table.contains("**Finding: single-task total / multi-task energy to targets: not determined"), "{}", r.table);
+    assert!(
+        r.table.contains("**Finding: single-task total / multi-task energy to targets: not determined"),
+        "{}",
+        r.table
+    );
     assert!(!r.table.contains("2.00x"));
 }
 

@@ -64,7 +64,11 @@ fn sweep_table_best_worst_ratio_and_gpu_utilisation() {
     assert!((r.gpu_util[0].1.unwrap() - 32.0 / 96.0).abs() < 1e-6, "{:?}", r.gpu_util);
     assert!((r.gpu_util[1].1.unwrap() - 128.0 / 192.0).abs() < 1e-6);
     assert!(r.table.contains("| bs128_lr0.001_s0 | 128 | 0.001 | 0 | 60.0 | 2 | 1.20 | 120 |"), "{}", r.table);
-    assert!(r.table.contains("**Finding: worst / best energy to target 5.25x (one seed: no interval).**"), "{}", r.table);
+    assert!(
+        r.table.contains("**Finding: worst / best energy to target 5.25x (one seed: no interval).**"),
+        "{}",
+        r.table
+    );
     assert!(r.table.contains("arXiv:2401.01851") && r.table.contains("up to 5x"), "the paper side by side");
     assert!(!r.table.contains("ESTIMATE"));
     for name in ["study.json", "sweep.md", "sweep.json", "runs.jsonl", "runs/bs32_lr0.01_s0/summary.json"] {

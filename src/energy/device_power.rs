@@ -86,7 +86,10 @@ pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
-            t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "CPU".into())
 }
@@ -134,6 +137,9 @@ mod tests {
             assert!(e.note.contains("estimate (no sensor)"), "{}", e.note);
             assert!(m.energy_context().auto_fallback.as_deref().unwrap_or("").contains("device power model"));
         }
-        assert_eq!(open_for_training(cfg("none"), &Default::default()).unwrap().source(), super::super::EnergySource::None);
+        assert_eq!(
+            open_for_training(cfg("none"), &Default::default()).unwrap().source(),
+            super::super::EnergySource::None
+        );
     }
 }

@@ -25,20 +25,48 @@ pub(super) fn plot_blocks(inp: &Inputs, metric: Metric, method: &Method, warning
         let (series, at) = per_epoch_series(&sweep_runs, metric);
         let cap = format!("{} per epoch vs batch size ({u}, mean over seeds){t}", cap1(name));
         let y = format!("{name} per epoch ({u})");
-        let svg = Lines { caption: &cap, x_desc: "batch size (log scale)", y_desc: &y, series: &series, log_x: true, x_at: Some(at), vlines: &[] }.svg();
+        let svg = Lines {
+            caption: &cap,
+            x_desc: "batch size (log scale)",
+            y_desc: &y,
+            series: &series,
+            log_x: true,
+            x_at: Some(at),
+            vlines: &[],
+        }
+        .svg();
         add("energy_per_epoch.svg", cap, svg, super::text::PER_EPOCH);
     }
     let acc = acc_series(&inp.runs, metric, warnings);
     let cap = format!("Validation accuracy vs cumulative {name} ({u}){t}");
     let x = format!("cumulative {name} ({u})");
-    let svg = Lines { caption: &cap, x_desc: &x, y_desc: "validation accuracy", series: &acc, log_x: false, x_at: None, vlines: &[] }.svg();
+    let svg = Lines {
+        caption: &cap,
+        x_desc: &x,
+        y_desc: "validation accuracy",
+        series: &acc,
+        log_x: false,
+        x_at: None,
+        vlines: &[],
+    }
+    .svg();
     add("acc_vs_energy.svg", cap, svg, super::text::ACC);
     if let Some(run) = focus_run(&inp.runs) {
         if let Metric::Energy { .. } = metric {
-            let cap = format!("Power per step, run {} ({} steps; energy_j / window_s, W){t}", run.id, run.summary.steps);
+            let cap =
+                format!("Power per step, run {} ({} steps; energy_j / window_s, W){t}", run.id, run.summary.steps);
             match power_series(run) {
                 Ok((s, marks)) => {
-                    let svg = Lines { caption: &cap, x_desc: "time since start (s)", y_desc: "power (W)", series: &s, log_x: false, x_at: None, vlines: &marks }.svg();
+                    let svg = Lines {
+                        caption: &cap,
+                        x_desc: "time since start (s)",
+                        y_desc: "power (W)",
+                        series: &s,
+                        log_x: false,
+                        x_at: None,
+                        vlines: &marks,
+                    }
+                    .svg();
                     add("power_timeline.svg", cap, svg, super::text::POWER)
                 }
                 Err(e) => warnings.push(format!("WARNING: {e:#}; the power timeline of run {} is left out", run.id)),
@@ -229,7 +257,16 @@ fn break_even_plot(p: &PretrainResult, method: &Method) -> (String, Option<Strin
         }
     }
     let y = format!("cumulative {name} ({u})");
-    let svg = Lines { caption: &cap, x_desc: "reuses (downstream trainings)", y_desc: &y, series: &series, log_x: false, x_at: None, vlines: &[] }.svg();
+    let svg = Lines {
+        caption: &cap,
+        x_desc: "reuses (downstream trainings)",
+        y_desc: &y,
+        series: &series,
+        log_x: false,
+        x_at: None,
+        vlines: &[],
+    }
+    .svg();
     (cap, svg)
 }
 
@@ -237,8 +274,10 @@ fn break_even_plot(p: &PretrainResult, method: &Method) -> (String, Option<Strin
 fn multitask_plot(v: &MultitaskResult, method: &Method) -> (String, Option<String>) {
     let m = v.metric;
     let (u, name) = (m.unit(), m.name());
-    let cap =
-        format!("Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){}", method.suffix());
+    let cap = format!(
+        "Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){}",
+        method.suffix()
+    );
     let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
     let bar = |label: String, value: Option<f64>| Bar { label, value, err: None, missing: "not reached".into() };
     let mut bars = vec![

@@ -35,7 +35,12 @@ pub(crate) enum Block {
     Md(String),
     /// A warning paragraph (markdown in report.md, `<p class="warn">` in the HTML).
     Warn(String),
-    Plot { file: String, caption: String, svg: String, about: String },
+    Plot {
+        file: String,
+        caption: String,
+        svg: String,
+        about: String,
+    },
 }
 
 /// How the report's numbers were obtained, for every title and the first screen.
@@ -151,8 +156,11 @@ fn head(dirs: &[PathBuf], inp: &Inputs, metric: Metric, method: &Method, warning
 
 /// "N runs of MODEL on DEVICE; energy: METHOD".
 fn measured(inp: &Inputs, method: &Method) -> String {
-    let mut models: Vec<String> =
-        inp.runs.iter().map(|r| format!("{} on {} ({})", r.summary.model, r.summary.device, r.summary.device_name)).collect();
+    let mut models: Vec<String> = inp
+        .runs
+        .iter()
+        .map(|r| format!("{} on {} ({})", r.summary.model, r.summary.device, r.summary.device_name))
+        .collect();
     models.sort();
     models.dedup();
     let kinds: Vec<String> = inp.studies.iter().filter_map(|s| s.manifest.as_ref().map(|m| m.kind.clone())).collect();
@@ -169,7 +177,8 @@ fn measured(inp: &Inputs, method: &Method) -> String {
 fn main_result(inp: &Inputs, metric: Metric) -> String {
     let (u, name) = (metric.unit(), metric.name());
     let f = |v: Option<f64>| svg::fmt(v.unwrap_or(f64::NAN));
-    let best = inp.runs.iter().filter_map(|r| Some((r, metric.to_target(&r.summary)?))).min_by(|a, b| a.1.total_cmp(&b.1));
+    let best =
+        inp.runs.iter().filter_map(|r| Some((r, metric.to_target(&r.summary)?))).min_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((r, v)) = best {
         let s = &r.summary;
         return format!(
@@ -182,7 +191,9 @@ fn main_result(inp: &Inputs, metric: Metric) -> String {
             s.epochs_to_target.unwrap_or(s.epochs)
         );
     }
-    match inp.runs.iter().min_by(|a, b| metric.total(&a.summary).unwrap_or(f64::MAX).total_cmp(&metric.total(&b.summary).unwrap_or(f64::MAX))) {
+    match inp.runs.iter().min_by(|a, b| {
+        metric.total(&a.summary).unwrap_or(f64::MAX).total_cmp(&metric.total(&b.summary).unwrap_or(f64::MAX))
+    }) {
         Some(r) => format!(
             "run `{}` used {} {u} of {name} over {} steps ({} epochs; final validation accuracy {}).",
             r.id,

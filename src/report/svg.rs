@@ -251,8 +251,17 @@ impl Frame {
             let x = ax.px(v, self.l, self.r);
             let label = fmt(v);
             let w = text_w(&label, FONT - 1.0);
-            let _ = write!(s, "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/>", self.b, self.b + 5.0);
-            let _ = write!(s, "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>", self.t, self.b);
+            let _ = write!(
+                s,
+                "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/>",
+                self.b,
+                self.b + 5.0
+            );
+            let _ = write!(
+                s,
+                "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>",
+                self.t, self.b
+            );
             if x - w / 2.0 > last_end + 4.0 {
                 let _ = write!(
                     s,
@@ -272,7 +281,11 @@ impl Frame {
         let mut s = String::from("<g class=\"axis y\">");
         for &v in &ax.ticks {
             let y = ax.px(v, self.b, self.t);
-            let _ = write!(s, "<line class=\"grid\" x1=\"{}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/>", self.l, self.r);
+            let _ = write!(
+                s,
+                "<line class=\"grid\" x1=\"{}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/>",
+                self.l, self.r
+            );
             let _ = write!(
                 s,
                 "<text class=\"tick\" x=\"{}\" y=\"{:.1}\" font-size=\"{}\" text-anchor=\"end\">{}</text>",
@@ -323,7 +336,13 @@ fn legend(f: &Frame, names: &[String], width: f64) -> String {
     }
     if names.len() > shown {
         let y = f.t + 4.0 + row * (shown as f64 + 0.5) + 4.0;
-        let _ = write!(s, "<text x=\"{}\" y=\"{y}\" font-size=\"{}\">+{} more</text>", x + 6.0, FONT - 1.0, names.len() - shown);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{y}\" font-size=\"{}\">+{} more</text>",
+            x + 6.0,
+            FONT - 1.0,
+            names.len() - shown
+        );
     }
     s + "</g>"
 }
@@ -532,18 +551,38 @@ pub fn heatmap(
     s += "<g class=\"axis x\">";
     for (i, l) in x_labels.iter().enumerate() {
         let x = f.l + (i as f64 + 0.5) * cw;
-        let _ = write!(s, "<text class=\"tick\" x=\"{x:.1}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>", f.b + 18.0, FONT - 1.0, esc(&clip(l, FONT - 1.0, cw - 4.0)));
+        let _ = write!(
+            s,
+            "<text class=\"tick\" x=\"{x:.1}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>",
+            f.b + 18.0,
+            FONT - 1.0,
+            esc(&clip(l, FONT - 1.0, cw - 4.0))
+        );
     }
     s += "</g><g class=\"axis y\">";
     for (j, l) in y_labels.iter().enumerate() {
         let y = f.b - (j as f64 + 0.5) * ch + 4.0;
-        let _ = write!(s, "<text class=\"tick\" x=\"{}\" y=\"{y:.1}\" font-size=\"{}\" text-anchor=\"end\">{}</text>", f.l - 6.0, FONT - 1.0, esc(l));
+        let _ = write!(
+            s,
+            "<text class=\"tick\" x=\"{}\" y=\"{y:.1}\" font-size=\"{}\" text-anchor=\"end\">{}</text>",
+            f.l - 6.0,
+            FONT - 1.0,
+            esc(l)
+        );
     }
     s += "</g><g class=\"cells\">";
     for (j, row) in cells.iter().enumerate() {
         for (i, v) in row.iter().enumerate().take(x_labels.len()) {
             let (x, y) = (f.l + i as f64 * cw, f.b - (j as f64 + 1.0) * ch);
-            s += &cell(x, y, (cw, ch), *v, dom, &format!("{} {}, {} {}", x_desc, x_labels[i], y_desc, y_labels[j]), unit);
+            s += &cell(
+                x,
+                y,
+                (cw, ch),
+                *v,
+                dom,
+                &format!("{} {}, {} {}", x_desc, x_labels[i], y_desc, y_labels[j]),
+                unit,
+            );
         }
     }
     s += "</g>";
@@ -556,7 +595,12 @@ fn cell(x: f64, y: f64, (w, h): (f64, f64), v: Option<f64>, (lo, hi): (f64, f64)
         Some(v) if v.is_finite() => {
             let (r, g, b) = viridis((v - lo) / (hi - lo));
             let light = 0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64 > 140.0;
-            (format!("rgb({r},{g},{b})"), fmt(v), if light { "#000" } else { "#fff" }, format!("{at}: {} {unit}", fmt(v)))
+            (
+                format!("rgb({r},{g},{b})"),
+                fmt(v),
+                if light { "#000" } else { "#fff" },
+                format!("{at}: {} {unit}", fmt(v)),
+            )
         }
         _ => ("#d9d9d9".to_string(), "n/r".to_string(), "#333", format!("{at}: not reached")),
     };
@@ -578,16 +622,34 @@ fn colour_scale(f: &Frame, (lo, hi): (f64, f64), vals: &[f64], unit: &str) -> St
     for k in 0..n {
         let (r, g, b) = viridis(k as f64 / (n - 1) as f64);
         let y = f.t + h - (k + 1) as f64 * h / n as f64;
-        let _ = write!(s, "<rect x=\"{x}\" y=\"{y:.1}\" width=\"{w}\" height=\"{:.2}\" fill=\"rgb({r},{g},{b})\"/>", h / n as f64 + 0.5);
+        let _ = write!(
+            s,
+            "<rect x=\"{x}\" y=\"{y:.1}\" width=\"{w}\" height=\"{:.2}\" fill=\"rgb({r},{g},{b})\"/>",
+            h / n as f64 + 0.5
+        );
     }
     for (v, y) in [(hi, f.t + 4.0), (lo, f.t + h)] {
-        let _ = write!(s, "<text class=\"scale-label\" x=\"{}\" y=\"{y:.1}\" font-size=\"{}\">{} {}</text>", x + w + 5.0, FONT - 1.0, fmt(v), esc(unit));
+        let _ = write!(
+            s,
+            "<text class=\"scale-label\" x=\"{}\" y=\"{y:.1}\" font-size=\"{}\">{} {}</text>",
+            x + w + 5.0,
+            FONT - 1.0,
+            fmt(v),
+            esc(unit)
+        );
     }
     let (vl, vh) = vals.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     if vl > 0.0 && vh >= vl {
-        let _ = write!(s, "<text class=\"scale-ratio\" x=\"{x}\" y=\"{:.1}\" font-size=\"{}\">max/min {:.2}x</text>", f.t + h + 22.0, FONT - 1.0, vh / vl);
+        let _ = write!(
+            s,
+            "<text class=\"scale-ratio\" x=\"{x}\" y=\"{:.1}\" font-size=\"{}\">max/min {:.2}x</text>",
+            f.t + h + 22.0,
+            FONT - 1.0,
+            vh / vl
+        );
     }
-    let _ = write!(s, "<text x=\"{x}\" y=\"{:.1}\" font-size=\"{}\">grey: not reached</text>", f.t + h + 38.0, FONT - 1.0);
+    let _ =
+        write!(s, "<text x=\"{x}\" y=\"{:.1}\" font-size=\"{}\">grey: not reached</text>", f.t + h + 38.0, FONT - 1.0);
     s + "</g>"
 }
 

@@ -161,4 +161,3 @@ fn energy_table(runs: &[Run]) -> Option<String> {
         )
     ))
 }
-

@@ -21,13 +21,21 @@ pub(super) fn pages(inp: &Inputs, out: &Path, blocks: &mut Vec<Block>) -> Result
         if rows.is_empty() {
             continue;
         }
-        let file = format!("joules_{}.html", run.id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-', "_"));
+        let file = format!(
+            "joules_{}.html",
+            run.id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-', "_")
+        );
         let page = run_blocks(run, &rows);
         let r = super::render(&page, out, &format!("where the joules go: {}", run.id))?;
         let path = out.join(&file);
         crate::util::write_atomic(&path, r.html.as_bytes())?;
         crate::util::write_atomic(&path.with_extension("md"), r.md.as_bytes())?;
-        links.push(format!("- [{}]({file}): {} kernels, {}", run.id, rows.len(), source_label(&run.summary.energy_source)));
+        links.push(format!(
+            "- [{}]({file}): {} kernels, {}",
+            run.id,
+            rows.len(),
+            source_label(&run.summary.energy_source)
+        ));
         pages.push(path);
     }
     if !links.is_empty() {
@@ -75,9 +83,21 @@ fn run_blocks(run: &Run, rows: &[KernelRow]) -> Vec<Block> {
             name: "energy of the step window".into(),
             points: first.iter().filter_map(|(t, _, e)| Some((*t, (*e)?))).collect(),
         }];
-        let marks: Vec<VLine> =
-            first.iter().enumerate().map(|(i, (t, w, _))| VLine { x: *t, label: format!("step {} ends ({} s window)", i + 1, svg::fmt(*w)) }).collect();
-        let svg = Lines { caption: &cap, x_desc: "time since start (s)", y_desc: "energy per step (J)", series: &series, log_x: false, x_at: None, vlines: &marks }.svg();
+        let marks: Vec<VLine> = first
+            .iter()
+            .enumerate()
+            .map(|(i, (t, w, _))| VLine { x: *t, label: format!("step {} ends ({} s window)", i + 1, svg::fmt(*w)) })
+            .collect();
+        let svg = Lines {
+            caption: &cap,
+            x_desc: "time since start (s)",
+            y_desc: "energy per step (J)",
+            series: &series,
+            log_x: false,
+            x_at: None,
+            vlines: &marks,
+        }
+        .svg();
         if let Some(svg) = svg {
             b.push(Block::Plot { file: "step_timeline.svg".into(), caption: cap, svg, about: text::TIMELINE.into() });
         }
@@ -120,7 +140,17 @@ fn kernel_table(rows: &[KernelRow], idle_w: Option<f64>) -> String {
         "## Per kernel\n\nStatic = the idle power measured before the run x the kernel's time; dynamic = the rest \
          (`-` where the run has no idle baseline).\n\n{}\n",
         crate::study::md_table(
-            &["kernel", "launches", "time (s)", "energy (J)", "J/launch", "J/GFLOP", "GFLOP", "static (%)", "dynamic (%)"],
+            &[
+                "kernel",
+                "launches",
+                "time (s)",
+                "energy (J)",
+                "J/launch",
+                "J/GFLOP",
+                "GFLOP",
+                "static (%)",
+                "dynamic (%)"
+            ],
             &cells
         )
     )

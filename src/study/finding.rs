@@ -9,25 +9,26 @@
 //!   whole run's cost is a **lower bound** ([`Cost::lower_bound`]), never dropped and never shown as a value.
 //! * **Mean cost** of a configuration or an arm: the mean over its seeds, with a 95 % Student-t interval over
 //!   seeds ([`Mean`]); when any seed is a lower bound, the mean is a lower bound too.
-//! * **Ratio** of two arms (worst / best, multi-task / single-task): the ratio of their mean costs with a
-//!   percentile bootstrap interval over seeds (2000 resamples, seed-paired when both arms ran the same seeds).
+//! * **Ratio** of two arms (worst / best, multi-task / single-task): the ratio of their mean costs with a 95 %
+//!   interval from the delta method on the log ratio, log(x) ± t(n-1) · sqrt(s_a²/(n_a ā²) + s_b²/(n_b b̄²)), with
+//!   the smaller arm's degrees of freedom (a percentile bootstrap over 3 seeds has only 10 distinct resamples and
+//!   comes out far too narrow, so it is not used).
 //!   When the numerator is a lower bound, the ratio is "≥ x"; when the denominator is, "≤ x"; when both are, the
 //!   ratio is not determined ([`Ratio`]). Never a plain ratio with an unreached side.
 //! * **% saving** of the best arm against another: 1 - best / other, with the same bound rules.
 //! * **Break-even reuses** of pretraining: E_pretrain / (mean E_scratch - mean E_reuse), the ratio of mean costs
-//!   over seeds (the same number the break-even plot crosses at), with a seed-bootstrap interval; "never" when the
-//!   mean saving is not positive ([`BreakEven`]).
+//!   over seeds (the same number the break-even plot crosses at), with a conservative 95 % interval from the
+//!   t-intervals of the pretraining cost and of the saving (P_lo / D_hi .. P_hi / D_lo, unbounded above when the
+//!   saving's interval reaches 0); "never" when the mean saving is not positive ([`BreakEven`]).
 //!
 //! Worked example: scratch costs 100, 120, 110 J (all reached), fine-tuning 40, 50, 45 J, pretraining 600, 640,
 //! 620 J: break-even = 620 / (110 - 45) = 9.5 reuses. Had one fine-tuning run not reached its target (its 50 J a
 //! lower bound), the saving 110 - 45 would be an upper bound and break-even "≥ 9.5".
-use crate::stats::{bootstrap_interval, t_interval, Interval};
+use crate::stats::{mean, std_dev, t_interval, t_quantile, Interval};
 use serde::{Deserialize, Serialize};
 
 /// Confidence of every interval a study prints.
 pub const CONF: f64 = 0.95;
-/// Bootstrap resamples for ratio intervals (seeded: the same table every time).
-pub const BOOTSTRAP_REPS: usize = 2000;
 
 /// One run's cost: exact when the run reached its target, else a lower bound (the whole run's cost).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,7 +78,7 @@ impl Mean {
 /// A ratio between two arms, or the bound that is all the data supports.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Ratio {
-    /// Both sides reached: the ratio of means with its bootstrap interval (None with one seed).
+    /// Both sides reached: the ratio of means with its 95 % interval (None with one seed).
     Value { x: f64, lo: Option<f64>, hi: Option<f64> },
     /// The numerator did not reach its target: the ratio is at least `x`.
     AtLeast(f64),
@@ -88,8 +89,8 @@ pub enum Ratio {
 }
 
 impl Ratio {
-    /// Ratio of the mean costs `num` / `den` with bound rules and a seed-bootstrap interval (paired by seed index
-    /// when both arms have the same number of seeds, else no interval).
+    /// Ratio of the mean costs `num` / `den` with bound rules and a delta-method interval on the log ratio (none
+    /// when an arm has a single seed).
     pub fn of(num: &[Cost], den: &[Cost]) -> Ratio {
         let (Some(a), Some(b)) = (Mean::of(num), Mean::of(den)) else {
             return Ratio::Undetermined;
@@ -100,10 +101,7 @@ impl Ratio {
         let x = a.value() / b.value();
         match (a.lower_bound, b.lower_bound) {
             (false, false) => {
-                let (lo, hi) = paired_bootstrap(num.len(), den.len(), |i| {
-                    mean_at(num, i) / mean_at(den, i)
-                })
-                .map_or((None, None), |(l, h)| (Some(l), Some(h)));
+                let (lo, hi) = log_ratio_interval(num, den, x).map_or((None, None), |(l, h)| (Some(l), Some(h)));
                 Ratio::Value { x, lo, hi }
             }
             (true, false) => Ratio::AtLeast(x),
@@ -142,23 +140,29 @@ impl Ratio {
     }
 }
 
-/// The mean of `c` at resampled indices `idx`.
-fn mean_at(c: &[Cost], idx: &[usize]) -> f64 {
-    idx.iter().map(|&i| c[i].value).sum::<f64>() / idx.len() as f64
-}
-
-/// Seed-paired bootstrap (same length) of `stat`, else None.
-fn paired_bootstrap(n: usize, m: usize, stat: impl FnMut(&[usize]) -> f64) -> Option<(f64, f64)> {
-    if n != m || n < 2 {
+/// The 95 % interval of `x` = mean(a) / mean(b) from the delta method on log x (None with a single seed).
+fn log_ratio_interval(a: &[Cost], b: &[Cost], x: f64) -> Option<(f64, f64)> {
+    let (n, m) = (a.len(), b.len());
+    if n < 2 || m < 2 {
         return None;
     }
-    bootstrap_interval(n, BOOTSTRAP_REPS, CONF, 1, stat)
+    let va: Vec<f64> = a.iter().map(|c| c.value).collect();
+    let vb: Vec<f64> = b.iter().map(|c| c.value).collect();
+    let rel2 = (std_dev(&va) / mean(&va)).powi(2) / n as f64 + (std_dev(&vb) / mean(&vb)).powi(2) / m as f64;
+    let hw = t_quantile((n.min(m) - 1) as f64, CONF) * rel2.sqrt();
+    hw.is_finite().then(|| (x * (-hw).exp(), x * hw.exp()))
+}
+
+/// The t-interval (lo, hi) of the mean of `v` (None for fewer than 2 values).
+fn t_bounds(v: &[f64]) -> Option<(f64, f64)> {
+    let i = t_interval(v, CONF)?;
+    Some((i.lo()?, i.hi()?))
 }
 
 /// Break-even reuses of one reuse way, as the data supports it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BreakEven {
-    /// Every run reached its target: the ratio of means with its bootstrap interval (None with one seed).
+    /// Every run reached its target: the ratio of means with its 95 % interval (None with one seed).
     Reuses { x: f64, lo: Option<f64>, hi: Option<f64> },
     /// Some scratch run did not reach: the saving is a lower bound, so break-even is at most `x`.
     AtMost(f64),
@@ -191,20 +195,18 @@ impl BreakEven {
             (false, true) if saving > 0.0 => BreakEven::AtLeast(p / saving),
             (false, true) => BreakEven::Never,
             (false, false) if saving > 0.0 => {
-                let n = pretrain.len();
-                let ci = (scratch.len() == n && reuse.len() == n && n >= 2)
-                    .then(|| {
-                        bootstrap_interval(n, BOOTSTRAP_REPS, CONF, 1, |i| {
-                            let d = mean_at(scratch, i) - mean_at(reuse, i);
-                            let p = i.iter().map(|&k| pretrain[k]).sum::<f64>() / i.len() as f64;
-                            if d > 0.0 {
-                                p / d
-                            } else {
-                                f64::INFINITY
-                            }
-                        })
-                    })
-                    .flatten();
+                // The saving per seed, paired when every arm ran the same seeds.
+                let d: Vec<f64> = if scratch.len() == reuse.len() {
+                    scratch.iter().zip(reuse).map(|(a, b)| a.value - b.value).collect()
+                } else {
+                    vec![]
+                };
+                let ci = match (t_bounds(pretrain), t_bounds(&d)) {
+                    (Some((p_lo, p_hi)), Some((d_lo, d_hi))) => {
+                        Some((p_lo.max(0.0) / d_hi, if d_lo > 0.0 { p_hi / d_lo } else { f64::INFINITY }))
+                    }
+                    _ => None,
+                };
                 BreakEven::Reuses { x: p / saving, lo: ci.map(|c| c.0), hi: ci.map(|c| c.1) }
             }
             (false, false) => BreakEven::Never,
@@ -220,6 +222,9 @@ impl BreakEven {
     pub fn text(&self) -> String {
         let f = |v: f64| super::fmt_num(Some(v));
         match *self {
+            BreakEven::Reuses { x, lo: Some(l), hi: Some(h) } if h.is_infinite() => {
+                format!("{} (95 % CI {}-unbounded: the saving's interval reaches 0)", f(x), f(l))
+            }
             BreakEven::Reuses { x, lo: Some(l), hi: Some(h) } => format!("{} (95 % CI {}-{})", f(x), f(l), f(h)),
             BreakEven::Reuses { x, .. } => format!("{} (one seed: no interval)", f(x)),
             BreakEven::AtMost(x) => format!("≤ {} (a scratch run did not reach the target)", f(x)),
@@ -278,6 +283,20 @@ mod tests {
         assert_eq!(BreakEven::of(&pre, &s2, &exact(&[40.0, 50.0, 45.0])), BreakEven::AtMost(620.0 / 65.0));
         assert_eq!(BreakEven::of(&pre, &s2, &r), BreakEven::Undetermined);
         assert_eq!(BreakEven::of(&pre, &s, &exact(&[130.0, 120.0, 110.0])), BreakEven::Never);
+    }
+
+    #[test]
+    fn three_noisy_seeds_give_an_honestly_wide_interval() {
+        // Seeds of the quick sweep on this CPU: the ratio is about 2.2, but three seeds cannot pin it down.
+        let a = exact(&[157.0, 244.0, 292.0]);
+        let b = exact(&[64.5, 125.0, 129.0]);
+        let Ratio::Value { x, lo: Some(lo), hi: Some(hi) } = Ratio::of(&a, &b) else { panic!() };
+        assert!((x - 231.0 / (318.5 / 3.0)).abs() < 1e-9);
+        assert!(lo < 1.0 && hi > 4.0, "{x} {lo} {hi}");
+        // A saving whose interval reaches 0: break-even has no upper limit.
+        let be = BreakEven::of(&[600.0, 640.0, 620.0], &exact(&[100.0, 120.0, 110.0]), &exact(&[90.0, 60.0, 105.0]));
+        let BreakEven::Reuses { hi: Some(h), .. } = be else { panic!("{be:?}") };
+        assert!(h.is_infinite() && be.text().contains("unbounded"), "{}", be.text());
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub mod pretrain;
 pub mod sweep;
 
 pub use dir::{data_key, load_record, Access, Machine, RunRecord, Study, StudyFiles, StudyManifest};
-pub use multitask::{multitask_study_with, MultitaskOptions, MultitaskResult};
 pub use finding::{BreakEven, Cost, Mean, Ratio};
+pub use multitask::{multitask_study_with, MultitaskOptions, MultitaskResult};
 pub use pretrain::{pretrain_study_with, PretrainOptions};
 pub use sweep::{slurm_script, sweep_with, SweepOptions, SweepResult};
 

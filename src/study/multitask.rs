@@ -2,10 +2,10 @@
 //! each. Every network trains until each attribute it carries reached its own target (the latest of
 //! `RunSummary.task_epoch_reached`) or the epoch limit; its cost is read from epochs.csv at that epoch.
 use super::dir::Access;
+use super::finding::{Cost, Ratio};
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, Metric, RunRecord, Study, StudyManifest, Trainer,
 };
-use super::finding::{Cost, Ratio};
 use crate::rundir::{RunDir, RunSummary};
 use crate::train::TrainConfig;
 use anyhow::{bail, Result};
@@ -54,7 +54,7 @@ pub struct MultitaskGrid {
 pub fn resolve(a: &MultitaskOptions) -> Result<MultitaskGrid> {
     check_model(&a.model, &["celeba"])?;
     let (tasks_default, epochs, target) = if a.quick {
-        ("Smiling,Male", if a.epochs == 20 { 2 } else { a.epochs }, 0.7)
+        ("Smiling,Male", if a.epochs == 20 { 4 } else { a.epochs }, 0.7)
     } else {
         ("Smiling,Male,Young,Attractive,Heavy_Makeup", a.epochs, 0.85)
     };
@@ -364,11 +364,10 @@ fn summarise(
         fmt_num(mean_singles),
         ratio.text()
     );
-    let notes = vec![
-        "A network's cost counts until every attribute it carries reached its target; one that never did counts \
+    let notes =
+        vec!["A network's cost counts until every attribute it carries reached its target; one that never did counts \
          its whole cost as a lower bound, and a ratio with such a side is a bound."
-            .to_string(),
-    ];
+            .to_string()];
     t += &super::paper::section(&super::paper::MULTITASK, &finding, &notes);
     MultitaskResult {
         metric,

@@ -9,7 +9,7 @@
 //! windows overlap), so that every activity the subject performed is in both parts; done three ways: from scratch, fine-tuning every layer from the pretrained weights (`--init`),
 //! and with the encoder frozen (`--init --freeze-encoder`), each until the target accuracy or the epoch limit.
 //! Break-even reuses = mean E_pretrain / (mean E_scratch - mean E_reuse) over seeds (`finding.rs`: the ratio of
-//! mean costs with a seed-bootstrap interval, a bound when a side did not reach its target; the number the
+//! mean costs with a 95 % interval, a bound when a side did not reach its target; the number the
 //! report's plot crosses at); "never" when the mean saving is not positive.
 use super::dir::Access;
 use super::finding::{BreakEven, Cost as Bound};
@@ -30,7 +30,7 @@ pub struct PretrainOptions {
     pub model: String,
     /// The PAMAP2 dataset directory.
     pub data: PathBuf,
-    /// Seeds (3 is the default, which `quick` lowers).
+    /// Seeds (3 by default).
     pub seeds: u64,
     pub batch_size: usize,
     pub lr: f32,
@@ -233,11 +233,8 @@ pub struct PretrainGrid {
 
 pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
     check_model(&a.model, &["pamap2"])?;
-    let (seeds, epochs, target) = if a.quick {
-        (a.seeds, if a.epochs == 20 { 2 } else { a.epochs }, 0.6)
-    } else {
-        (a.seeds, a.epochs, 0.80)
-    };
+    let (seeds, epochs, target) =
+        if a.quick { (a.seeds, if a.epochs == 20 { 5 } else { a.epochs }, 0.6) } else { (a.seeds, a.epochs, 0.80) };
     if seeds == 0 || epochs == 0 || a.batch_size == 0 {
         bail!("--seeds, --epochs and --batch-size must be at least 1");
     }
@@ -453,7 +450,8 @@ pub fn summarise(
             // Seeds where pretraining and both arms exist (paired by seed).
             let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
             for s in &seeds {
-                if let (Some(p), Some(a), Some(b)) = (s.pretrain, seed_cost(s, scope, "scratch"), seed_cost(s, scope, way))
+                if let (Some(p), Some(a), Some(b)) =
+                    (s.pretrain, seed_cost(s, scope, "scratch"), seed_cost(s, scope, way))
                 {
                     pre.push(p);
                     sc.push(a);
@@ -469,7 +467,8 @@ pub fn summarise(
     // The plot's curves: the same per-seed means the "all" rows use, so its crossings are the table's numbers.
     let mut mean_reuse = std::collections::BTreeMap::new();
     for way in WAYS {
-        mean_reuse.insert(way.to_string(), mean(seeds.iter().filter_map(|s| Some(seed_cost(s, None, way)?.value)).collect()));
+        mean_reuse
+            .insert(way.to_string(), mean(seeds.iter().filter_map(|s| Some(seed_cost(s, None, way)?.value)).collect()));
     }
     let checks = setup_checks(splits, &seeds, target_acc);
 
@@ -576,9 +575,10 @@ fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
         .collect();
     let hdr: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     t += &md_table(&hdr, &rows);
-    t += "\nBreak-even reuses = mean E_pretrain / (mean E_scratch - mean E_reuse) over seeds, with a 95 % seed-bootstrap \
-          interval; a bound when runs did not reach the target; \"never\" when the mean saving is not positive. \
-          The break-even plot's curves use the same means, so they cross at the \"all\" rows' numbers.\n\n";
+    t += "\nBreak-even reuses = mean E_pretrain / (mean E_scratch - mean E_reuse) over seeds, with a 95 % interval \
+          (from the t-intervals of the pretraining cost and of the saving); a bound when runs did not reach the \
+          target; \"never\" when the mean saving is not positive. The break-even plot's curves use the same means, \
+          so they cross at the \"all\" rows' numbers.\n\n";
     let be_rows: Vec<Vec<String>> =
         r.break_even.iter().map(|(subj, way, b)| vec![subj.clone(), way.clone(), b.text()]).collect();
     t += &md_table(&["target subject", "reuse", "break-even reuses"], &be_rows);
@@ -601,4 +601,3 @@ fn all_x(r: &PretrainResult, way: &str) -> Option<f64> {
         _ => None,
     })
 }
-

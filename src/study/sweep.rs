@@ -2,11 +2,11 @@
 //! target, the best and worst configurations that reach it, GPU utilisation per batch size; `--only` and
 //! `--emit-slurm` for Slurm job arrays writing into one shared study directory.
 use super::dir::Access;
+use super::finding::{Cost, Mean, Ratio};
 use super::{
     check_model, fmt_num, md_table, mixed_machines, mixed_sources, parse_list, Metric, RunRecord, Study, StudyManifest,
     Trainer,
 };
-use super::finding::{Cost, Mean, Ratio};
 use crate::rundir::RunDir;
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -266,8 +266,10 @@ pub fn sweep_with(a: &SweepOptions, trainer: Trainer) -> Result<SweepResult> {
         train_config(a, &grid, c).validate()?;
     }
     if a.prune && (a.only.is_some() || a.emit_slurm.is_some()) {
-        bail!("--prune runs the configurations one after another (each is capped by the best so far): it cannot be \
-               combined with --only or --emit-slurm; drop one of them");
+        bail!(
+            "--prune runs the configurations one after another (each is capped by the best so far): it cannot be \
+               combined with --only or --emit-slurm; drop one of them"
+        );
     }
     if let Some(i) = a.only {
         if i >= cfgs.len() {
@@ -348,7 +350,13 @@ fn run_cost(r: &RunRecord) -> Option<Cost> {
 /// `--prune` (adaptive capping + racing, see the module docs): seed 0 of every configuration in grid order,
 /// each capped at (1 + [`PRUNE_MARGIN`]) x the best seed-0 cost so far; then the other seeds of the
 /// configurations whose seed 0 reached the target within that margin of the best. Returns (runs, failed).
-fn run_pruned(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config], trainer: Trainer) -> Result<(usize, usize)> {
+fn run_pruned(
+    study: &Study,
+    a: &SweepOptions,
+    grid: &SweepGrid,
+    cfgs: &[Config],
+    trainer: Trainer,
+) -> Result<(usize, usize)> {
     let (mut n, mut failed) = (0, 0);
     let mut best: Option<f64> = None;
     let firsts: Vec<&Config> = cfgs.iter().filter(|c| c.seed == 0).collect();
@@ -545,8 +553,7 @@ fn findings(cc: &[ConfigCost]) -> (Option<ConfigCost>, Option<ConfigCost>, Sweep
     let worst_best_reached = ratio_to_best(worst.as_ref(), false);
     let worst_best_all = ratio_to_best(done.last().copied(), unreached > 0);
     let mid = done.len().saturating_sub(1) / 2;
-    let median_best =
-        ratio_to_best(done.get(mid).copied(), done.iter().take(mid + 1).any(|c| c.to_target.is_none()));
+    let median_best = ratio_to_best(done.get(mid).copied(), done.iter().take(mid + 1).any(|c| c.to_target.is_none()));
     let ranking = done
         .iter()
         .enumerate()
@@ -709,8 +716,7 @@ fn findings_text(
     }
     if !f.ranking.is_empty() {
         s += &format!("\nRanking by mean {} to target ({unit}, 95 % interval over seeds):\n\n", metric.name());
-        let rows: Vec<Vec<String>> =
-            f.ranking.iter().map(|(c, m, r)| vec![c.clone(), m.clone(), r.clone()]).collect();
+        let rows: Vec<Vec<String>> = f.ranking.iter().map(|(c, m, r)| vec![c.clone(), m.clone(), r.clone()]).collect();
         s += &md_table(&["configuration", &format!("mean ({unit})"), "vs the next cheaper"], &rows);
     }
     s
