@@ -123,7 +123,11 @@ pub fn read_regular(path: &Path, what: &str) -> Result<Vec<u8>> {
 /// Read a whole text file that must be a regular file (see [`open_regular`]). Errors name the file.
 pub fn read_text_file(path: &Path) -> Result<String> {
     let bytes = read_regular(path, "")?;
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!("cannot read {}: not UTF-8 text at line {line}", path.display())
+    })
 }
 
 /// `path` must exist and be a regular file (symbolic links followed); the error names it.

@@ -317,17 +317,17 @@ fn synthetic_output_is_pinned() {
     let raw = tmp.path().join("pamap2");
     synth_pamap2(&raw, 0, Scale::Tiny, false).unwrap();
     let dat = std::fs::read(raw.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap();
-    assert_eq!(sha256_hex(&dat), "fe5415915f401e8762dfd3c9546136d79def04fa7cda5f10f2455f5f64771800", "subject101.dat");
+    assert_eq!(sha256_hex(&dat), "b9ca700b217b68a6d13db89e5ebc1526630d5962ee3c1112915d9ee582d6e3c6", "subject101.dat");
     assert_eq!(
         tree_digest(&raw.join("PAMAP2_Dataset/Protocol")),
-        "231ed2d7dcd98617343b19ca17cfe3849896c76aa8414e263b50e9b6871e3497",
+        "8b44a8acb518401044b38ae23e13b235ec9b26219208034883e1b28a72f842c3",
         "PAMAP2 Protocol/"
     );
     let ds = tmp.path().join("pamap2-ds");
     pamap2::convert(&raw.join("PAMAP2_Dataset"), &ds).unwrap();
     assert_eq!(
         tensor_data_digest(&ds.join("train.safetensors")),
-        "408fc6f853d9ccf0bd270a18019fc217af79ee735434d79bd7a1afddcbb3a9b9",
+        "e08f3d5194111f744b0e0d0c4d93a9095070feff7325abe5580d1c1cae6ea2b6",
         "converted PAMAP2 train split (tensor bytes)"
     );
 

@@ -167,8 +167,6 @@ fn train<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 fn sweep<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "sweep",
-        "--seeds",
-        "1",
         "--model",
         "pamap2",
         "--data",
@@ -182,6 +180,9 @@ fn sweep<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         "--epochs",
         "1",
     ];
+    if !extra.contains(&"--seeds") {
+        v.extend_from_slice(&["--seeds", "1"]); // the default is 3
+    }
     v.extend_from_slice(extra);
     v
 }
@@ -459,8 +460,6 @@ fn emit_slurm_quotes_every_path_and_refuses_names_slurm_cannot_take() {
             "sweep",
             "--seeds",
             "1",
-            "--seeds",
-            "1",
             "--model",
             "pamap2",
             "--data",
@@ -621,7 +620,7 @@ fn report_never_hangs_on_a_fifo_or_on_huge_numbers() {
     let o = run_in(root, &["report", "R"], 60);
     assert!(o.ok, "{}", o.stderr);
     let md = std::fs::read_to_string(root.join("R/report.md")).unwrap();
-    assert!(md.contains("steps.jsonl: not a regular file"), "{md}");
+    assert!(md.contains("steps.jsonl is a FIFO (named pipe), not a regular file"), "{md}");
     std::fs::remove_file(root.join("R/summary.json")).unwrap();
     mkfifo(&root.join("R/summary.json"));
     let line = refused(root, &["report", "R"], &["summary.json", "not a regular file"]);
@@ -666,7 +665,7 @@ fn array_tasks_running_at_once_share_the_study_and_log_every_run_once() {
     let base = ["--batch-sizes", "8,16", "--lrs", "1e-3,1e-2", "--energy", "estimate", "--watts", "40"];
     let task = |i: &'static str| -> Vec<&'static str> {
         let mut v: Vec<&str> =
-            vec!["sweep", "--seeds", "1", "--model", "pamap2", "--data", "ds", "--device", "cpu", "--epochs", "2"];
+            vec!["sweep", "--model", "pamap2", "--data", "ds", "--device", "cpu", "--epochs", "2", "--seeds", "1"];
         v.extend_from_slice(&base);
         v.extend_from_slice(&["--target-acc", "1", "--only", i, "--out", "S"]);
         v

@@ -120,7 +120,7 @@ fn sweep_report_has_every_plot_with_its_series() {
     assert!(html.contains("<table>") && html.contains("bs128_lr0.001_s0"));
     let md = std::fs::read_to_string(&r.md).unwrap();
     assert!(md.contains("![") && md.contains("(heatmap.svg)"));
-    assert!(md.contains("Worst / best energy to target"));
+    assert!(md.contains("**Finding: worst / best energy to target") && md.contains("arXiv:2401.01851"), "{md}");
     assert!(!md.contains("ESTIMATE"));
 }
 
