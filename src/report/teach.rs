@@ -12,6 +12,11 @@ use crate::energy::KernelRow;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
+/// A run id as a file-name part (each run's page and SVGs have their own names in one folder).
+fn file_id(id: &str) -> String {
+    id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-', "_")
+}
+
 /// Adds the section to `blocks` and writes one page per run with kernels; returns the pages.
 pub(super) fn pages(inp: &Inputs, out: &Path, blocks: &mut Vec<Block>) -> Result<Vec<PathBuf>> {
     let mut pages = Vec::new();
@@ -21,10 +26,7 @@ pub(super) fn pages(inp: &Inputs, out: &Path, blocks: &mut Vec<Block>) -> Result
         if rows.is_empty() {
             continue;
         }
-        let file = format!(
-            "joules_{}.html",
-            run.id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-', "_")
-        );
+        let file = format!("joules_{}.html", file_id(&run.id));
         let page = run_blocks(run, &rows);
         let r = super::render(&page, out, &format!("where the joules go: {}", run.id))?;
         let path = out.join(&file);
@@ -74,7 +76,12 @@ fn run_blocks(run: &Run, rows: &[KernelRow]) -> Vec<Block> {
         .map(|r| Bar { label: r.name.clone(), value: r.j_per_gflop, err: None, missing: "no FLOPs".into() })
         .collect();
     if let Some(svg) = svg::hbars(&cap, "J/GFLOP", "J/GFLOP", &bars) {
-        b.push(Block::Plot { file: "jpergflop.svg".into(), caption: cap, svg, about: text::ROOFLINE.into() });
+        b.push(Block::Plot {
+            file: format!("jpergflop_{}.svg", file_id(&run.id)),
+            caption: cap,
+            svg,
+            about: text::ROOFLINE.into(),
+        });
     }
     if let Ok(st) = load::steps(&run.dir) {
         let cap = format!("Step timeline: the first steps' windows and energy (J per step){t}");
@@ -99,7 +106,12 @@ fn run_blocks(run: &Run, rows: &[KernelRow]) -> Vec<Block> {
         }
         .svg();
         if let Some(svg) = svg {
-            b.push(Block::Plot { file: "step_timeline.svg".into(), caption: cap, svg, about: text::TIMELINE.into() });
+            b.push(Block::Plot {
+                file: format!("step_timeline_{}.svg", file_id(&run.id)),
+                caption: cap,
+                svg,
+                about: text::TIMELINE.into(),
+            });
         }
     }
     b
