@@ -139,6 +139,12 @@ pub fn check_regular_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Open (creating it when missing, never truncating it) a lock file: the one way every advisory lock in
+/// powertrain opens its file.
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
 /// The holder a lock file names ("pid N on HOST").
 fn holder_text() -> String {
     format!("pid {} on {}", std::process::id(), hostname())
@@ -187,7 +193,7 @@ impl DirLock {
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}: check the path and its permissions", parent.display()))?;
         let sidecar = parent.join(format!(".{name}.lock"));
-        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&sidecar) {
+        match open_lock_file(&sidecar) {
             Ok(_) => Ok(sidecar),
             Err(_) if dir.is_dir() => Ok(dir.join(".powertrain.lock")),
             Err(e) => Err(anyhow::anyhow!(
@@ -204,13 +210,8 @@ impl DirLock {
         let path = Self::lock_path(dir)?;
         // A few rounds: a holder may remove the lock file between our open and our lock.
         for _ in 0..20 {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+            let file =
+                open_lock_file(&path).with_context(|| format!("cannot create the lock file {}", path.display()))?;
             let locked = if exclusive { file.try_lock() } else { file.try_lock_shared() };
             match locked {
                 Ok(()) => {}

@@ -190,12 +190,7 @@ impl Study {
     /// the directory wait for it (at most two minutes, then an error naming the lock file). Not re-entrant.
     pub fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let path = self.dir.join(FILES_LOCK);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = crate::util::open_lock_file(&path)
             .with_context(|| format!("cannot create the lock file {}", path.display()))?;
         let t0 = std::time::Instant::now();
         loop {
