@@ -3,7 +3,7 @@
 //! labelled, a `g.legend` (series names or the colour scale) placed to the right of the plot area (never over
 //! the data), and a hover `<title>` with the number behind every point, bar and cell.
 //!
-//! Why not plotters: its SVG backend cannot tag the legend and plot area, attach hover titles, or put a
+//! Why not plotters (not a dependency): its SVG backend cannot tag the legend and plot area, attach hover titles, or put a
 //! legend outside the chart's data area, which the browser test (tests/report_browser.rs) and the issue's
 //! defect list both need. Text widths are estimated (0.6 em per character of sans-serif), generously.
 //!
