@@ -317,17 +317,17 @@ fn synthetic_output_is_pinned() {
     let raw = tmp.path().join("pamap2");
     synth_pamap2(&raw, 0, Scale::Tiny, false).unwrap();
     let dat = std::fs::read(raw.join("PAMAP2_Dataset/Protocol/subject101.dat")).unwrap();
-    assert_eq!(sha256_hex(&dat), "b9ca700b217b68a6d13db89e5ebc1526630d5962ee3c1112915d9ee582d6e3c6", "subject101.dat");
+    assert_eq!(sha256_hex(&dat), "c1e50a63a0b39e9e624d907cb9230e33ccb4e38992e6b404432d5821c91dbb23", "subject101.dat");
     assert_eq!(
         tree_digest(&raw.join("PAMAP2_Dataset/Protocol")),
-        "8b44a8acb518401044b38ae23e13b235ec9b26219208034883e1b28a72f842c3",
+        "811f172dfc9d8ea3b26b905e6fedd4e302443a8875c1c2eb497089e1b11a7fb5",
         "PAMAP2 Protocol/"
     );
     let ds = tmp.path().join("pamap2-ds");
     pamap2::convert(&raw.join("PAMAP2_Dataset"), &ds).unwrap();
     assert_eq!(
         tensor_data_digest(&ds.join("train.safetensors")),
-        "e08f3d5194111f744b0e0d0c4d93a9095070feff7325abe5580d1c1cae6ea2b6",
+        "0bcac898beba826e0c42019901cbe40eae9e6d23529b271c029e8ea10ad467f0",
         "converted PAMAP2 train split (tensor bytes)"
     );
 
