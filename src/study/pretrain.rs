@@ -41,6 +41,8 @@ pub struct PretrainOptions {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// `--sim-model`, `--sim-sensor`, `--carbon-intensity`, `--pue` for every run.
+    pub extras: super::RunExtras,
     /// Reduced settings for 2 CPU cores.
     pub quick: bool,
     /// The study directory.
@@ -229,6 +231,9 @@ pub struct PretrainGrid {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// The runs' sim and carbon settings (absent from study.json when none is given).
+    #[serde(flatten)]
+    pub extras: super::RunExtras,
 }
 
 pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
@@ -251,6 +256,7 @@ pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
         device: a.device.clone(),
         energy: a.energy.clone(),
         watts: a.watts,
+        extras: a.extras.clone(),
     })
 }
 
@@ -262,6 +268,9 @@ pub struct Cost {
     pub reached: bool,
     pub epochs: usize,
     pub final_val_acc: Option<f64>,
+    /// Its energy is below the counter's resolution (`finding.rs`): no break-even is formed with it.
+    #[serde(default)]
+    pub unresolved: bool,
 }
 
 impl Cost {
@@ -271,6 +280,7 @@ impl Cost {
             reached: s.target_reached,
             epochs: s.epochs,
             final_val_acc: s.final_val_acc,
+            unresolved: m.below_resolution(s, None),
         }
     }
     fn text(&self) -> String {
@@ -287,6 +297,9 @@ impl Cost {
 pub struct SeedResult {
     pub seed: u64,
     pub pretrain: Option<f64>,
+    /// The pretraining run's energy is below the counter's resolution.
+    #[serde(default)]
+    pub pretrain_unresolved: bool,
     /// subject -> way -> cost (None: failed or not run).
     pub downstream: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Option<Cost>>>,
 }
@@ -307,6 +320,9 @@ pub struct PretrainResult {
     pub mean_pretrain: Option<f64>,
     pub mean_reuse: std::collections::BTreeMap<String, Option<f64>>,
     pub warnings: Vec<String>,
+    /// The study's carbon (`super::carbon_text`), with the energy method behind it; None without carbon flags.
+    #[serde(default)]
+    pub carbon: Option<String>,
     pub table: String,
 }
 
@@ -324,7 +340,7 @@ pub fn base_config(a: &PretrainOptions, g: &PretrainGrid, data: &Path, seed: u64
         device: g.device.clone(),
         energy: g.energy.clone(),
         watts: g.watts,
-        ..TrainConfig::new(&a.model, data)
+        ..g.extras.apply(TrainConfig::new(&a.model, data))
     }
 }
 
@@ -384,16 +400,22 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
 
     let mut seeds = Vec::new();
     for (seed, pre, down) in &recs {
-        let pretrain = pre.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.total(s));
+        let pre_summary = pre.as_ref().and_then(|r| r.summary.as_ref());
+        let pretrain = pre_summary.and_then(|s| metric.total(s));
+        let pretrain_unresolved = pre_summary.is_some_and(|s| metric.below_resolution(s, Some(s.wall_s)));
         let mut ds: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Option<Cost>>> =
             Default::default();
         for (subj, way, r) in down {
             let c = r.as_ref().and_then(|r| r.summary.as_ref()).map(|s| Cost::of(metric, s));
             ds.entry(*subj).or_default().insert(way.to_string(), c);
         }
-        seeds.push(SeedResult { seed: *seed, pretrain, downstream: ds });
+        seeds.push(SeedResult { seed: *seed, pretrain, pretrain_unresolved, downstream: ds });
     }
     let mut r = summarise(metric, g.target_acc, seeds, warnings, a, &splits);
+    r.carbon = super::carbon_text(summaries.iter().copied());
+    if let Some(c) = &r.carbon {
+        r.table += &format!("\n{c}");
+    }
     let failed: Vec<&&RunRecord> = all_recs.iter().filter(|r| !r.is_ok()).collect();
     r.table += &super::failed_lines(failed.iter().map(|r| **r));
     study.write_table("pretrain", &r.table, &r)?;
@@ -433,13 +455,14 @@ pub fn summarise(
             .filter(|(k, _)| subj.is_none_or(|x| **k == x))
             .map(|(_, d)| {
                 let c = d.get(way)?.as_ref()?;
-                Some(Bound { value: c.value?, reached: c.reached })
+                Some(Bound { value: c.value?, reached: c.reached, unresolved: c.unresolved })
             })
             .collect();
         let costs = costs.filter(|c| !c.is_empty())?;
         Some(Bound {
             value: costs.iter().map(|c| c.value).sum::<f64>() / costs.len() as f64,
             reached: costs.iter().all(|c| c.reached),
+            unresolved: costs.iter().any(|c| c.unresolved),
         })
     };
     let mut break_even_rows = Vec::new();
@@ -449,17 +472,23 @@ pub fn summarise(
         for &scope in &scopes {
             // Seeds where pretraining and both arms exist (paired by seed).
             let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pre_unresolved = false;
             for s in &seeds {
                 if let (Some(p), Some(a), Some(b)) =
                     (s.pretrain, seed_cost(s, scope, "scratch"), seed_cost(s, scope, way))
                 {
                     pre.push(p);
+                    pre_unresolved |= s.pretrain_unresolved;
                     sc.push(a);
                     re.push(b);
                 }
             }
             let label = scope.map(|s| s.to_string()).unwrap_or_else(|| "all".into());
-            break_even_rows.push((label, way.to_string(), BreakEven::of(&pre, &sc, &re)));
+            break_even_rows.push((
+                label,
+                way.to_string(),
+                BreakEven::of(&pre, &sc, &re).unless_unresolved(pre_unresolved),
+            ));
         }
     }
     let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -481,6 +510,7 @@ pub fn summarise(
         mean_pretrain,
         mean_reuse,
         warnings,
+        carbon: None,
         table: String::new(),
     };
     r.table = render(&r, &subjects, a);
