@@ -1,7 +1,7 @@
 //! Resolution guards in the studies (issue 18 item 4): a cost whose run is below the counter's resolution is
 //! marked; a comparison with such a side is "energy comparison not resolved" (the time ratio still shown), never
 //! a ratio of unresolved numbers. The fake trainer's runs carry a `resolution` block for a twin counter of a
-//! given update period (the default 100 ms one: resolved; a 60 s one: not); the real binary is checked with
+//! given update period (the default 100 ms one: resolved; a 10 s one: not); the real binary is checked with
 //! `--energy sim --sim-sensor continuous:period=5` on a tiny dataset.
 mod study_fake;
 
@@ -62,8 +62,8 @@ fn a_sweep_on_a_fast_counter_ranks_by_energy_and_on_a_slow_one_says_not_resolved
     assert!(!r.table.contains("not resolved (below"), "{}", r.table);
     assert!(r.findings.ranking.iter().all(|(_, m, _)| !m.contains("below resolution")));
 
-    // The same runs on a counter that updates once a minute: fewer than 10 updates each.
-    let r = sweep_with(&sweep_args(&d.path().join("slow")), &trainer_on("continuous:period=60")).unwrap();
+    // The same runs on a counter that updates every 10 s: fewer than 10 updates each.
+    let r = sweep_with(&sweep_args(&d.path().join("slow")), &trainer_on("continuous:period=10")).unwrap();
     assert_eq!(r.findings.unresolved, 4);
     assert_eq!(r.findings.worst_best_all, Ratio::NotResolved);
     assert_eq!(r.findings.worst_best_reached, Ratio::NotResolved);
@@ -114,7 +114,7 @@ fn pretraining_break_even_and_multitask_ratio_are_not_formed_below_resolution() 
     // Downstream runs: 100 J per epoch at 100 W (frozen 50 J): 0.5-3 s, 25-150 updates of a 20 ms counter.
     let fast = pretrain_study_with(&p("pf"), &trainer_on("continuous:period=0.02"), &splits).unwrap();
     assert!(fast.break_even.iter().all(|(_, _, b)| matches!(b, BreakEven::Reuses { .. })), "{:?}", fast.break_even);
-    let slow = pretrain_study_with(&p("ps"), &trainer_on("continuous:period=60"), &splits).unwrap();
+    let slow = pretrain_study_with(&p("ps"), &trainer_on("continuous:period=10"), &splits).unwrap();
     assert!(slow.break_even.iter().all(|(_, _, b)| *b == BreakEven::NotResolved), "{:?}", slow.break_even);
     assert!(slow.table.contains("energy comparison not resolved"), "{}", slow.table);
 
@@ -136,7 +136,7 @@ fn pretraining_break_even_and_multitask_ratio_are_not_formed_below_resolution() 
     };
     let fast = multitask_study_with(&m("mf"), &trainer_on("continuous:period=0.02")).unwrap();
     assert!(matches!(fast.ratio, Ratio::Value { .. }), "{:?}", fast.ratio);
-    let slow = multitask_study_with(&m("ms"), &trainer_on("continuous:period=60")).unwrap();
+    let slow = multitask_study_with(&m("ms"), &trainer_on("continuous:period=10")).unwrap();
     assert_eq!(slow.ratio, Ratio::NotResolved);
     assert!(slow.table.contains("energy comparison not resolved"), "{}", slow.table);
     assert!(slow.table.contains("the time ratio (resolved by the clock): "), "{}", slow.table);
