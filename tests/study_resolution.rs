@@ -117,6 +117,14 @@ fn pretraining_break_even_and_multitask_ratio_are_not_formed_below_resolution() 
     let slow = pretrain_study_with(&p("ps"), &trainer_on("continuous:period=10"), &splits).unwrap();
     assert!(slow.break_even.iter().all(|(_, _, b)| *b == BreakEven::NotResolved), "{:?}", slow.break_even);
     assert!(slow.table.contains("energy comparison not resolved"), "{}", slow.table);
+    // The time comparison instead: pretraining 4 and 5 s, scratch 3 s, fine-tune 1 s, frozen 0.5 s (fake: 100 W).
+    assert!(
+        slow.table.contains("in wall time, break-even reuses over all target subjects: finetune 2.25"),
+        "{}",
+        slow.table
+    );
+    assert!(slow.table.contains("frozen 1.80"), "{}", slow.table);
+    assert!(!fast.table.contains("in wall time, break-even"), "{}", fast.table);
 
     let m = |out: &str| MultitaskOptions {
         model: "celeba".into(),

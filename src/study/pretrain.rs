@@ -271,6 +271,10 @@ pub struct Cost {
     /// Its energy is below the counter's resolution (`finding.rs`): no break-even is formed with it.
     #[serde(default)]
     pub unresolved: bool,
+    /// Wall time to the target (the whole run's when not reached): the comparison shown when the energy is not
+    /// resolved.
+    #[serde(default)]
+    pub time_s: Option<f64>,
 }
 
 impl Cost {
@@ -281,6 +285,7 @@ impl Cost {
             epochs: s.epochs,
             final_val_acc: s.final_val_acc,
             unresolved: m.below_resolution(s, None),
+            time_s: Metric::Time.to_target(s).or(Some(s.wall_s)),
         }
     }
     fn text(&self) -> String {
@@ -300,6 +305,9 @@ pub struct SeedResult {
     /// The pretraining run's energy is below the counter's resolution.
     #[serde(default)]
     pub pretrain_unresolved: bool,
+    /// The pretraining run's wall time.
+    #[serde(default)]
+    pub pretrain_time_s: Option<f64>,
     /// subject -> way -> cost (None: failed or not run).
     pub downstream: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Option<Cost>>>,
 }
@@ -409,7 +417,8 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
             let c = r.as_ref().and_then(|r| r.summary.as_ref()).map(|s| Cost::of(metric, s));
             ds.entry(*subj).or_default().insert(way.to_string(), c);
         }
-        seeds.push(SeedResult { seed: *seed, pretrain, pretrain_unresolved, downstream: ds });
+        let pretrain_time_s = pre_summary.map(|s| s.wall_s);
+        seeds.push(SeedResult { seed: *seed, pretrain, pretrain_unresolved, pretrain_time_s, downstream: ds });
     }
     let mut r = summarise(metric, g.target_acc, seeds, warnings, a, &splits);
     r.carbon = super::carbon_text(summaries.iter().copied());
@@ -514,7 +523,43 @@ pub fn summarise(
         table: String::new(),
     };
     r.table = render(&r, &subjects, a);
+    if r.break_even.iter().any(|(_, _, b)| *b == BreakEven::NotResolved) {
+        r.table += &time_break_even(&r.seeds);
+    }
     r
+}
+
+/// Break-even in wall time over all target subjects (the comparison still shown when the energy is below the
+/// counter's resolution): mean pretraining time / (mean scratch time - mean reuse time), the same rules.
+fn time_break_even(seeds: &[SeedResult]) -> String {
+    let arm = |s: &SeedResult, way: &str| -> Option<Bound> {
+        let c: Option<Vec<&Cost>> = s.downstream.values().map(|d| d.get(way)?.as_ref()).collect();
+        let c = c.filter(|c| !c.is_empty())?;
+        let t: Option<Vec<f64>> = c.iter().map(|c| c.time_s).collect();
+        let t = t?;
+        Some(Bound {
+            value: t.iter().sum::<f64>() / t.len() as f64,
+            reached: c.iter().all(|c| c.reached),
+            unresolved: false,
+        })
+    };
+    let mut s = String::from(
+        "\nThe energy comparison is not resolved (a run is below the sensor's resolution); in wall time, \
+         break-even reuses over all target subjects:",
+    );
+    for way in ["finetune", "frozen"] {
+        let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
+        for x in seeds {
+            if let (Some(p), Some(a), Some(b)) = (x.pretrain_time_s, arm(x, "scratch"), arm(x, way)) {
+                pre.push(p);
+                sc.push(a);
+                re.push(b);
+            }
+        }
+        s += &format!(" {way} {};", BreakEven::of(&pre, &sc, &re).text());
+    }
+    s.pop();
+    s + ".\n"
 }
 
 /// The study's preconditions, checked and stated: each target's validation classes are in its training part,
