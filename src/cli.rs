@@ -269,6 +269,18 @@ pub struct SweepArgs {
     #[argh(option)]
     /// watts for --energy estimate
     pub watts: Option<f64>,
+    #[argh(option)]
+    /// with --energy sim: the twin's power table for every run (JSON, as train --sim-model)
+    pub sim_model: Option<PathBuf>,
+    #[argh(option)]
+    /// with --energy sim: the twin's counter for every run (as train --sim-sensor, e.g. part-time:period=2)
+    pub sim_sensor: Option<String>,
+    #[argh(option)]
+    /// carbon intensity in gCO2e/kWh for every run (with --pue; the study states the sum over its runs)
+    pub carbon_intensity: Option<f64>,
+    #[argh(option)]
+    /// power usage effectiveness of the site (with --carbon-intensity)
+    pub pue: Option<f64>,
     #[argh(switch)]
     /// a reduced grid that finishes in minutes on 2 CPU cores
     pub quick: bool,
@@ -321,6 +333,18 @@ pub struct PretrainStudyArgs {
     #[argh(option)]
     /// watts for --energy estimate
     pub watts: Option<f64>,
+    #[argh(option)]
+    /// with --energy sim: the twin's power table for every run (JSON, as train --sim-model)
+    pub sim_model: Option<PathBuf>,
+    #[argh(option)]
+    /// with --energy sim: the twin's counter for every run (as train --sim-sensor, e.g. part-time:period=2)
+    pub sim_sensor: Option<String>,
+    #[argh(option)]
+    /// carbon intensity in gCO2e/kWh for every run (with --pue; the study states the sum over its runs)
+    pub carbon_intensity: Option<f64>,
+    #[argh(option)]
+    /// power usage effectiveness of the site (with --carbon-intensity)
+    pub pue: Option<f64>,
     #[argh(switch)]
     /// reduced settings for 2 CPU cores
     pub quick: bool,
@@ -366,6 +390,18 @@ pub struct MultitaskStudyArgs {
     #[argh(option)]
     /// watts for --energy estimate
     pub watts: Option<f64>,
+    #[argh(option)]
+    /// with --energy sim: the twin's power table for every run (JSON, as train --sim-model)
+    pub sim_model: Option<PathBuf>,
+    #[argh(option)]
+    /// with --energy sim: the twin's counter for every run (as train --sim-sensor, e.g. part-time:period=2)
+    pub sim_sensor: Option<String>,
+    #[argh(option)]
+    /// carbon intensity in gCO2e/kWh for every run (with --pue; the study states the sum over its runs)
+    pub carbon_intensity: Option<f64>,
+    #[argh(option)]
+    /// power usage effectiveness of the site (with --carbon-intensity)
+    pub pue: Option<f64>,
     #[argh(switch)]
     /// reduced settings for 2 CPU cores
     pub quick: bool,

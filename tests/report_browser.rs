@@ -38,6 +38,7 @@ fn sweep(out: &Path) {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         prune: false,
         emit_slurm: None,
@@ -81,6 +82,7 @@ fn every_report_kind_renders_cleanly_offline() {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: pre.clone(),
     };
@@ -98,6 +100,7 @@ fn every_report_kind_renders_cleanly_offline() {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: mt.clone(),
     };

@@ -171,6 +171,7 @@ fn every_report_plot_names_its_method_and_keeps_its_legend_off_the_data() {
         device: "cpu".into(),
         energy: "estimate".into(),
         watts: Some(40.0),
+        extras: Default::default(),
         quick: false,
         prune: false,
         emit_slurm: None,

@@ -54,6 +54,7 @@ fn sweep(out: &Path, energy: &str) {
         energy: energy.into(),
         // --energy estimate needs --watts (the fake trainer writes its own figures).
         watts: (energy == "estimate").then_some(40.0),
+        extras: Default::default(),
         quick: false,
         prune: false,
         emit_slurm: None,
@@ -193,6 +194,7 @@ fn break_even_and_multitask_plots() {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: pre.clone(),
     };
@@ -210,6 +212,7 @@ fn break_even_and_multitask_plots() {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: mt.clone(),
     };

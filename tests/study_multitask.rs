@@ -20,6 +20,7 @@ fn args(out: &Path) -> MultitaskOptions {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: out.to_path_buf(),
     }

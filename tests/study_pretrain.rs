@@ -36,6 +36,7 @@ fn args(data: &Path, out: &Path) -> PretrainOptions {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         out: out.to_path_buf(),
     }

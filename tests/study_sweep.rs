@@ -23,6 +23,7 @@ fn args(out: &Path) -> SweepOptions {
         device: "cpu".into(),
         energy: "auto".into(),
         watts: None,
+        extras: Default::default(),
         quick: false,
         prune: false,
         emit_slurm: None,

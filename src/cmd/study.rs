@@ -9,7 +9,7 @@ use super::train::{preflight, train_run};
 use crate::cli::{MultitaskStudyArgs, PretrainStudyArgs, SweepArgs};
 use crate::study::pretrain::write_target_splits;
 use crate::study::{
-    multitask_study_with, pretrain_study_with, sweep_with, MultitaskOptions, PretrainOptions, SweepOptions,
+    multitask_study_with, pretrain_study_with, sweep_with, MultitaskOptions, PretrainOptions, RunExtras, SweepOptions,
 };
 use crate::train::{Setup, TrainConfig};
 use anyhow::{bail, Result};
@@ -68,6 +68,12 @@ impl From<&SweepArgs> for SweepOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
+            extras: RunExtras {
+                sim_model: a.sim_model.clone(),
+                sim_sensor: a.sim_sensor.clone(),
+                carbon_intensity: a.carbon_intensity,
+                pue: a.pue,
+            },
             quick: a.quick,
             prune: a.prune,
             emit_slurm: a.emit_slurm.clone(),
@@ -90,6 +96,12 @@ impl From<&PretrainStudyArgs> for PretrainOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
+            extras: RunExtras {
+                sim_model: a.sim_model.clone(),
+                sim_sensor: a.sim_sensor.clone(),
+                carbon_intensity: a.carbon_intensity,
+                pue: a.pue,
+            },
             quick: a.quick,
             out: a.out.clone(),
         }
@@ -110,6 +122,12 @@ impl From<&MultitaskStudyArgs> for MultitaskOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
+            extras: RunExtras {
+                sim_model: a.sim_model.clone(),
+                sim_sensor: a.sim_sensor.clone(),
+                carbon_intensity: a.carbon_intensity,
+                pue: a.pue,
+            },
             quick: a.quick,
             out: a.out.clone(),
         }

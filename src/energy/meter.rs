@@ -4,7 +4,8 @@
 use super::attribution::{KernelAttribution, KernelTable};
 use super::bookkeeping::{self, Books, Closing};
 use super::context::{EnergyContext, EstimateNote, IdleBaseline};
-use super::powercal::{self, CalibrationChoice, PowerCalibration, SplitReport};
+use super::inplace::{InPlaceCalibrator, TwinCalibrator};
+use super::powercal::{self, PowerCalibration, SplitReport};
 use super::sampling::Sensing;
 use super::truth::TruthBook;
 use super::twin::SimHandle;
@@ -34,8 +35,10 @@ pub struct Meter {
     twin_launches: Option<Vec<KernelTiming>>,
     opts_extra: EnergyOptions,
     split: SplitReport,
-    /// Sim without a stored calibration: calibrate on the twin at the first timed step.
+    /// No stored calibration for this shape: calibrate in place at the first timed step.
     calibrate_pending: bool,
+    /// On a device: what calibrates in place (`set_in_place_calibrator`); the twin's is made when needed.
+    device_cal: Option<Box<dyn InPlaceCalibrator + Send>>,
 }
 
 impl Meter {
@@ -114,86 +117,79 @@ impl Meter {
         }
     }
 
-    /// Where the per-kernel split's powers come from (`--calibration`, the cache, in place on the twin).
+    /// Where the per-kernel split's powers come from (`--calibration`, the cache, in place): the decision is
+    /// `inplace::plan`'s.
     fn setup_split(&mut self, extra: &EnergyOptions) -> Result<()> {
+        use super::inplace::{plan, SplitPlan};
         self.opts_extra = extra.clone();
         self.split.shape = extra.shape.clone();
         self.split.device = self.device_id();
+        self.calibrate_pending = false;
         if !self.cfg.per_kernel {
             return Ok(());
         }
-        let cached = self.split.device.as_deref().and_then(powercal::cache_file);
-        self.split.calibration = match &extra.calibration {
-            CalibrationChoice::Off => "--calibration none: split by time".into(),
-            CalibrationChoice::File(p) => {
-                let c = PowerCalibration::read(p, "--calibration")?;
+        let cached = self.split.device.as_deref().and_then(powercal::cache_file).filter(|p| p.exists());
+        let can = self.twin.is_some() || self.device_cal.is_some();
+        let place = if self.twin.is_some() { "the twin" } else { "the device" };
+        self.split.calibration = match plan(&extra.calibration, cached, can) {
+            SplitPlan::TimeSplitAsked => "--calibration none: split by time".into(),
+            SplitPlan::File(p) => {
+                let c = PowerCalibration::read(&p, "--calibration")?;
                 self.kernels.powers = Some(c.powers(&extra.shape));
                 format!("--calibration {} ({}, {})", p.display(), c.device, c.source)
             }
-            CalibrationChoice::Auto => match cached.filter(|p| p.exists()) {
-                Some(p) => {
-                    let c = PowerCalibration::read(&p, "calibration cache")?;
-                    self.kernels.powers = Some(c.powers(&extra.shape));
-                    // Kernels of other shapes only: calibrate this shape on the twin when it can.
-                    self.calibrate_pending = self.twin.is_some();
-                    format!("cache {}", p.display())
-                }
-                None if self.twin.is_some() => {
-                    self.calibrate_pending = true;
-                    "in place on the twin before the first step's split".into()
-                }
-                None => "no calibration stored for this device: split by time (run `powertrain bench kernels \
-                         --energy` to calibrate)"
-                    .into(),
-            },
+            SplitPlan::Cache { path, calibrate_missing } => {
+                let c = PowerCalibration::read(&path, "calibration cache")?;
+                self.kernels.powers = Some(c.powers(&extra.shape));
+                // Kernels of other shapes only: calibrate this shape in place when it can.
+                self.calibrate_pending = calibrate_missing;
+                format!("cache {}", path.display())
+            }
+            SplitPlan::Calibrate => {
+                self.calibrate_pending = true;
+                format!("in place on {place} before the first step's split")
+            }
+            SplitPlan::TimeSplit => "no calibration stored for this device: split by time (run `powertrain bench \
+                                     kernels --energy` to calibrate)"
+                .into(),
         };
         Ok(())
     }
 
-    /// Calibrate the step's kernels on a copy of the twin (simulated time; a few ms of wall time), store the
-    /// result in the cache and use it. Kernels the cache already holds at this shape are kept.
+    /// Hand the meter a calibrator for the device (CUDA with an NVML counter: `bench kernels --energy`'s code,
+    /// given by the command layer); with `--per-kernel` and no stored calibration for this device and shape,
+    /// the step's kernels are then calibrated in place at the first timed step. Unverified on GPU.
+    pub fn set_in_place_calibrator(&mut self, cal: Box<dyn InPlaceCalibrator + Send>) -> Result<()> {
+        self.device_cal = Some(cal);
+        let extra = self.opts_extra.clone();
+        self.setup_split(&extra)
+    }
+
+    /// Calibrate the step's kernels in place (on a copy of the twin, or on the device through the calibrator
+    /// the command gave), store the result in the cache and use it (`inplace::run_in_place`). Kernels the
+    /// cache already holds at this shape are kept.
     fn calibrate_in_place(&mut self, launches: &[KernelTiming]) {
         self.calibrate_pending = false;
-        let Some(twin) = self.twin.clone() else { return };
         let shape = self.opts_extra.shape.clone();
         let cache = self.split.device.as_deref().and_then(powercal::cache_file);
-        let stored = cache.as_ref().and_then(|p| PowerCalibration::read(p, "calibration cache").ok());
-        let mut names: Vec<&'static str> = launches.iter().map(|k| k.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        if stored.as_ref().is_some_and(|c| c.covers(&names, &shape)) {
-            return;
-        }
-        let todo: Vec<(String, String, f64)> = names
-            .iter()
-            .map(|n| {
-                let d: Vec<f64> = launches.iter().filter(|k| k.name == *n).map(|k| k.dur_s).collect();
-                (n.to_string(), shape.clone(), crate::stats::median(&d))
-            })
-            .collect();
-        let opts = powercal::SimCalOpts::default();
-        match powercal::calibrate_on_twin(twin.power_model(), twin.sensor_model(), &todo, &opts) {
-            Ok((cal, cost)) => {
+        let mut twin_cal = self.twin.clone().map(TwinCalibrator);
+        let cal: &mut dyn InPlaceCalibrator = match (&mut twin_cal, &mut self.device_cal) {
+            (Some(t), _) => t,
+            (None, Some(d)) => d.as_mut(),
+            (None, None) => return,
+        };
+        let place = cal.place();
+        match super::inplace::run_in_place(cal, launches, &shape, cache.as_deref()) {
+            Ok(None) => {}
+            Ok(Some(out)) => {
                 if self.opts_extra.verbose {
-                    eprintln!(
-                        "calibrating {} kernels on the twin (sim) before the first step's split: {:.1} s of simulated \
-                         device time, {:.1} J simulated, {:.2} s here",
-                        cost.kernels, cost.device_s, cost.energy_j, cost.wall_s
-                    );
+                    eprintln!("{}", out.message);
                 }
-                let stored_ok = cache.as_ref().map(|p| cal.store(p));
-                let merged = match (&cache, stored_ok) {
-                    (Some(p), Some(Ok(()))) => PowerCalibration::read(p, "calibration cache").unwrap_or(cal),
-                    _ => cal,
-                };
-                self.kernels.powers = Some(merged.powers(&shape));
-                self.split.calibration = match &cache {
-                    Some(p) => format!("in place on the twin, stored in {}", p.display()),
-                    None => "in place on the twin (no cache folder: not stored)".into(),
-                };
-                self.split.cost = Some(cost);
+                self.kernels.powers = Some(out.calibration.powers(&shape));
+                self.split.calibration = out.label;
+                self.split.cost = Some(out.cost);
             }
-            Err(e) => self.split.calibration = format!("in-place calibration failed ({e:#}): split by time"),
+            Err(e) => self.split.calibration = format!("in-place calibration on {place} failed ({e:#}): split by time"),
         }
     }
 
@@ -265,6 +261,7 @@ impl Meter {
             opts_extra: EnergyOptions::default(),
             split: SplitReport::default(),
             calibrate_pending: false,
+            device_cal: None,
         }
     }
 
@@ -386,6 +383,12 @@ impl Meter {
     /// `end_step`, with the step's kernels timed or stood in for by a profile.
     pub fn end_step_with(&mut self, now_s: f64, step_kernels: StepKernels<'_>) -> StepEnergy {
         let launches = self.feed_twin(now_s, step_kernels);
+        if let (None, true, StepKernels::Timed(k, _)) = (&self.twin, self.calibrate_pending, step_kernels) {
+            if self.cfg.per_kernel && !k.is_empty() {
+                let k = k.to_vec();
+                self.calibrate_in_place(&k);
+            }
+        }
         let span = self.windows.close(now_s);
         self.books.add_span(&span);
         let (energy, stat, method) = self.window_energy(&span);

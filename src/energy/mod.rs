@@ -39,6 +39,7 @@ mod bookkeeping;
 pub mod calibrate;
 pub mod context;
 pub mod device_power;
+pub mod inplace;
 mod meter;
 pub mod nvml;
 pub mod powercal;

@@ -21,6 +21,13 @@
 //!   t-intervals of the pretraining cost and of the saving (P_lo / D_hi .. P_hi / D_lo, unbounded above when the
 //!   saving's interval reaches 0); "never" when the mean saving is not positive ([`BreakEven`]).
 //!
+//! * **Below resolution** (`energy::resolution`, issue 18): a cost whose span (time to target, or the whole run)
+//!   covers fewer than `COMPARISON_MIN_UPDATES` effective updates of the run's counter is marked
+//!   [`Cost::unresolved`]; a mean with such a seed is marked too. A ratio or break-even with an unresolved side is
+//!   never computed: it is [`Ratio::NotResolved`] / [`BreakEven::NotResolved`], "energy comparison not resolved",
+//!   and the studies show the time comparison beside it (time is resolved by the clock). Repeat such runs to a
+//!   resolvable length (the run's `resolution.min_comparison_s`) or use a sensor with shorter updates.
+//!
 //! Worked example: scratch costs 100, 120, 110 J (all reached), fine-tuning 40, 50, 45 J, pretraining 600, 640,
 //! 620 J: break-even = 620 / (110 - 45) = 9.5 reuses. Had one fine-tuning run not reached its target (its 50 J a
 //! lower bound), the saving 110 - 45 would be an upper bound and break-even "≥ 9.5".
@@ -35,14 +42,21 @@ pub const CONF: f64 = 0.95;
 pub struct Cost {
     pub value: f64,
     pub reached: bool,
+    /// The run's counter cannot resolve this cost (too few updates over its span): not comparable.
+    #[serde(default)]
+    pub unresolved: bool,
 }
 
 impl Cost {
     pub fn exact(value: f64) -> Cost {
-        Cost { value, reached: true }
+        Cost { value, reached: true, unresolved: false }
     }
     pub fn lower_bound(value: f64) -> Cost {
-        Cost { value, reached: false }
+        Cost { value, reached: false, unresolved: false }
+    }
+    /// This cost, marked below the counter's resolution when `below` is true.
+    pub fn below_resolution(self, below: bool) -> Cost {
+        Cost { unresolved: self.unresolved || below, ..self }
     }
 }
 
@@ -51,19 +65,35 @@ impl Cost {
 pub struct Mean {
     pub interval: Interval,
     pub lower_bound: bool,
+    /// Some seed's cost is below the counter's resolution.
+    #[serde(default)]
+    pub unresolved: bool,
 }
 
 impl Mean {
     /// None for no costs.
     pub fn of(costs: &[Cost]) -> Option<Mean> {
         let v: Vec<f64> = costs.iter().map(|c| c.value).collect();
-        Some(Mean { interval: t_interval(&v, CONF)?, lower_bound: costs.iter().any(|c| !c.reached) })
+        Some(Mean {
+            interval: t_interval(&v, CONF)?,
+            lower_bound: costs.iter().any(|c| !c.reached),
+            unresolved: costs.iter().any(|c| c.unresolved),
+        })
     }
     pub fn value(&self) -> f64 {
         self.interval.mean
     }
-    /// "123 ± 4" (3 significant digits), "≥ 123 (not reached)", or "123 (n=1)".
+    /// "123 ± 4" (3 significant digits), "≥ 123 (not reached)", or "123 (n=1)"; with " (below resolution)"
+    /// when a seed's cost is below the counter's resolution.
     pub fn text(&self) -> String {
+        let t = self.text_value();
+        if self.unresolved {
+            format!("{t} (below resolution)")
+        } else {
+            t
+        }
+    }
+    fn text_value(&self) -> String {
         let m = super::fmt_num(Some(self.interval.mean));
         if self.lower_bound {
             return format!("≥ {m} (not reached)");
@@ -86,6 +116,8 @@ pub enum Ratio {
     AtMost(f64),
     /// Neither side reached (or a side is missing): no ratio can be stated.
     Undetermined,
+    /// A side's energy is below the counter's resolution: never a ratio of unresolved numbers.
+    NotResolved,
 }
 
 impl Ratio {
@@ -95,6 +127,9 @@ impl Ratio {
         let (Some(a), Some(b)) = (Mean::of(num), Mean::of(den)) else {
             return Ratio::Undetermined;
         };
+        if a.unresolved || b.unresolved {
+            return Ratio::NotResolved;
+        }
         if !(b.value() > 0.0) || !a.value().is_finite() {
             return Ratio::Undetermined;
         }
@@ -118,6 +153,9 @@ impl Ratio {
             Ratio::AtLeast(x) => format!("≥ {}x (a lower bound: the costlier side did not reach its target)", f(x)),
             Ratio::AtMost(x) => format!("≤ {}x (an upper bound: the cheaper side did not reach its target)", f(x)),
             Ratio::Undetermined => "not determined (neither side reached its target)".into(),
+            Ratio::NotResolved => {
+                "energy comparison not resolved (a side is below the sensor's resolution; compare the times)".into()
+            }
         }
     }
     /// The value when it is a finding (both sides reached), else None: what a headline may quote.
@@ -136,6 +174,7 @@ impl Ratio {
             Ratio::AtLeast(x) => format!("≥ {}", pct(x)),
             Ratio::AtMost(x) => format!("≤ {}", pct(x)),
             Ratio::Undetermined => "not determined".into(),
+            Ratio::NotResolved => "not resolved".into(),
         }
     }
 }
@@ -172,6 +211,8 @@ pub enum BreakEven {
     Never,
     /// Both sides have unreached runs, or a side is missing.
     Undetermined,
+    /// A cost it needs (pretraining, scratch or reuse) is below the counter's resolution.
+    NotResolved,
 }
 
 impl BreakEven {
@@ -183,6 +224,9 @@ impl BreakEven {
         };
         if pretrain.is_empty() {
             return BreakEven::Undetermined;
+        }
+        if s.unresolved || r.unresolved {
+            return BreakEven::NotResolved;
         }
         let p = pretrain.iter().sum::<f64>() / pretrain.len() as f64;
         let saving = s.value() - r.value();
@@ -231,6 +275,18 @@ impl BreakEven {
             BreakEven::AtLeast(x) => format!("≥ {} (a reuse run did not reach the target)", f(x)),
             BreakEven::Never => "never (the reuse saves no energy)".into(),
             BreakEven::Undetermined => "not determined (runs on both sides did not reach the target)".into(),
+            BreakEven::NotResolved => {
+                "energy comparison not resolved (a run is below the sensor's resolution; compare the times)".into()
+            }
+        }
+    }
+    /// [`BreakEven::NotResolved`] when `pretrain_unresolved` (the pretraining cost is below resolution), else
+    /// this.
+    pub fn unless_unresolved(self, pretrain_unresolved: bool) -> BreakEven {
+        if pretrain_unresolved && !matches!(self, BreakEven::Undetermined) {
+            BreakEven::NotResolved
+        } else {
+            self
         }
     }
 }
@@ -297,6 +353,36 @@ mod tests {
         let be = BreakEven::of(&[600.0, 640.0, 620.0], &exact(&[100.0, 120.0, 110.0]), &exact(&[90.0, 60.0, 105.0]));
         let BreakEven::Reuses { hi: Some(h), .. } = be else { panic!("{be:?}") };
         assert!(h.is_infinite() && be.text().contains("unbounded"), "{}", be.text());
+    }
+
+    #[test]
+    fn a_side_below_resolution_gives_no_ratio_and_no_break_even() {
+        let best = exact(&[10.0, 12.0, 11.0]);
+        let worst = exact(&[50.0, 60.0, 55.0]);
+        let mut short = best.clone();
+        short[2] = short[2].below_resolution(true);
+        assert!(Mean::of(&short).unwrap().unresolved);
+        assert!(Mean::of(&short).unwrap().text().ends_with("(below resolution)"));
+        assert_eq!(Ratio::of(&worst, &short), Ratio::NotResolved);
+        assert_eq!(Ratio::of(&short, &worst), Ratio::NotResolved);
+        assert_eq!(Ratio::of(&short, &worst).finding(), None);
+        assert!(Ratio::of(&worst, &short).text().contains("not resolved"));
+        // A bound does not rescue an unresolved side either.
+        let mut unreached_short = worst.clone();
+        unreached_short[0] = Cost::lower_bound(50.0).below_resolution(true);
+        assert_eq!(Ratio::of(&unreached_short, &best), Ratio::NotResolved);
+        // Resolved sides still give the ratio.
+        assert!(matches!(Ratio::of(&worst, &best), Ratio::Value { .. }));
+        let pre = [600.0, 640.0, 620.0];
+        let s = exact(&[100.0, 120.0, 110.0]);
+        let r = exact(&[40.0, 50.0, 45.0]);
+        assert!(matches!(BreakEven::of(&pre, &s, &r), BreakEven::Reuses { .. }));
+        let mut r2 = r.clone();
+        r2[0] = r2[0].below_resolution(true);
+        assert_eq!(BreakEven::of(&pre, &s, &r2), BreakEven::NotResolved);
+        assert_eq!(BreakEven::of(&pre, &s, &r).unless_unresolved(true), BreakEven::NotResolved);
+        assert_eq!(BreakEven::of(&pre, &s, &r).crossing(), Some(620.0 / 65.0));
+        assert_eq!(BreakEven::NotResolved.crossing(), None);
     }
 
     #[test]

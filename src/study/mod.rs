@@ -26,6 +26,87 @@ use crate::train::TrainConfig;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+/// The energy flags every run of a study carries beside `--energy`/`--watts`: the sensor twin's settings
+/// (`--sim-model`, `--sim-sensor`, with `--energy sim` only) and carbon (`--carbon-intensity` with `--pue`).
+/// They are validated by `TrainConfig::validate` exactly as `powertrain train` validates them (the first run's
+/// settings are checked before the study directory is touched), are part of the study's grid in study.json
+/// (a study on another sensor or carbon setting is another study) and travel into `--emit-slurm` job lines.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_model: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_sensor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon_intensity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pue: Option<f64>,
+}
+
+impl RunExtras {
+    /// `cfg` with these settings.
+    pub fn apply(&self, cfg: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            sim_model: self.sim_model.clone(),
+            sim_sensor: self.sim_sensor.clone(),
+            carbon_intensity: self.carbon_intensity,
+            pue: self.pue,
+            ..cfg
+        }
+    }
+}
+
+/// The study's carbon: the sum over its finished runs of each summary.json's `carbon.co2e_g`, with the energy
+/// method behind it ("measured" only for nvml-counter, nvml-power or rapl; an estimate or the sensor twin is
+/// named as such). None when no run carries a carbon block.
+pub fn carbon_text<'a>(summaries: impl IntoIterator<Item = &'a RunSummary>) -> Option<String> {
+    let (mut g, mut kwh, mut n, mut without) = (0.0, 0.0, 0usize, 0usize);
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    for s in summaries {
+        match s.carbon.get("co2e_g").and_then(|v| v.as_f64()) {
+            Some(c) => {
+                g += c;
+                kwh += s.carbon.get("facility_energy_kwh").and_then(|v| v.as_f64()).unwrap_or(0.0);
+                n += 1;
+                let num = |k: &str| s.carbon.get(k).and_then(|v| v.as_f64()).map(|v| v.to_string()).unwrap_or_default();
+                inputs.push((num("carbon_intensity_g_per_kwh"), num("pue")));
+                sources.push(s.energy_source.clone());
+            }
+            None => without += 1,
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    inputs.sort();
+    inputs.dedup();
+    sources.sort();
+    sources.dedup();
+    let method = sources.iter().map(|s| energy_method(s)).collect::<Vec<_>>().join("; ");
+    let given = inputs.iter().map(|(ci, p)| format!("{ci} gCO2e/kWh at PUE {p}")).collect::<Vec<_>>().join(", ");
+    let missing = match without {
+        0 => String::new(),
+        k => format!(" {k} run(s) without an energy reading or carbon block are not counted."),
+    };
+    Some(format!(
+        "Carbon: {} g CO2e over {n} run(s) ({} kWh at the facility) = each run's energy x PUE x carbon intensity \
+         ({given}, as given on the command line); energy method: {method}.{missing}\n",
+        fmt_num(Some(g)),
+        fmt_num(Some(kwh))
+    ))
+}
+
+/// How the energy of `source` was obtained, in words for a report.
+pub fn energy_method(source: &str) -> String {
+    match source {
+        "nvml-counter" | "nvml-power" | "rapl" => format!("measured ({source})"),
+        "estimate" => "ESTIMATE (--energy estimate: assumed watts x time, not measured)".into(),
+        "sim" => "SIM (the sensor twin's counter, --energy sim: a model, not a measurement)".into(),
+        other => format!("{other} (not a measurement)"),
+    }
+}
+
 /// The trainer a study calls: `crate::cmd::train::train_run` in production, a fake in tests.
 pub type Trainer<'a> = &'a dyn Fn(&TrainConfig) -> Result<RunSummary>;
 
@@ -89,6 +170,25 @@ impl Metric {
             Metric::Energy { .. } => s.energy_to_target_j,
             Metric::Time => s.time_to_target_s,
         }
+    }
+    /// Whether an energy cost of `s` over `span_s` seconds (None: its cost's own span, the time to target or
+    /// the whole run) is below the resolution of the run's counter (`summary.json`'s `resolution.sensor`):
+    /// fewer than `COMPARISON_MIN_UPDATES` effective updates. Never for time, and not when the counter's
+    /// character is unknown (an estimate has no counter; the run's `resolution.note` says when it is unknown).
+    pub fn below_resolution(&self, s: &RunSummary, span_s: Option<f64>) -> bool {
+        use crate::energy::resolution::Span;
+        let Metric::Energy { .. } = self else { return false };
+        let Some(sensor) = s.resolution.as_ref().and_then(|r| r.sensor.as_ref()) else { return false };
+        let own = if s.target_reached { s.time_to_target_s.unwrap_or(s.wall_s) } else { s.wall_s };
+        !sensor.label(span_s.unwrap_or(own), Span::Comparison).resolved
+    }
+    /// The cost to the target (exact) or the whole run's (a lower bound), marked when below resolution.
+    pub fn cost(&self, s: &RunSummary) -> Option<Cost> {
+        let c = match self.to_target(s) {
+            Some(v) => Cost::exact(v),
+            None => Cost::lower_bound(self.total(s)?),
+        };
+        Some(c.below_resolution(self.below_resolution(s, None)))
     }
     /// Cost of the whole run.
     pub fn total(&self, s: &RunSummary) -> Option<f64> {

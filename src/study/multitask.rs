@@ -32,6 +32,8 @@ pub struct MultitaskOptions {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// `--sim-model`, `--sim-sensor`, `--carbon-intensity`, `--pue` for every run.
+    pub extras: super::RunExtras,
     /// Reduced settings for 2 CPU cores.
     pub quick: bool,
     /// The study directory.
@@ -49,6 +51,9 @@ pub struct MultitaskGrid {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// The runs' sim and carbon settings (absent from study.json when none is given).
+    #[serde(flatten)]
+    pub extras: super::RunExtras,
 }
 
 pub fn resolve(a: &MultitaskOptions) -> Result<MultitaskGrid> {
@@ -92,6 +97,7 @@ pub fn resolve(a: &MultitaskOptions) -> Result<MultitaskGrid> {
         device: a.device.clone(),
         energy: a.energy.clone(),
         watts: a.watts,
+        extras: a.extras.clone(),
     })
 }
 
@@ -106,6 +112,9 @@ pub struct NetCost {
     pub cost: Option<f64>,
     pub time_s: Option<f64>,
     pub acc: BTreeMap<String, f64>,
+    /// The energy cost is below the counter's resolution (`finding.rs`): no energy ratio with it.
+    #[serde(default)]
+    pub below_resolution: bool,
 }
 
 /// The epoch at which every task in `tasks` had reached the target (None if one never did).
@@ -158,6 +167,7 @@ impl NetCost {
             all_reached: reached.is_some(),
             epochs,
             cost,
+            below_resolution: m.below_resolution(s, time_s),
             time_s,
             acc,
         })
@@ -199,6 +209,9 @@ pub struct MultitaskResult {
     /// Single-task total / multi-task, per seed paired; a bound when a side did not reach every target.
     pub ratio: Ratio,
     pub warnings: Vec<String>,
+    /// The study's carbon (`super::carbon_text`), with the energy method behind it; None without carbon flags.
+    #[serde(default)]
+    pub carbon: Option<String>,
     pub table: String,
 }
 
@@ -223,7 +236,7 @@ pub fn run_config(a: &MultitaskOptions, g: &MultitaskGrid, tasks: &[String], see
         device: g.device.clone(),
         energy: g.energy.clone(),
         watts: g.watts,
-        ..TrainConfig::new(&a.model, &a.data)
+        ..g.extras.apply(TrainConfig::new(&a.model, &a.data))
     }
 }
 
@@ -268,6 +281,10 @@ pub fn multitask_study_with(a: &MultitaskOptions, trainer: Trainer) -> Result<Mu
         })
         .collect::<Result<_>>()?;
     let mut r = summarise(metric, &g, seeds, warnings, a);
+    r.carbon = super::carbon_text(summaries.iter().copied());
+    if let Some(c) = &r.carbon {
+        r.table += &format!("\n{c}");
+    }
     let failed: Vec<&RunRecord> = all.iter().copied().filter(|r| !r.is_ok()).collect();
     r.table += &super::failed_lines(failed.iter().copied());
     study.write_table("multitask", &r.table, &r)?;
@@ -378,13 +395,14 @@ fn summarise(
         mean_singles,
         ratio,
         warnings,
+        carbon: None,
         table: t,
     }
 }
 
 /// Single-task total / multi-task over seeds (paired), and the finding in words.
 fn compare(seeds: &[SeedCompare], metric: Metric) -> (Ratio, String) {
-    let cost = |n: &NetCost| n.cost.map(|v| Cost { value: v, reached: n.all_reached });
+    let cost = |n: &NetCost| n.cost.map(|v| Cost { value: v, reached: n.all_reached, unresolved: n.below_resolution });
     let mut multi = Vec::new();
     let mut singles = Vec::new();
     for s in seeds {
@@ -392,16 +410,41 @@ fn compare(seeds: &[SeedCompare], metric: Metric) -> (Ratio, String) {
         let parts: Option<Vec<Cost>> = s.singles.iter().map(|n| n.as_ref().and_then(cost)).collect();
         if let (Some(m), Some(p)) = (m, parts) {
             multi.push(m);
-            singles.push(Cost { value: p.iter().map(|c| c.value).sum(), reached: p.iter().all(|c| c.reached) });
+            singles.push(Cost {
+                value: p.iter().map(|c| c.value).sum(),
+                reached: p.iter().all(|c| c.reached),
+                unresolved: p.iter().any(|c| c.unresolved),
+            });
         }
     }
     let r = Ratio::of(&singles, &multi);
+    let time = match r {
+        Ratio::NotResolved => {
+            let t = |n: &NetCost| n.time_s.map(|v| Cost { value: v, reached: n.all_reached, unresolved: false });
+            let (mut tm, mut ts) = (Vec::new(), Vec::new());
+            for s in seeds {
+                let m = s.multi.as_ref().and_then(t);
+                let parts: Option<Vec<Cost>> = s.singles.iter().map(|n| n.as_ref().and_then(t)).collect();
+                if let (Some(m), Some(p)) = (m, parts) {
+                    tm.push(m);
+                    ts.push(Cost {
+                        value: p.iter().map(|c| c.value).sum(),
+                        reached: p.iter().all(|c| c.reached),
+                        unresolved: false,
+                    });
+                }
+            }
+            format!("; the time ratio (resolved by the clock): {}", Ratio::of(&ts, &tm).text())
+        }
+        _ => String::new(),
+    };
     let what = match r {
         Ratio::Value { x, .. } if x > 1.0 => "the multi-task network used less",
         Ratio::Value { .. } => "the multi-task network did not use less",
         Ratio::AtLeast(x) if x > 1.0 => "the multi-task network used less (a bound)",
         Ratio::AtMost(x) if x < 1.0 => "the multi-task network did not use less (a bound)",
+        Ratio::NotResolved => "the energy of a side is below the sensor's resolution",
         _ => "not resolved: a side did not reach every target",
     };
-    (r, format!("single-task total / multi-task {} to targets: {}; {what}", metric.name(), r.text()))
+    (r, format!("single-task total / multi-task {} to targets: {}; {what}{time}", metric.name(), r.text()))
 }

@@ -41,6 +41,8 @@ pub struct PretrainOptions {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// `--sim-model`, `--sim-sensor`, `--carbon-intensity`, `--pue` for every run.
+    pub extras: super::RunExtras,
     /// Reduced settings for 2 CPU cores.
     pub quick: bool,
     /// The study directory.
@@ -229,6 +231,9 @@ pub struct PretrainGrid {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// The runs' sim and carbon settings (absent from study.json when none is given).
+    #[serde(flatten)]
+    pub extras: super::RunExtras,
 }
 
 pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
@@ -251,6 +256,7 @@ pub fn resolve(a: &PretrainOptions) -> Result<PretrainGrid> {
         device: a.device.clone(),
         energy: a.energy.clone(),
         watts: a.watts,
+        extras: a.extras.clone(),
     })
 }
 
@@ -262,6 +268,13 @@ pub struct Cost {
     pub reached: bool,
     pub epochs: usize,
     pub final_val_acc: Option<f64>,
+    /// Its energy is below the counter's resolution (`finding.rs`): no break-even is formed with it.
+    #[serde(default)]
+    pub unresolved: bool,
+    /// Wall time to the target (the whole run's when not reached): the comparison shown when the energy is not
+    /// resolved.
+    #[serde(default)]
+    pub time_s: Option<f64>,
 }
 
 impl Cost {
@@ -271,6 +284,8 @@ impl Cost {
             reached: s.target_reached,
             epochs: s.epochs,
             final_val_acc: s.final_val_acc,
+            unresolved: m.below_resolution(s, None),
+            time_s: Metric::Time.to_target(s).or(Some(s.wall_s)),
         }
     }
     fn text(&self) -> String {
@@ -287,6 +302,12 @@ impl Cost {
 pub struct SeedResult {
     pub seed: u64,
     pub pretrain: Option<f64>,
+    /// The pretraining run's energy is below the counter's resolution.
+    #[serde(default)]
+    pub pretrain_unresolved: bool,
+    /// The pretraining run's wall time.
+    #[serde(default)]
+    pub pretrain_time_s: Option<f64>,
     /// subject -> way -> cost (None: failed or not run).
     pub downstream: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Option<Cost>>>,
 }
@@ -307,6 +328,9 @@ pub struct PretrainResult {
     pub mean_pretrain: Option<f64>,
     pub mean_reuse: std::collections::BTreeMap<String, Option<f64>>,
     pub warnings: Vec<String>,
+    /// The study's carbon (`super::carbon_text`), with the energy method behind it; None without carbon flags.
+    #[serde(default)]
+    pub carbon: Option<String>,
     pub table: String,
 }
 
@@ -324,7 +348,7 @@ pub fn base_config(a: &PretrainOptions, g: &PretrainGrid, data: &Path, seed: u64
         device: g.device.clone(),
         energy: g.energy.clone(),
         watts: g.watts,
-        ..TrainConfig::new(&a.model, data)
+        ..g.extras.apply(TrainConfig::new(&a.model, data))
     }
 }
 
@@ -384,16 +408,23 @@ pub fn pretrain_study_with(a: &PretrainOptions, trainer: Trainer, splitter: Spli
 
     let mut seeds = Vec::new();
     for (seed, pre, down) in &recs {
-        let pretrain = pre.as_ref().and_then(|r| r.summary.as_ref()).and_then(|s| metric.total(s));
+        let pre_summary = pre.as_ref().and_then(|r| r.summary.as_ref());
+        let pretrain = pre_summary.and_then(|s| metric.total(s));
+        let pretrain_unresolved = pre_summary.is_some_and(|s| metric.below_resolution(s, Some(s.wall_s)));
         let mut ds: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Option<Cost>>> =
             Default::default();
         for (subj, way, r) in down {
             let c = r.as_ref().and_then(|r| r.summary.as_ref()).map(|s| Cost::of(metric, s));
             ds.entry(*subj).or_default().insert(way.to_string(), c);
         }
-        seeds.push(SeedResult { seed: *seed, pretrain, downstream: ds });
+        let pretrain_time_s = pre_summary.map(|s| s.wall_s);
+        seeds.push(SeedResult { seed: *seed, pretrain, pretrain_unresolved, pretrain_time_s, downstream: ds });
     }
     let mut r = summarise(metric, g.target_acc, seeds, warnings, a, &splits);
+    r.carbon = super::carbon_text(summaries.iter().copied());
+    if let Some(c) = &r.carbon {
+        r.table += &format!("\n{c}");
+    }
     let failed: Vec<&&RunRecord> = all_recs.iter().filter(|r| !r.is_ok()).collect();
     r.table += &super::failed_lines(failed.iter().map(|r| **r));
     study.write_table("pretrain", &r.table, &r)?;
@@ -433,13 +464,14 @@ pub fn summarise(
             .filter(|(k, _)| subj.is_none_or(|x| **k == x))
             .map(|(_, d)| {
                 let c = d.get(way)?.as_ref()?;
-                Some(Bound { value: c.value?, reached: c.reached })
+                Some(Bound { value: c.value?, reached: c.reached, unresolved: c.unresolved })
             })
             .collect();
         let costs = costs.filter(|c| !c.is_empty())?;
         Some(Bound {
             value: costs.iter().map(|c| c.value).sum::<f64>() / costs.len() as f64,
             reached: costs.iter().all(|c| c.reached),
+            unresolved: costs.iter().any(|c| c.unresolved),
         })
     };
     let mut break_even_rows = Vec::new();
@@ -449,17 +481,23 @@ pub fn summarise(
         for &scope in &scopes {
             // Seeds where pretraining and both arms exist (paired by seed).
             let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pre_unresolved = false;
             for s in &seeds {
                 if let (Some(p), Some(a), Some(b)) =
                     (s.pretrain, seed_cost(s, scope, "scratch"), seed_cost(s, scope, way))
                 {
                     pre.push(p);
+                    pre_unresolved |= s.pretrain_unresolved;
                     sc.push(a);
                     re.push(b);
                 }
             }
             let label = scope.map(|s| s.to_string()).unwrap_or_else(|| "all".into());
-            break_even_rows.push((label, way.to_string(), BreakEven::of(&pre, &sc, &re)));
+            break_even_rows.push((
+                label,
+                way.to_string(),
+                BreakEven::of(&pre, &sc, &re).unless_unresolved(pre_unresolved),
+            ));
         }
     }
     let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -481,10 +519,47 @@ pub fn summarise(
         mean_pretrain,
         mean_reuse,
         warnings,
+        carbon: None,
         table: String::new(),
     };
     r.table = render(&r, &subjects, a);
+    if r.break_even.iter().any(|(_, _, b)| *b == BreakEven::NotResolved) {
+        r.table += &time_break_even(&r.seeds);
+    }
     r
+}
+
+/// Break-even in wall time over all target subjects (the comparison still shown when the energy is below the
+/// counter's resolution): mean pretraining time / (mean scratch time - mean reuse time), the same rules.
+fn time_break_even(seeds: &[SeedResult]) -> String {
+    let arm = |s: &SeedResult, way: &str| -> Option<Bound> {
+        let c: Option<Vec<&Cost>> = s.downstream.values().map(|d| d.get(way)?.as_ref()).collect();
+        let c = c.filter(|c| !c.is_empty())?;
+        let t: Option<Vec<f64>> = c.iter().map(|c| c.time_s).collect();
+        let t = t?;
+        Some(Bound {
+            value: t.iter().sum::<f64>() / t.len() as f64,
+            reached: c.iter().all(|c| c.reached),
+            unresolved: false,
+        })
+    };
+    let mut s = String::from(
+        "\nThe energy comparison is not resolved (a run is below the sensor's resolution); in wall time, \
+         break-even reuses over all target subjects:",
+    );
+    for way in ["finetune", "frozen"] {
+        let (mut pre, mut sc, mut re) = (Vec::new(), Vec::new(), Vec::new());
+        for x in seeds {
+            if let (Some(p), Some(a), Some(b)) = (x.pretrain_time_s, arm(x, "scratch"), arm(x, way)) {
+                pre.push(p);
+                sc.push(a);
+                re.push(b);
+            }
+        }
+        s += &format!(" {way} {};", BreakEven::of(&pre, &sc, &re).text());
+    }
+    s.pop();
+    s + ".\n"
 }
 
 /// The study's preconditions, checked and stated: each target's validation classes are in its training part,

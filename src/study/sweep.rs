@@ -35,6 +35,8 @@ pub struct SweepOptions {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// `--sim-model`, `--sim-sensor`, `--carbon-intensity`, `--pue` for every run.
+    pub extras: super::RunExtras,
     /// A reduced grid that finishes in minutes on 2 CPU cores.
     pub quick: bool,
     /// Energy-aware sweep (adaptive capping of seed 0, further seeds only near the best).
@@ -60,6 +62,9 @@ pub struct SweepGrid {
     pub device: String,
     pub energy: String,
     pub watts: Option<f64>,
+    /// The runs' sim and carbon settings (absent from study.json when none is given).
+    #[serde(flatten)]
+    pub extras: super::RunExtras,
     /// `--prune`: a pruned study and a full one are different studies (a capped run is not a full run).
     #[serde(default)]
     pub prune: bool,
@@ -130,6 +135,7 @@ pub fn resolve(a: &SweepOptions) -> Result<SweepGrid> {
         device: a.device.clone(),
         energy: a.energy.clone(),
         watts: a.watts,
+        extras: a.extras.clone(),
         prune: a.prune,
     })
 }
@@ -203,6 +209,9 @@ pub struct ConfigCost {
     pub costs: Vec<Cost>,
     /// The mean over seeds with its 95 % interval (a lower bound when a seed did not reach the target).
     pub mean: Option<Mean>,
+    /// Per seed: the wall time to the target (a lower bound when not reached): the comparison still shown when
+    /// the energy is below the counter's resolution.
+    pub time_costs: Vec<Cost>,
 }
 
 impl ConfigCost {
@@ -230,6 +239,10 @@ pub struct SweepFindings {
     /// What the sweep itself used: every run's whole cost (failed runs' used energy included), in the metric's
     /// unit.
     pub sweep_cost: Option<f64>,
+    /// Configurations with a seed whose energy is below the counter's resolution (`finding.rs`).
+    pub unresolved: usize,
+    /// Worst / best in wall time, shown when the energy comparison is not resolved.
+    pub worst_best_time: Option<Ratio>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -246,6 +259,8 @@ pub struct SweepResult {
     /// (batch size, GPU busy time / wall time) when kernel timings exist.
     pub gpu_util: Vec<(usize, Option<f64>)>,
     pub warnings: Vec<String>,
+    /// The study's carbon (`super::carbon_text`), with the energy method behind it; None without carbon flags.
+    pub carbon: Option<String>,
     /// The markdown written to sweep.md.
     pub table: String,
 }
@@ -340,11 +355,7 @@ pub const PRUNE_MARGIN: f64 = 0.25;
 /// reached: joules when it has energy readings, else seconds.
 fn run_cost(r: &RunRecord) -> Option<Cost> {
     let s = r.summary.as_ref()?;
-    let m = Metric::of([s]);
-    match m.to_target(s) {
-        Some(v) => Some(Cost::exact(v)),
-        None => m.total(s).map(Cost::lower_bound),
-    }
+    Metric::of([s]).cost(s)
 }
 
 /// `--prune` (adaptive capping + racing, see the module docs): seed 0 of every configuration in grid order,
@@ -367,7 +378,7 @@ fn run_pruned(
         n += 1;
         failed += usize::from(!rec.is_ok());
         report_run(n, firsts.len(), c, &rec);
-        if let Some(Cost { value, reached: true }) = run_cost(&rec) {
+        if let Some(Cost { value, reached: true, .. }) = run_cost(&rec) {
             best = Some(best.map_or(value, |b: f64| b.min(value)));
         }
     }
@@ -412,7 +423,7 @@ pub fn train_config(a: &SweepOptions, grid: &SweepGrid, c: &Config) -> TrainConf
         device: grid.device.clone(),
         energy: grid.energy.clone(),
         watts: grid.watts,
-        ..TrainConfig::new(&a.model, &a.data)
+        ..grid.extras.apply(TrainConfig::new(&a.model, &a.data))
     }
 }
 
@@ -451,6 +462,10 @@ fn collect(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config]) -
     let ratio = findings.worst_best_all.finding();
     let gpu_util = gpu_utilisation(study, grid, &rows, &mut warnings);
     let mut table = render(a, grid, metric, &rows, &best, &worst, &findings, &gpu_util, &warnings);
+    let carbon = super::carbon_text(summaries.iter().copied());
+    if let Some(c) = &carbon {
+        table += &format!("\n{c}");
+    }
     table += &paper_section(&findings, metric);
     let r = SweepResult {
         metric,
@@ -463,6 +478,7 @@ fn collect(study: &Study, a: &SweepOptions, grid: &SweepGrid, cfgs: &[Config]) -
         findings,
         gpu_util,
         warnings,
+        carbon,
         table,
     };
     study.write_table("sweep", &r.table, &r)?;
@@ -510,21 +526,18 @@ fn config_costs(grid: &SweepGrid, recs: &[(Config, Option<RunRecord>)], metric: 
     let mut out = Vec::new();
     for &bs in &grid.batch_sizes {
         for &lr in &grid.lrs {
-            let costs: Option<Vec<Cost>> = recs
+            let runs: Option<Vec<&crate::rundir::RunSummary>> = recs
                 .iter()
                 .filter(|(c, _)| c.batch_size == bs && c.lr == lr)
-                .map(|(_, r)| {
-                    let s = r.as_ref()?.summary.as_ref()?;
-                    match metric.to_target(s) {
-                        Some(v) => Some(Cost::exact(v)),
-                        None => metric.total(s).map(Cost::lower_bound),
-                    }
-                })
+                .map(|(_, r)| r.as_ref()?.summary.as_ref())
                 .collect();
+            let runs = runs.unwrap_or_default();
+            let costs: Option<Vec<Cost>> = runs.iter().map(|s| metric.cost(s)).collect();
             let costs = costs.unwrap_or_default();
+            let time_costs: Vec<Cost> = runs.iter().filter_map(|s| Metric::Time.cost(s)).collect();
             let mean = Mean::of(&costs);
             let to_target = mean.filter(|m| !m.lower_bound).map(|m| m.value());
-            out.push(ConfigCost { batch_size: bs, lr, to_target, costs, mean });
+            out.push(ConfigCost { batch_size: bs, lr, to_target, costs, mean, time_costs });
         }
     }
     out
@@ -542,16 +555,21 @@ fn findings(cc: &[ConfigCost]) -> (Option<ConfigCost>, Option<ConfigCost>, Sweep
     let best = reached.first().map(|c| (*c).clone());
     let worst = reached.last().map(|c| (*c).clone());
     let unreached = done.len() - reached.len();
-    let ratio_to_best = |c: Option<&ConfigCost>, bounds_below: bool| match (c, &best) {
-        (Some(c), Some(b)) => match Ratio::of(&c.costs, &b.costs) {
-            // An unreached configuration ranked at or below this one may truly cost more: a lower bound.
-            Ratio::Value { x, .. } if bounds_below => Ratio::AtLeast(x),
-            r => r,
-        },
+    let ratio_to_best_in = |c: Option<&ConfigCost>, bounds_below: bool, time: bool| match (c, &best) {
+        (Some(c), Some(b)) => {
+            match if time { Ratio::of(&c.time_costs, &b.time_costs) } else { Ratio::of(&c.costs, &b.costs) } {
+                // An unreached configuration ranked at or below this one may truly cost more: a lower bound.
+                Ratio::Value { x, .. } if bounds_below => Ratio::AtLeast(x),
+                r => r,
+            }
+        }
         _ => Ratio::Undetermined,
     };
+    let ratio_to_best = |c: Option<&ConfigCost>, bounds_below: bool| ratio_to_best_in(c, bounds_below, false);
     let worst_best_reached = ratio_to_best(worst.as_ref(), false);
     let worst_best_all = ratio_to_best(done.last().copied(), unreached > 0);
+    let unresolved = done.iter().filter(|c| c.mean.is_some_and(|m| m.unresolved)).count();
+    let worst_best_time = (unresolved > 0).then(|| ratio_to_best_in(done.last().copied(), unreached > 0, true));
     let mid = done.len().saturating_sub(1) / 2;
     let median_best = ratio_to_best(done.get(mid).copied(), done.iter().take(mid + 1).any(|c| c.to_target.is_none()));
     let ranking = done
@@ -574,6 +592,8 @@ fn findings(cc: &[ConfigCost]) -> (Option<ConfigCost>, Option<ConfigCost>, Sweep
         ranking,
         pruned: vec![],
         sweep_cost: None,
+        unresolved,
+        worst_best_time,
     };
     (best, worst, f)
 }
@@ -596,6 +616,9 @@ fn sweep_cost(recs: &[(Config, Option<RunRecord>)], metric: Metric) -> Option<f6
 
 /// Whether `hi` (ranked after `lo`) is resolved from `lo`: their seed intervals do not overlap.
 fn resolved_text(lo: &Mean, hi: &Mean) -> String {
+    if lo.unresolved || hi.unresolved {
+        return "energy not resolved (below the sensor's resolution)".into();
+    }
     if hi.lower_bound {
         return "costlier or equal (not reached: a lower bound)".into();
     }
@@ -697,6 +720,18 @@ fn findings_text(
             );
         }
         _ => s += "No configuration reached the target on every seed: no ratio can be stated.\n",
+    }
+    if f.unresolved > 0 {
+        s += &format!(
+            "\n**Energy comparison not resolved for {} configuration(s)**: a seed's {} covers fewer than {} updates \
+             of the energy counter (each run's summary.json `resolution`), so its joules are a resolution bound, \
+             not a measurement, and no energy ratio is formed with it. Worst / best in time: {}. Repeat such runs to \
+             a resolvable length (more epochs or data) or use a sensor with shorter updates.\n",
+            f.unresolved,
+            "cost to target",
+            crate::energy::resolution::COMPARISON_MIN_UPDATES,
+            f.worst_best_time.map(|r| r.text()).unwrap_or_default()
+        );
     }
     s += &format!(
         "\nThis sweep used {} {unit} in total ({} of its runs finished or failed){}.\n",
@@ -911,6 +946,16 @@ pub fn slurm_script(exe: &Path, a: &SweepOptions, g: &SweepGrid, n: usize) -> Re
     }
     if let Some(w) = g.watts {
         cmd.extend(["--watts".into(), w.to_string()]);
+    }
+    let x = &g.extras;
+    if let Some(m) = &x.sim_model {
+        cmd.extend(["--sim-model".into(), sh("--sim-model", &abs(m)?)?]);
+    }
+    if let Some(m) = &x.sim_sensor {
+        cmd.extend(["--sim-sensor".into(), sh("--sim-sensor", m)?]);
+    }
+    if let (Some(ci), Some(pue)) = (x.carbon_intensity, x.pue) {
+        cmd.extend(["--carbon-intensity".into(), ci.to_string(), "--pue".into(), pue.to_string()]);
     }
     cmd.extend(["--only".into(), "\"$SLURM_ARRAY_TASK_ID\"".into(), "--out".into(), sh("--out", &out)?]);
     let gpu = if g.device == "cuda" {
