@@ -148,6 +148,12 @@ impl Ratio {
     pub fn text(&self) -> String {
         let f = |v: f64| super::fmt_num(Some(v));
         match *self {
+            Ratio::Value { x, lo: Some(l), hi: Some(h) } if l <= 1.0 && h >= 1.0 => format!(
+                "{}x (95 % CI {}-{}: the interval includes 1, so which side costs less is not resolved)",
+                f(x),
+                f(l),
+                f(h)
+            ),
             Ratio::Value { x, lo: Some(l), hi: Some(h) } => format!("{}x (95 % CI {}-{})", f(x), f(l), f(h)),
             Ratio::Value { x, .. } => format!("{}x (one seed: no interval)", f(x)),
             Ratio::AtLeast(x) => format!("≥ {}x (a lower bound: the costlier side did not reach its target)", f(x)),
@@ -157,6 +163,10 @@ impl Ratio {
                 "energy comparison not resolved (a side is below the sensor's resolution; compare the times)".into()
             }
         }
+    }
+    /// Whether the ratio's 95 % interval lies entirely above or below 1 (a value with one seed is not).
+    pub fn resolved_side(&self) -> bool {
+        matches!(*self, Ratio::Value { lo: Some(l), hi: Some(h), .. } if l > 1.0 || h < 1.0)
     }
     /// The value when it is a finding (both sides reached), else None: what a headline may quote.
     pub fn finding(&self) -> Option<f64> {
@@ -383,6 +393,22 @@ mod tests {
         assert_eq!(BreakEven::of(&pre, &s, &r).unless_unresolved(true), BreakEven::NotResolved);
         assert_eq!(BreakEven::of(&pre, &s, &r).crossing(), Some(620.0 / 65.0));
         assert_eq!(BreakEven::NotResolved.crossing(), None);
+    }
+
+    #[test]
+    fn a_ratio_whose_interval_includes_one_says_the_order_is_not_resolved() {
+        // The quick multi-task study's seeds (J): single-task totals vs the multi-task network.
+        let single = exact(&[3417.0, 3955.0, 3601.0]);
+        let multi = exact(&[1128.0, 2646.0, 3001.0]);
+        let r = Ratio::of(&single, &multi);
+        let Ratio::Value { x, lo: Some(l), hi: Some(h) } = r else { panic!("{r:?}") };
+        assert!((x - 3657.67 / 2258.33).abs() < 1e-3 && l < 1.0 && h > 1.0, "{x} {l} {h}");
+        assert!(!r.resolved_side());
+        assert!(r.text().contains("the interval includes 1, so which side costs less is not resolved"), "{}", r.text());
+        // Well separated seeds: resolved, and the text is the plain ratio with its interval.
+        let r = Ratio::of(&exact(&[50.0, 60.0, 55.0]), &exact(&[10.0, 12.0, 11.0]));
+        assert!(r.resolved_side());
+        assert!(!r.text().contains("not resolved"), "{}", r.text());
     }
 
     #[test]

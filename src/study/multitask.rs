@@ -439,8 +439,10 @@ fn compare(seeds: &[SeedCompare], metric: Metric) -> (Ratio, String) {
         _ => String::new(),
     };
     let what = match r {
-        Ratio::Value { x, .. } if x > 1.0 => "the multi-task network used less",
-        Ratio::Value { .. } => "the multi-task network did not use less",
+        Ratio::Value { x, .. } if x > 1.0 && r.resolved_side() => "the multi-task network used less",
+        Ratio::Value { x, .. } if x > 1.0 => "the multi-task network used less on average, not resolved over the seeds",
+        Ratio::Value { .. } if r.resolved_side() => "the multi-task network did not use less",
+        Ratio::Value { .. } => "the multi-task network did not use less on average, not resolved over the seeds",
         Ratio::AtLeast(x) if x > 1.0 => "the multi-task network used less (a bound)",
         Ratio::AtMost(x) if x < 1.0 => "the multi-task network did not use less (a bound)",
         Ratio::NotResolved => "the energy of a side is below the sensor's resolution",

@@ -659,9 +659,27 @@ fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
     t += &md_table(&["target subject", "reuse", "break-even reuses"], &be_rows);
     let notes = vec![format!(
         "Frozen vs fine-tuning: {}.",
-        match (all_x(r, "frozen"), all_x(r, "finetune")) {
-            (Some(f), Some(ft)) if f < ft => "the frozen encoder breaks even sooner, as in the paper",
-            (Some(_), Some(_)) => "the frozen encoder does not break even sooner here",
+        match (all_be(r, "frozen"), all_be(r, "finetune")) {
+            (Some((f, fr)), Some((ft, ftr))) => {
+                // Overlapping intervals: the order is not shown (the two share the pretraining cost).
+                let overlap = match (fr, ftr) {
+                    (Some((_, fh)), Some((tl, _))) if f < ft => fh >= tl,
+                    (Some((fl, _)), Some((_, th))) => fl <= th,
+                    _ => true,
+                };
+                match (f < ft, overlap) {
+                    (true, false) => "the frozen encoder breaks even sooner, as in the paper",
+                    (true, true) => {
+                        "the frozen encoder breaks even sooner on average, as in the paper; the intervals overlap, \
+                         so the order is not resolved"
+                    }
+                    (false, false) => "the frozen encoder does not break even sooner here",
+                    (false, true) => {
+                        "the frozen encoder does not break even sooner on average here; the intervals overlap, so \
+                         the order is not resolved"
+                    }
+                }
+            }
             _ => "not determined",
         }
     )];
@@ -670,9 +688,11 @@ fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
 }
 
 /// The "all" break-even of `way` when it is a finding (no bound).
-fn all_x(r: &PretrainResult, way: &str) -> Option<f64> {
+/// The "all" row's break-even of `way` and its 95 % interval (None with one seed or an unbounded end).
+fn all_be(r: &PretrainResult, way: &str) -> Option<(f64, Option<(f64, f64)>)> {
     r.break_even.iter().find(|(s, w, _)| s == "all" && w == way).and_then(|b| match b.2 {
-        BreakEven::Reuses { x, .. } => Some(x),
+        BreakEven::Reuses { x, lo: Some(l), hi: Some(h) } if h.is_finite() => Some((x, Some((l, h)))),
+        BreakEven::Reuses { x, .. } => Some((x, None)),
         _ => None,
     })
 }
