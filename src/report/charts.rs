@@ -274,10 +274,6 @@ fn break_even_plot(p: &PretrainResult, method: &Method) -> (String, Option<Strin
 fn multitask_plot(v: &MultitaskResult, method: &Method) -> (String, Option<String>) {
     let m = v.metric;
     let (u, name) = (m.unit(), m.name());
-    let cap = format!(
-        "Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){}",
-        method.suffix()
-    );
     let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
     let bar = |label: String, value: Option<f64>| Bar { label, value, err: None, missing: "not reached".into() };
     let mut bars = vec![
@@ -288,6 +284,14 @@ fn multitask_plot(v: &MultitaskResult, method: &Method) -> (String, Option<Strin
         let vals: Vec<f64> = v.seeds.iter().filter_map(|s| s.singles.get(i)?.as_ref()?.cost).collect();
         bars.push(bar(format!("single {task}"), mean(vals)));
     }
+    // A side that did not reach is said in the caption too, not only by its missing bar.
+    let unreached: Vec<&str> = bars.iter().filter(|b| b.value.is_none()).map(|b| b.label.as_str()).collect();
+    let not_reached =
+        if unreached.is_empty() { String::new() } else { format!("; not reached: {}", unreached.join(", ")) };
+    let cap = format!(
+        "Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){not_reached}{}",
+        method.suffix()
+    );
     let svg = svg::hbars(&cap, &format!("{name} ({u})"), u, &bars);
     (cap, svg)
 }
