@@ -123,4 +123,8 @@ fn multitask_caption_names_the_side_that_did_not_reach() {
     let (_, cap) = r.plots.iter().find(|(f, _)| f == "multitask.svg").expect("the multi-task plot");
     assert!(cap.contains("; not reached: single-task total, single Young ["), "{cap}");
     assert!(!cap.contains("multi-task (2 outputs),"), "{cap}");
+    // The bar of an unreached side is a lower bound and says so.
+    let svg = std::fs::read_to_string(d.path().join("multitask.svg")).unwrap();
+    assert!(svg.contains("single Young (not reached, ≥)"), "{svg}");
+    assert!(!svg.contains("single Smiling (not reached"), "{svg}");
 }
