@@ -194,7 +194,9 @@ fn table(b: &KernelBench, ok: &[&BenchRowIn]) -> String {
         .collect();
     format!(
         "Per-kernel efficiency: %flop and %bw are the kernel's GFLOP/s and GB/s over the ceilings above; bound = \
-         memory when the kernel's intensity is left of the ridge point (peak GFLOP/s / GB/s), else compute. \
+         memory when the kernel's intensity is left of the ridge point (peak GFLOP/s / GB/s), else compute. On the \
+         CPU the bandwidth ceiling is main memory (STREAM triad): a kernel whose buffers fit in the caches can \
+         exceed 100 %bw. \
          J/launch: {}.\n\n{}\n",
         energy_label(b).map_or("not measured (no --energy)".into(), |l| format!("{l}, ± the 95 % interval")),
         md_table(

@@ -94,7 +94,7 @@ fn step_timeline(run: &Run, t: &str) -> Vec<Block> {
     let Some(tl) = super::timeline::pick(&recs, period) else { return vec![] };
     let cap = format!(
         "Step timeline: counter updates, the step windows between them, their kernels and the carried residual{}{t}",
-        if tl.nominal { " (nominal 100 ms update period: this run's energy source has no counter)" } else { "" }
+        if tl.nominal { " (nominal 100 ms update period: this run recorded none)" } else { "" }
     );
     let svg = svg::Timeline {
         caption: &cap,
@@ -131,7 +131,9 @@ fn energy_roofline(run: &Run, rows: &[KernelRow], t: &str) -> Vec<Block> {
     let note = match &model {
         Some(m) => format!(
             "**Device model** (fitted to this run's calibrated kernels, least squares on the dynamic energy): static \
-             {} W (idle power measured before the run), {} pJ per FLOP, {} pJ per byte moved.",
+             {} W (idle power measured before the run), {} pJ per FLOP, {} pJ per byte moved. The line is the \
+             dynamic part, J/FLOP + (J/byte) / intensity; the points are each kernel's whole energy per FLOP, static \
+             included, so they sit above it by the static share.",
             svg::fmt(m.static_w),
             svg::fmt(m.j_per_flop * 1e12),
             svg::fmt(m.j_per_byte * 1e12)
