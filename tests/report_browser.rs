@@ -1,8 +1,8 @@
 //! Each report kind opened in headless Chromium (tests/browser): a sweep, pretraining + multi-task, a
-//! single run with kernels (and its "where the joules go" page). Every plot renders something, its texts stay
-//! inside it and the viewport, nothing overlaps, no legend covers data, and the page fetches nothing (works
-//! offline). With POWERTRAIN_SCREENSHOTS=DIR the first screen of each is kept there as a PNG, beside a
-//! copy of the page.
+//! single run with kernels (and its "where the joules go" page), a kernel benchmark (`bench kernels --json`).
+//! Every plot renders something, its texts stay inside it and the viewport, nothing overlaps, no legend covers
+//! data, and the page fetches nothing (works offline). With POWERTRAIN_SCREENSHOTS=DIR the first screen of each
+//! is kept there as a PNG, beside a copy of the page.
 mod browser;
 mod study_fake;
 
@@ -118,4 +118,20 @@ fn every_report_kind_renders_cleanly_offline() {
     study_fake::fake_train(&t).unwrap();
     let r = write_report(std::slice::from_ref(&run), None).unwrap();
     check(&r.html, "run");
+
+    // A kernel benchmark (`bench kernels --json`, a few CPU cases with the labelled estimate).
+    let bench = d.path().join("bench");
+    std::fs::create_dir_all(&bench).unwrap();
+    let file = bench.join("kernels.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_powertrain"))
+        .args(["bench", "kernels", "--device", "cpu", "--model", "pamap2", "--batch-size", "16"])
+        .args(["--kernel", "relu_forward,gemm", "--iters", "3", "--energy", "--energy-source", "estimate"])
+        .args(["--watts", "40", "--windows", "3", "--window-s", "0.05", "--json", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = write_report(std::slice::from_ref(&file), None).unwrap();
+    assert_eq!(r.plots.len(), 2, "roofline and J/launch");
+    check(&r.html, "bench");
 }

@@ -189,7 +189,11 @@ fn every_report_plot_names_its_method_and_keeps_its_legend_off_the_data() {
     }
     let md = std::fs::read_to_string(&r.md).unwrap();
     assert!(md.contains("**What was measured:** 9 training run(s) in a sweep study"), "{md}");
-    assert!(md.contains("**Main result:** the cheapest run to the target accuracy 0.6 is `bs128_lr0.001_s0`"), "{md}");
+    assert!(md.contains("- **sweep**: energy to the target accuracy, worst vs best"), "{md}");
+    assert!(
+        md.contains("Cheapest single run: the cheapest run to the target accuracy 0.6 is `bs128_lr0.001_s0`"),
+        "{md}"
+    );
     // Where the joules go: one page per run with kernels.csv, linked from the report.
     assert_eq!(r.pages.len(), 9);
     let page = std::fs::read_to_string(&r.pages[0]).unwrap();

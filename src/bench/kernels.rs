@@ -4,8 +4,9 @@
 //! Per case: check against the CPU backend first (on CUDA; a kernel that fails is printed as refused and not
 //! timed), warm up, then the median of repeated calls timed by the backend's own kernel timing (CUDA events on
 //! the GPU, the wall clock on the CPU). Reported: ms, GFLOP/s (conv and gemm), GB/s (every buffer read or
-//! written once), and on CUDA the fraction of the device's measured ceilings: a large device-to-device copy
-//! (GB/s, read + write) and a large FP32 GEMM through our own gemm kernel (GFLOP/s).
+//! written once), and the fraction of the device's measured ceilings. On CUDA: a large device-to-device copy
+//! (GB/s, read + write) and a large FP32 GEMM through our own gemm kernel (GFLOP/s); on the CPU: the STREAM
+//! triad and an FP32 FMA loop on all threads (`bench::ceilings`).
 //!
 //! With `--energy` (calibration mode): after timing, each case is run back to back over `--windows` windows of
 //! `--window-s` seconds, each started at a random phase of the sensor's update period, and the window's energy
@@ -78,9 +79,9 @@ pub struct BenchRow {
     pub median_ms: Option<f64>,
     pub gflops: Option<f64>,
     pub gbps: Option<f64>,
-    /// GFLOP/s over the GEMM ceiling (CUDA only).
+    /// GFLOP/s over the GEMM ceiling (CUDA) or the FMA loop's (CPU).
     pub frac_peak_flops: Option<f64>,
-    /// GB/s over the copy ceiling (CUDA only).
+    /// GB/s over the copy ceiling (CUDA) or the STREAM triad's (CPU).
     pub frac_peak_bw: Option<f64>,
     /// With --energy: joules per launch (repeat-and-divide).
     pub energy: Option<Calibration>,
@@ -93,7 +94,14 @@ pub struct Ceilings {
     pub copy_gbps: f64,
     pub gemm_gflops: f64,
     pub gemm_mnk: usize,
+    /// How the two figures were measured: "cuda: device copy, our FP32 gemm" or "cpu: STREAM triad, FMA loop"
+    /// (`bench::ceilings`).
+    pub what: &'static str,
 }
+
+/// What the CPU ceilings are (their `Ceilings::what`).
+pub const CPU_CEILINGS: &str =
+    "cpu: GB/s of the STREAM triad on all threads, GFLOP/s of an FP32 FMA loop on all threads (bench::ceilings)";
 
 /// `powertrain bench kernels`: check, time (and calibrate) the cases, print or write the result.
 pub fn run(o: &KernelBenchOptions) -> Result<()> {
@@ -118,8 +126,20 @@ pub fn run(o: &KernelBenchOptions) -> Result<()> {
         DeviceKind::Cpu => {
             let cpu = CpuBackend::new();
             let mut cal = open_cal()?;
-            let rows = bench_all(&cpu, None, &cases, o, seed, None, cal.as_mut())?;
-            (cpu.device_name(), None, rows, cal)
+            let c = super::ceilings::measure();
+            if !o.json {
+                println!(
+                    "{}: ceilings {:.1} GB/s (STREAM triad), {:.1} GFLOP/s (FP32 {} loop, {} threads)",
+                    cpu.device_name(),
+                    c.triad_gbps,
+                    c.fma_gflops,
+                    if c.fused { "FMA" } else { "multiply+add" },
+                    c.threads
+                );
+            }
+            let ceil = Ceilings { copy_gbps: c.triad_gbps, gemm_gflops: c.fma_gflops, gemm_mnk: 0, what: CPU_CEILINGS };
+            let rows = bench_all(&cpu, None, &cases, o, seed, Some(ceil), cal.as_mut())?;
+            (cpu.device_name(), Some(ceil), rows, cal)
         }
         DeviceKind::Cuda => {
             let gpu = CudaBackend::new(0)?;
@@ -266,10 +286,12 @@ fn bench_all<B: Backend>(
     mut cal: Option<&mut Calibrator>,
 ) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::with_capacity(cases.len());
+    let pb = super::progress(cases.len() as u64, "bench kernels");
     for (i, c) in cases.iter().enumerate() {
+        pb.set_message(format!("{} {}", c.label, c.op.kernel()));
         let mut row = bench_case(b, reference, c, o.iters, seed, ceil);
         if let (Some(cal), Some(ms)) = (cal.as_deref_mut(), row.median_ms) {
-            if !o.json {
+            if !o.json && pb.is_hidden() {
                 eprintln!("[{}/{}] energy of {} {} ...", i + 1, cases.len(), c.label, c.op.kernel());
             }
             match cal.measure(b, c, ms / 1e3, seed) {
@@ -281,7 +303,9 @@ fn bench_all<B: Backend>(
             }
         }
         rows.push(row);
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     Ok(rows)
 }
 
@@ -642,7 +666,12 @@ pub fn ceilings(gpu: &CudaBackend) -> Result<Ceilings> {
     let h = host_data(&op, 1);
     let mut p = prepare(gpu, &h)?;
     let (ms, _) = time_op(gpu, &op, &mut p.f, &mut p.i, Some(5))?;
-    Ok(Ceilings { copy_gbps, gemm_gflops: op.flops().unwrap_or(0.0) / (ms / 1e3) / 1e9, gemm_mnk: n })
+    Ok(Ceilings {
+        copy_gbps,
+        gemm_gflops: op.flops().unwrap_or(0.0) / (ms / 1e3) / 1e9,
+        gemm_mnk: n,
+        what: "cuda: GB/s of a 1 GiB device-to-device copy (read+write), GFLOP/s of our FP32 gemm 4096^3",
+    })
 }
 
 /// Median milliseconds of `iters` calls (adaptive when None: about 0.3 s of calls, 3 to 200) after warm-up, timed
@@ -735,8 +764,8 @@ fn bench_case<B: Backend>(
             row.gflops = case.op.flops().map(|f| f / s / 1e9);
             row.gbps = Some(case.op.bytes() / s / 1e9);
             if let Some(c) = ceil {
-                row.frac_peak_flops = row.gflops.map(|g| g / c.gemm_gflops);
-                row.frac_peak_bw = row.gbps.map(|g| g / c.copy_gbps);
+                row.frac_peak_flops = super::ceilings::fraction(row.gflops, c.gemm_gflops);
+                row.frac_peak_bw = super::ceilings::fraction(row.gbps, c.copy_gbps);
             }
         }
         Err(e) => {

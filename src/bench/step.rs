@@ -75,14 +75,18 @@ pub fn bench_step_on<B: Backend>(
         bail!("bench step: --iters 0: give at least 1 timed step");
     }
     let mut times = Vec::with_capacity(n_iters);
+    let pb = super::progress(n_iters as u64, "bench step");
+    pb.set_message(format!("{} batch {batch} steps", arch.name()));
     for _ in 0..n_iters {
         let t0 = std::time::Instant::now();
         let loss = model.train_step(batch, opt)?;
         times.push(t0.elapsed().as_secs_f64());
+        pb.inc(1);
         if !loss.is_finite() {
             bail!("bench step: the loss became {loss}");
         }
     }
+    pb.finish_and_clear();
     let sorted = crate::stats::sorted(&times);
     let q = |f: f64| crate::stats::quantile_sorted(&sorted, f);
     let med = crate::stats::median_sorted(&sorted);
@@ -249,11 +253,15 @@ pub fn bench_metering<B: Backend>(
     let measured_by = lanes.iter().find_map(|l| l.meter.as_ref().map(|m| m.source()));
     let records = tempfile::tempfile().context("bench step: cannot create a temporary file for the records")?;
     let mut records = std::io::BufWriter::new(records);
-    for _ in 0..rounds {
+    let pb = super::progress((rounds * lanes.len()) as u64, "bench step (metering)");
+    for r in 0..rounds {
         for lane in lanes.iter_mut() {
+            pb.set_message(format!("round {}/{rounds}: {}", r + 1, lane.mode.label()));
             lane.round(&mut model, (batch, opt), steps, &mut records)?;
+            pb.inc(1);
         }
     }
+    pb.finish_and_clear();
     be.set_kernel_timing(false);
     be.set_kernel_clock(KernelClock::Events)?;
     let off = crate::stats::median(&lanes[0].times);

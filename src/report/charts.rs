@@ -270,24 +270,41 @@ fn break_even_plot(p: &PretrainResult, method: &Method) -> (String, Option<Strin
     (cap, svg)
 }
 
-/// Multi-task network vs the single-task networks (mean over seeds); "not reached" where no seed has a cost.
+/// Multi-task network vs the single-task networks (mean over seeds). A network that did not reach every target
+/// on every seed is a lower bound: its bar says "not reached, ≥" and the caption names it; no cost at all shows
+/// "not reached" in place of the bar.
 fn multitask_plot(v: &MultitaskResult, method: &Method) -> (String, Option<String>) {
     let m = v.metric;
     let (u, name) = (m.unit(), m.name());
-    let cap = format!(
-        "Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){}",
-        method.suffix()
-    );
     let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
-    let bar = |label: String, value: Option<f64>| Bar { label, value, err: None, missing: "not reached".into() };
-    let mut bars = vec![
-        bar(format!("multi-task ({} outputs)", v.tasks.len()), v.mean_multi),
-        bar("single-task total".to_string(), v.mean_singles),
+    let reached = |n: Option<&crate::study::multitask::NetCost>| n.is_some_and(|n| n.all_reached);
+    let multi_ok = v.seeds.iter().all(|s| reached(s.multi.as_ref()));
+    let single_ok = |i: usize| v.seeds.iter().all(|s| reached(s.singles.get(i).and_then(|n| n.as_ref())));
+    let mut sides = vec![
+        (format!("multi-task ({} outputs)", v.tasks.len()), v.mean_multi, multi_ok),
+        ("single-task total".to_string(), v.mean_singles, (0..v.tasks.len()).all(single_ok)),
     ];
     for (i, task) in v.tasks.iter().enumerate() {
         let vals: Vec<f64> = v.seeds.iter().filter_map(|s| s.singles.get(i)?.as_ref()?.cost).collect();
-        bars.push(bar(format!("single {task}"), mean(vals)));
+        sides.push((format!("single {task}"), mean(vals), single_ok(i)));
     }
+    // A side that did not reach is said in the caption too, not only on its bar.
+    let unreached: Vec<&str> = sides.iter().filter(|s| !s.2 || s.1.is_none()).map(|s| s.0.as_str()).collect();
+    let bars: Vec<Bar> = sides
+        .iter()
+        .map(|(label, value, ok)| Bar {
+            label: if *ok || value.is_none() { label.clone() } else { format!("{label} (not reached, ≥)") },
+            value: *value,
+            err: None,
+            missing: "not reached".into(),
+        })
+        .collect();
+    let not_reached =
+        if unreached.is_empty() { String::new() } else { format!("; not reached: {}", unreached.join(", ")) };
+    let cap = format!(
+        "Multi-task vs single-task networks: {name} until every attribute reaches its target ({u}){not_reached}{}",
+        method.suffix()
+    );
     let svg = svg::hbars(&cap, &format!("{name} ({u})"), u, &bars);
     (cap, svg)
 }

@@ -24,6 +24,101 @@ pub struct Inputs {
     pub runs: Vec<Run>,
     /// (id, last error) of failed runs.
     pub failed: Vec<(String, String)>,
+    /// `bench kernels --json` outputs given as a file or found in a folder.
+    pub benches: Vec<KernelBench>,
+}
+
+/// A `bench kernels --json` document (or its `--out` file), as the report reads it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct KernelBench {
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub device: String,
+    /// "cpu" or "cuda".
+    pub kind: String,
+    /// Measured ceilings (absent in documents of older versions on the CPU).
+    pub ceilings: Option<BenchCeilings>,
+    /// The calibration's sensor context with `--energy` (its `source` names how joules were obtained).
+    #[serde(default)]
+    pub energy: Option<serde_json::Value>,
+    pub rows: Vec<BenchRowIn>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct BenchCeilings {
+    pub copy_gbps: f64,
+    pub gemm_gflops: f64,
+    /// How they were measured (older documents: the CUDA copy and gemm).
+    #[serde(default)]
+    pub what: String,
+}
+
+/// One case of a kernel benchmark.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct BenchRowIn {
+    pub model: String,
+    pub layer: String,
+    pub kernel: String,
+    pub batch: usize,
+    #[serde(default)]
+    pub shape: String,
+    pub status: String,
+    pub median_ms: Option<f64>,
+    pub gflops: Option<f64>,
+    pub gbps: Option<f64>,
+    pub frac_peak_flops: Option<f64>,
+    pub frac_peak_bw: Option<f64>,
+    pub energy: Option<crate::energy::Calibration>,
+}
+
+impl BenchRowIn {
+    /// FLOPs per byte moved (GFLOP/s over GB/s); None for ops without FLOPs.
+    pub fn intensity(&self) -> Option<f64> {
+        Some(self.gflops? / self.gbps.filter(|b| *b > 0.0)?)
+    }
+}
+
+/// The `bench kernels --json` documents at `p`: the file itself, or every `*.json` in the folder that is one.
+/// None when `p` holds none (an error naming the file when a file given directly is not one).
+pub fn benches(p: &Path) -> Result<Option<Vec<KernelBench>>> {
+    let read = |f: &Path| -> Result<Option<KernelBench>> {
+        let t = crate::util::read_text_file(f)?;
+        let v: serde_json::Value = match serde_json::from_str(&t) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        if !(v.get("rows").is_some_and(|r| r.is_array()) && v.get("kind").is_some() && v.get("device").is_some()) {
+            return Ok(None);
+        }
+        let mut b: KernelBench = serde_json::from_value(v).map_err(|e| {
+            anyhow::anyhow!("{}: not a `bench kernels --json` output this version can read ({e})", f.display())
+        })?;
+        b.path = f.to_path_buf();
+        Ok(Some(b))
+    };
+    if p.is_file() {
+        return match read(p)? {
+            Some(b) => Ok(Some(vec![b])),
+            None => bail!(
+                "{}: not a `bench kernels --json` output (no device, kind and rows); give a study, run or kernel                  benchmark",
+                p.display()
+            ),
+        };
+    }
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(p) {
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|f| f.extension().is_some_and(|x| x == "json")).collect()
+        }
+        Err(_) => return Ok(None),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| f.is_file()) {
+        if let Some(b) = read(f)? {
+            out.push(b);
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// Read every directory: a study (study.json or runs/) or a run (summary.json).
@@ -58,10 +153,12 @@ pub fn load(dirs: &[PathBuf]) -> Result<Inputs> {
                 }
             }
             inp.studies.push(study);
+        } else if let Some(b) = benches(d)? {
+            inp.benches.extend(b);
         } else {
             bail!(
-                "{}: not a study or run directory (no study.json, runs/ or summary.json); give the --out of \
-                 a sweep/study or of `powertrain train`",
+                "{}: not a study or run directory (no study.json, runs/ or summary.json) nor a `bench kernels \
+                 --json` output; give the --out of a sweep/study or of `powertrain train`, or a bench JSON file",
                 d.display()
             );
         }

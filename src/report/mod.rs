@@ -5,12 +5,16 @@
 //! (`teach.rs`). Every title says how its numbers were obtained (`Method`): measured (the sensor), estimate
 //! (no sensor), sim, or time (energy source `none`). Markdown becomes HTML through pulldown-cmark. Runs
 //! measured on different machines (host, GPU UUID, driver) are listed per machine and flagged.
+pub mod bench;
 pub mod charts;
+pub mod findings;
 pub mod load;
+pub mod roofline;
 pub mod svg;
 mod tables;
 pub mod teach;
 pub mod text;
+pub mod timeline;
 
 use crate::study::{mixed_sources, Machine, Metric};
 use anyhow::{Context, Result};
@@ -81,7 +85,10 @@ impl Method {
 /// Write report.html, report.md and the SVGs into `out` (default: the first directory).
 pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles> {
     let inp = load::load(dirs)?;
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| dirs[0].clone());
+    // A bench JSON file given first: the report goes beside it.
+    let first =
+        if dirs[0].is_file() { dirs[0].parent().map(Path::to_path_buf).unwrap_or_default() } else { dirs[0].clone() };
+    let out = out.map(Path::to_path_buf).unwrap_or(first);
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create the report folder (--out)", out.display()))?;
     let metric = Metric::of(inp.runs.iter().map(|r| &r.summary));
@@ -95,10 +102,17 @@ pub fn write_report(dirs: &[PathBuf], out: Option<&Path>) -> Result<ReportFiles>
     // Plots first: a damaged file behind one is said at the top, not drawn with holes.
     let plots = charts::plot_blocks(&inp, metric, &method, &mut warnings);
     let mut blocks = head(dirs, &inp, metric, &method, &warnings);
-    blocks.extend(tables::table_blocks(&inp, metric, &machines));
+    if !(inp.runs.is_empty() && inp.studies.is_empty() && inp.failed.is_empty()) {
+        blocks.extend(tables::table_blocks(&inp, metric, &machines));
+    }
     let pages = teach::pages(&inp, &out, &mut blocks)?;
-    blocks.push(Block::Md("## Plots\n\n".into()));
-    blocks.extend(plots);
+    if !plots.is_empty() {
+        blocks.push(Block::Md("## Plots\n\n".into()));
+        blocks.extend(plots);
+    }
+    if !inp.benches.is_empty() {
+        blocks.extend(bench::blocks(&inp.benches));
+    }
     let (hp, mp) = (out.join("report.html"), out.join("report.md"));
     let r = render(&blocks, &out, "powertrain report")?;
     crate::util::write_atomic(&hp, r.html.as_bytes())?;
@@ -134,8 +148,29 @@ fn input_warnings(inp: &Inputs, machines: usize, protocols: &[u32]) -> Vec<Strin
 /// The report's first screen: title, what was measured and how, the main result, inputs, warnings.
 fn head(dirs: &[PathBuf], inp: &Inputs, metric: Metric, method: &Method, warnings: &[String]) -> Vec<Block> {
     let mut head = String::from("# powertrain report\n\n");
-    head += &format!("**What was measured:** {}\n\n", measured(inp, method));
-    head += &format!("**Main result:** {}\n\n", main_result(inp, metric));
+    let study_findings = findings::of_studies(&inp.studies);
+    let bench_only = inp.runs.is_empty() && inp.failed.is_empty() && !inp.benches.is_empty();
+    if bench_only {
+        let (what, result) = bench::head(&inp.benches);
+        head += &format!("**What was measured:** {what}\n\n**Main result:** {result}\n\n");
+    } else {
+        head += &format!("**What was measured:** {}\n\n", measured(inp, method));
+    }
+    if bench_only {
+        // The kernel benchmark's result is above.
+    } else if study_findings.is_empty() {
+        head += &format!("**Main result:** {}\n\n", main_result(inp, metric));
+    } else {
+        head += "**Main result** (each study's finding, ours beside the paper's; intervals are 95 % over seeds, a \
+                 side that did not reach its target makes the finding a bound):\n\n";
+        for f in &study_findings {
+            head += &format!("- {}\n", f.line());
+        }
+        head += &format!("\nCheapest single run: {}\n\n", main_result(inp, metric));
+    }
+    if let Some(c) = carbon_line(inp) {
+        head += &format!("**Carbon:** {c}\n\n");
+    }
     head += &format!(
         "Inputs: {}. Runs: {} finished, {} failed. Protocol version {:?}.\n\n",
         dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "),
@@ -144,7 +179,7 @@ fn head(dirs: &[PathBuf], inp: &Inputs, metric: Metric, method: &Method, warning
         protocols(inp)
     );
     let mut blocks = vec![Block::Md(head)];
-    if matches!(metric, Metric::Time) {
+    if matches!(metric, Metric::Time) && !bench_only {
         blocks.push(Block::Warn(metric.note().to_string()));
     }
     if let Some(e) = estimate_note(inp) {
@@ -171,6 +206,14 @@ fn measured(inp: &Inputs, method: &Method) -> String {
         if models.is_empty() { "nothing".into() } else { models.join(", ") },
         method.label
     )
+}
+
+/// One run's carbon, or the runs' summed carbon (or why it is not summed); None when no run carries carbon.
+fn carbon_line(inp: &Inputs) -> Option<String> {
+    match inp.runs.as_slice() {
+        [r] => findings::carbon_text(r),
+        _ => findings::carbon_total(inp),
+    }
 }
 
 /// The cheapest run to its target, else the run with the lowest total.

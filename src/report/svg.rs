@@ -688,3 +688,195 @@ mod tests {
         assert_eq!(viridis(1.0), (253, 231, 37));
     }
 }
+
+/// A log-log scatter (rooflines): `lines` are drawn as polylines (the ceilings), `points` as markers only, one
+/// colour per series (hover: name, x, y and the point's own note); the legend outside the plot area.
+pub struct Scatter<'a> {
+    pub caption: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub lines: &'a [Series],
+    pub points: &'a [Series],
+    /// One hover note per point of each `points` series (e.g. "pamap2 conv1 b64"), empty when none.
+    pub notes: &'a [Vec<String>],
+}
+
+impl Scatter<'_> {
+    /// The SVG, or None without a positive finite point.
+    pub fn svg(&self) -> Option<String> {
+        let ok = |&(x, y): &(f64, f64)| x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite();
+        let all: Vec<(f64, f64)> =
+            self.lines.iter().chain(self.points).flat_map(|s| s.points.iter().copied()).filter(ok).collect();
+        if !self.points.iter().any(|s| s.points.iter().any(ok)) {
+            return None;
+        }
+        let (x0, x1, y0, y1) = all.iter().fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |a, p| {
+            (a.0.min(p.0), a.1.max(p.0), a.2.min(p.1), a.3.max(p.1))
+        });
+        let (xa, ya) = (Axis::log(x0, x1, None)?, Axis::log(y0, y1, None)?);
+        let names: Vec<String> = self.lines.iter().chain(self.points).map(|s| s.name.clone()).collect();
+        let lw = names.iter().map(|n| text_w(n, FONT - 1.0)).fold(60.0, f64::max).min(230.0) + 40.0;
+        let left = 40.0 + ya.ticks.iter().map(|v| text_w(&fmt(*v), FONT - 1.0)).fold(0.0, f64::max);
+        let f = Frame::new(self.caption, left, lw, H);
+        let mut s = f.open(self.caption, "scatter");
+        s += &f.y_ticks(&ya);
+        s += &f.x_ticks(&xa);
+        s += &f.axis_names(self.x_desc, self.y_desc);
+        let px = |&(x, y): &(f64, f64)| (xa.px(x, f.l, f.r), ya.px(y, f.b, f.t));
+        for (i, se) in self.lines.iter().enumerate() {
+            let (c, d) = style(i);
+            let coords: Vec<String> =
+                se.points.iter().filter(|p| ok(p)).map(px).map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let _ = write!(
+                s,
+                "<g class=\"series roof\" data-name=\"{n}\"><polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" \
+                 stroke-width=\"2.5\" stroke-dasharray=\"{d}\"><title>{n}</title></polyline></g>",
+                coords.join(" "),
+                n = esc(&se.name)
+            );
+        }
+        for (j, se) in self.points.iter().enumerate() {
+            let (c, _) = style(self.lines.len() + j);
+            let _ = write!(s, "<g class=\"series points\" data-name=\"{}\">", esc(&se.name));
+            for (k, p) in se.points.iter().enumerate().filter(|(_, p)| ok(p)) {
+                let (x, y) = px(p);
+                let note = self.notes.get(j).and_then(|n| n.get(k)).map(|n| format!(" ({n})")).unwrap_or_default();
+                let _ = write!(
+                    s,
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{c}\" fill-opacity=\"0.8\"><title>{}{}: x {}, y {}\
+                     </title></circle>",
+                    esc(&se.name),
+                    esc(&note),
+                    fmt(p.0),
+                    fmt(p.1)
+                );
+            }
+            s += "</g>";
+        }
+        s += &legend(&f, &names, lw);
+        Some(s + "</svg>\n")
+    }
+}
+
+/// One step window on the step timeline (times in ms from the first counter update shown).
+#[derive(Clone, Debug)]
+pub struct StepSpan {
+    pub step: u64,
+    pub start: f64,
+    pub end: f64,
+    pub energy_j: Option<f64>,
+    /// (kernel, its time in ms) in launch order, drawn back to back at the end of the window.
+    pub kernels: Vec<(String, f64)>,
+}
+
+/// The step timeline: three lanes over one counter update interval: the counter's updates, the step windows
+/// between them (and the carried residual after the last update), and each step's kernels. Kernel colours
+/// follow `kernel_names` (the legend, outside the plot area).
+pub struct Timeline<'a> {
+    pub caption: &'a str,
+    pub steps: &'a [StepSpan],
+    /// Counter update times (ms).
+    pub updates: &'a [f64],
+    /// (from, to) in ms: the part of the last window after the last update, carried to the next update.
+    pub residual: Option<(f64, f64)>,
+    pub kernel_names: &'a [String],
+}
+
+impl Timeline<'_> {
+    pub fn svg(&self) -> Option<String> {
+        let ends: Vec<f64> =
+            self.steps.iter().flat_map(|s| [s.start, s.end]).chain(self.updates.iter().copied()).collect();
+        let lo = ends.iter().copied().fold(f64::MAX, f64::min);
+        let hi = ends.iter().copied().fold(f64::MIN, f64::max);
+        let xa = Axis::linear(lo, hi, 8)?;
+        let lw = self.kernel_names.iter().map(|n| text_w(n, FONT - 1.0)).fold(60.0, f64::max).min(230.0) + 40.0;
+        let f = Frame::new(self.caption, 118.0, lw, 330.0);
+        let mut s = f.open(self.caption, "timeline");
+        s += &f.x_ticks(&xa);
+        s += &f.axis_names("time (ms from the first counter update shown)", "");
+        let lane_h = (f.b - f.t) / 3.0;
+        let lanes = ["counter updates", "step windows", "kernels"];
+        for (i, name) in lanes.iter().enumerate() {
+            let _ = write!(
+                s,
+                "<text class=\"tick category lane\" x=\"{}\" y=\"{:.1}\" font-size=\"{FONT}\" text-anchor=\"end\">{name}</text>",
+                f.l - 6.0,
+                f.t + lane_h * (i as f64 + 0.5) + 4.0
+            );
+        }
+        let x = |v: f64| xa.px(v, f.l, f.r);
+        s += &self.residual_svg(&f, lane_h, &x);
+        s += &self.steps_svg(&f, lane_h, &x);
+        for u in self.updates {
+            let _ = write!(
+                s,
+                "<line class=\"update\" x1=\"{0:.1}\" y1=\"{1}\" x2=\"{0:.1}\" y2=\"{2}\" stroke=\"#B00\" stroke-width=\"2\">\
+                 <title>counter update at {3} ms</title></line><circle cx=\"{0:.1}\" cy=\"{4:.1}\" r=\"5\" fill=\"#B00\">\
+                 <title>counter update at {3} ms: the energy since the previous update becomes readable</title></circle>",
+                x(*u),
+                f.t,
+                f.b,
+                fmt(*u),
+                f.t + lane_h / 2.0
+            );
+        }
+        s += &legend(&f, self.kernel_names, lw);
+        Some(s + "</svg>\n")
+    }
+
+    fn residual_svg(&self, f: &Frame, lane_h: f64, x: &dyn Fn(f64) -> f64) -> String {
+        let Some((a, b)) = self.residual.filter(|(a, b)| b > a) else { return String::new() };
+        format!(
+            "<rect class=\"residual\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#ddd\" \
+             stroke=\"#777\" stroke-dasharray=\"4 2\"><title>carried residual: {} ms of this window fall after the \
+             last update; their energy is only read at the next update and is carried there</title></rect>\
+             <text class=\"residual-label\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"{}\" fill=\"#444\">residual</text>",
+            x(a),
+            f.t + lane_h + 4.0,
+            (x(b) - x(a)).max(1.0),
+            lane_h - 8.0,
+            fmt(b - a),
+            x(a) + 2.0,
+            f.t + lane_h - 2.0,
+            FONT - 2.0
+        )
+    }
+
+    fn steps_svg(&self, f: &Frame, lane_h: f64, x: &dyn Fn(f64) -> f64) -> String {
+        let mut s = String::from("<g class=\"steps\">");
+        for (i, st) in self.steps.iter().enumerate() {
+            let fill = if i % 2 == 0 { "#9ecae1" } else { "#c6dbef" };
+            let e = st.energy_j.map(|e| format!(", attributed {} J", fmt(e))).unwrap_or_default();
+            let _ = write!(
+                s,
+                "<rect class=\"window\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\" \
+                 stroke=\"#3182bd\"><title>step {}: window {}-{} ms{e}</title></rect>",
+                x(st.start),
+                f.t + lane_h + 10.0,
+                (x(st.end) - x(st.start)).max(0.5),
+                lane_h - 20.0,
+                st.step,
+                fmt(st.start),
+                fmt(st.end)
+            );
+            // Kernels back to back at the end of the window (launch order; exact starts are not recorded).
+            let mut t = st.end - st.kernels.iter().map(|k| k.1).sum::<f64>();
+            for (name, d) in &st.kernels {
+                let c = self.kernel_names.iter().position(|n| n == name).map_or("#999", |j| style(j).0);
+                let _ = write!(
+                    s,
+                    "<rect class=\"kernel\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{c}\">\
+                     <title>step {}: {name}, {} ms</title></rect>",
+                    x(t),
+                    f.t + 2.0 * lane_h + 10.0,
+                    (x(t + d) - x(t)).max(0.5),
+                    lane_h - 20.0,
+                    st.step,
+                    fmt(*d)
+                );
+                t += d;
+            }
+        }
+        s + "</g>"
+    }
+}

@@ -33,6 +33,9 @@ pub(super) fn table_blocks(inp: &Inputs, metric: Metric, machines: &BTreeMap<Mac
     if let Some(t) = energy_table(&inp.runs) {
         blocks.push(Block::Md(t));
     }
+    if let Some(t) = carbon_table(&inp.runs) {
+        blocks.push(Block::Md(t));
+    }
     if !inp.failed.is_empty() {
         let mut s = String::from("## Failed runs\n\n");
         for (id, e) in &inp.failed {
@@ -159,5 +162,34 @@ fn energy_table(runs: &[Run]) -> Option<String> {
             ],
             &rows
         )
+    ))
+}
+
+/// Each run's carbon block (summary.json, only with --carbon-intensity and --pue): CO2e, the inputs, and how
+/// the energy behind it was obtained (an estimate or sim is never called measured). None when no run has one.
+fn carbon_table(runs: &[Run]) -> Option<String> {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .filter_map(|r| {
+            let c = r.summary.carbon.as_object()?;
+            let n = |k: &str| fmt_num(c.get(k).and_then(|v| v.as_f64()));
+            let source = c.get("energy_source").and_then(|v| v.as_str()).unwrap_or(&r.summary.energy_source);
+            Some(vec![
+                r.id.clone(),
+                n("co2e_g"),
+                n("carbon_intensity_g_per_kwh"),
+                n("pue"),
+                n("energy_kwh"),
+                super::source_label(source),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "## Carbon\n\nCO2e = the run's energy x PUE x carbon intensity, both given on the command line \
+         (`--carbon-intensity`, `--pue`); it is as good as the energy behind it (last column).\n\n{}\n",
+        md_table(&["run", "CO2e (g)", "intensity (gCO2e/kWh)", "PUE", "energy (kWh)", "energy method"], &rows)
     ))
 }

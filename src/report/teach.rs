@@ -1,12 +1,11 @@
 //! "Where the joules go": a section in the report and a page per run with `--per-kernel` (kernels.csv):
 //! per kernel the launches, time, energy with its uncertainty, J per launch, J per GFLOP, and the share of
 //! static (idle) vs dynamic energy; a step timeline showing the step windows the sensor's updates are split
-//! over; plain-language explanations beside each.
-//!
-//! TODO(kernels.csv `bytes`): the energy roofline (J/FLOP vs arithmetic intensity) and J per GB moved need
-//! the bytes each kernel moves, which kernels.csv does not record yet; until then the J/GFLOP bars stand in.
+//! over; the energy roofline (`roofline.rs`: J/FLOP vs arithmetic intensity, the kernels' FLOPs and bytes from
+//! the model's layer shapes, a fitted device model where the split was calibrated); plain-language
+//! explanations beside each.
 use super::load::{self, Inputs, Run};
-use super::svg::{self, Bar, Lines, Series, VLine};
+use super::svg::{self, Bar, Series};
 use super::{source_label, text, Block};
 use crate::energy::KernelRow;
 use anyhow::Result;
@@ -80,39 +79,107 @@ fn run_blocks(run: &Run, rows: &[KernelRow]) -> Vec<Block> {
             file: format!("jpergflop_{}.svg", file_id(&run.id)),
             caption: cap,
             svg,
-            about: text::ROOFLINE.into(),
+            about: text::JPERGFLOP.into(),
         });
     }
-    if let Ok(st) = load::steps(&run.dir) {
-        let cap = format!("Step timeline: the first steps' windows and energy (J per step){t}");
-        let first: Vec<(f64, f64, Option<f64>)> = st.into_iter().take(40).collect();
-        let series = vec![Series {
-            name: "energy of the step window".into(),
-            points: first.iter().filter_map(|(t, _, e)| Some((*t, (*e)?))).collect(),
-        }];
-        let marks: Vec<VLine> = first
-            .iter()
-            .enumerate()
-            .map(|(i, (t, w, _))| VLine { x: *t, label: format!("step {} ends ({} s window)", i + 1, svg::fmt(*w)) })
-            .collect();
-        let svg = Lines {
-            caption: &cap,
-            x_desc: "time since start (s)",
-            y_desc: "energy per step (J)",
-            series: &series,
-            log_x: false,
-            x_at: None,
-            vlines: &marks,
-        }
-        .svg();
-        if let Some(svg) = svg {
-            b.push(Block::Plot {
-                file: format!("step_timeline_{}.svg", file_id(&run.id)),
-                caption: cap,
-                svg,
-                about: text::TIMELINE.into(),
-            });
-        }
+    b.extend(energy_roofline(run, rows, &t));
+    b.extend(step_timeline(run, &t));
+    b
+}
+
+/// The step timeline over one counter update interval (`timeline.rs` picks the steps and the updates).
+fn step_timeline(run: &Run, t: &str) -> Vec<Block> {
+    let Ok(Some(recs)) = crate::rundir::RunDir::new(&run.dir).steps() else { return vec![] };
+    let period = run.summary.energy_context.totals().and_then(|c| c.update_period_s).filter(|p| *p > 0.0);
+    let Some(tl) = super::timeline::pick(&recs, period) else { return vec![] };
+    let cap = format!(
+        "Step timeline: counter updates, the step windows between them, their kernels and the carried residual{}{t}",
+        if tl.nominal { " (nominal 100 ms update period: this run recorded none)" } else { "" }
+    );
+    let svg = svg::Timeline {
+        caption: &cap,
+        steps: &tl.steps,
+        updates: &tl.updates,
+        residual: tl.residual,
+        kernel_names: &tl.kernel_names,
+    }
+    .svg();
+    let Some(svg) = svg else { return vec![] };
+    vec![Block::Plot {
+        file: format!("step_timeline_{}.svg", file_id(&run.id)),
+        caption: cap,
+        svg,
+        about: format!("{} {}", text::TIMELINE, tl.summary()),
+    }]
+}
+
+/// The energy roofline plot and the device model's line (or why there is none).
+fn energy_roofline(run: &Run, rows: &[KernelRow], t: &str) -> Vec<Block> {
+    use super::roofline::{calibrated, fit, model_line, points, step_work};
+    let pts = points(rows, &step_work(&run.summary), run.summary.steps);
+    if pts.is_empty() {
+        return vec![Block::Md(
+            "No energy roofline: no kernel with FLOPs has an energy (kernels.csv without energies, or a model \
+             whose shapes this version does not know).\n\n"
+                .into(),
+        )];
+    }
+    let model = match (calibrated(rows), run.summary.idle_power_w) {
+        (true, Some(w)) => fit(&pts, w),
+        _ => None,
+    };
+    let note = match &model {
+        Some(m) => format!(
+            "**Device model** (fitted to this run's calibrated kernels, least squares on the dynamic energy): static \
+             {} W (idle power measured before the run), {} pJ per FLOP, {} pJ per byte moved. The line is the \
+             dynamic part, J/FLOP + (J/byte) / intensity; the points are each kernel's whole energy per FLOP, static \
+             included, so they sit above it by the static share.",
+            svg::fmt(m.static_w),
+            svg::fmt(m.j_per_flop * 1e12),
+            svg::fmt(m.j_per_byte * 1e12)
+        ),
+        None => "**Device model: none.** This run's per-kernel split was not calibrated (kernels.csv's method is \
+                 not `calibrated`, or no idle power was measured), so no static watts, J per FLOP or J per byte \
+                 are fitted: the points follow the time-proportional split. Run `powertrain bench kernels \
+                 --energy` on this device, then train with `--per-kernel`, to get one."
+            .into(),
+    };
+    let (lo, hi) = pts.iter().fold((f64::MAX, 0.0f64), |a, p| (a.0.min(p.intensity), a.1.max(p.intensity)));
+    let lines: Vec<Series> = model
+        .iter()
+        .map(|m| Series { name: "device model (dynamic)".into(), points: model_line(m, lo / 2.0, hi * 2.0) })
+        .collect();
+    let series: Vec<Series> =
+        pts.iter().map(|p| Series { name: p.name.clone(), points: vec![(p.intensity, p.j_per_flop)] }).collect();
+    let notes: Vec<Vec<String>> = pts
+        .iter()
+        .map(|p| {
+            vec![format!(
+                "{} GFLOP, {} GB, {} J",
+                svg::fmt(p.flops / 1e9),
+                svg::fmt(p.bytes / 1e9),
+                svg::fmt(p.energy_j)
+            )]
+        })
+        .collect();
+    let cap = format!("Energy roofline: joules per FLOP vs arithmetic intensity per kernel (J/FLOP){t}");
+    let svg = svg::Scatter {
+        caption: &cap,
+        x_desc: "arithmetic intensity (FLOP per byte, from the layer shapes; log)",
+        y_desc: "J per FLOP (log)",
+        lines: &lines,
+        points: &series,
+        notes: &notes,
+    }
+    .svg();
+    let mut b = vec![Block::Md(format!("{note}\n\n"))];
+    if let Some(svg) = svg {
+        b.push(Block::Plot {
+            file: format!("energy_roofline_{}.svg", file_id(&run.id)),
+            caption: cap,
+            svg,
+            about: text::ROOFLINE.into(),
+        });
     }
     b
 }

@@ -45,3 +45,13 @@ in proportion to their time weighted by the power timeline, and carries what fal
 pub const STATIC: &str = "*Static* (idle) energy is what the device draws just for being on: its idle power, \
 measured before the run, times the time. *Dynamic* energy is the rest, what the computation itself adds. A kernel \
 that runs long but does little pays mostly static energy; making it faster saves that share.";
+
+pub const BENCH_ROOFLINE: &str = "Each dot is one kernel at one layer shape and batch size: how many floating-point \
+operations it did per second (up) against how many it does per byte it reads or writes (right, its *arithmetic \
+intensity*). The line is the *roofline* of this device, measured here: a kernel left of the bend (the ridge point) \
+cannot go faster than the memory feeds it (bandwidth x intensity), a kernel right of it is limited by the peak \
+arithmetic rate. The gap between a dot and the line is how much speed the kernel leaves on the table.";
+
+pub const JPERGFLOP: &str = "Joules each kernel spent per billion floating-point operations it did (only kernels \
+that do arithmetic: convolutions and matrix products). Lower means more work per joule; a kernel that waits on \
+memory shows a high figure even if it is fast.";
