@@ -26,6 +26,7 @@ fn sweep(out: &Path) {
         prune: false,
         emit_slurm: None,
         only: None,
+        extras: Default::default(),
         out: out.to_path_buf(),
     };
     powertrain::study::sweep_with(&a, &study_fake::fake_train).unwrap();

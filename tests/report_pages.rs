@@ -116,6 +116,7 @@ fn multitask_caption_names_the_side_that_did_not_reach() {
         energy: "estimate".into(),
         watts: Some(40.0),
         quick: false,
+        extras: Default::default(),
         out: d.path().to_path_buf(),
     };
     powertrain::study::multitask_study_with(&m, &study_fake::fake_train).unwrap();

@@ -69,6 +69,8 @@ pub struct DeviceModel {
     pub static_w: f64,
     pub j_per_flop: f64,
     pub j_per_byte: f64,
+    /// How well it describes the kernels: sqrt(sum of squared residuals / sum of squared dynamic energies).
+    pub rel_residual: f64,
 }
 
 /// Least squares of the kernels' dynamic energy E - P_static t = a FLOPs + b bytes (no intercept), None with
@@ -96,7 +98,13 @@ pub fn fit(points: &[Point], static_w: f64) -> Option<DeviceModel> {
     } else if b < 0.0 {
         (a, b) = ((sfy / sff).max(0.0), 0.0);
     }
-    Some(DeviceModel { static_w, j_per_flop: a, j_per_byte: b })
+    let (mut rss, mut yy) = (0.0, 0.0);
+    for (p, y) in points.iter().zip(&y) {
+        rss += (y - a * p.flops - b * p.bytes).powi(2);
+        yy += y * y;
+    }
+    let rel_residual = if yy > 0.0 { (rss / yy).sqrt() } else { f64::INFINITY };
+    Some(DeviceModel { static_w, j_per_flop: a, j_per_byte: b, rel_residual })
 }
 
 /// The model's dynamic J/FLOP at intensity `x`: J/FLOP + J/byte / x.
@@ -138,6 +146,11 @@ mod tests {
         let pts = vec![k(1e12, 1e10, 0.5), k(1e11, 4e10, 0.2), k(5e12, 2e11, 2.0)];
         let m = fit(&pts, s).unwrap();
         assert!((m.j_per_flop - a).abs() < 1e-18 && (m.j_per_byte - b).abs() < 1e-17, "{m:?}");
+        assert!(m.rel_residual < 1e-9, "{m:?}");
+        // A kernel that draws far more than the model says: the residual shows it.
+        let mut off = pts.clone();
+        off[1].energy_j += 40.0;
+        assert!(fit(&off, s).unwrap().rel_residual > 0.3);
         let line = model_line(&m, 1.0, 100.0);
         assert!((line[0].1 - (a + b)).abs() < 1e-20 && (line[40].1 - (a + b / 100.0)).abs() < 1e-20);
         assert!(fit(&pts[..1], s).is_none());

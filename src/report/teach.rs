@@ -133,10 +133,17 @@ fn energy_roofline(run: &Run, rows: &[KernelRow], t: &str) -> Vec<Block> {
             "**Device model** (fitted to this run's calibrated kernels, least squares on the dynamic energy): static \
              {} W (idle power measured before the run), {} pJ per FLOP, {} pJ per byte moved. The line is the \
              dynamic part, J/FLOP + (J/byte) / intensity; the points are each kernel's whole energy per FLOP, static \
-             included, so they sit above it by the static share.",
+             included, so they sit above it by the static share. Residual of the fit: {:.0} % of the kernels' dynamic              energy{}",
             svg::fmt(m.static_w),
             svg::fmt(m.j_per_flop * 1e12),
-            svg::fmt(m.j_per_byte * 1e12)
+            svg::fmt(m.j_per_byte * 1e12),
+            100.0 * m.rel_residual,
+            if m.rel_residual > 0.3 {
+                ": the two-number model does not describe these kernels well, so read the line as a summary of this \
+                 run, not as a property of the device."
+            } else {
+                "."
+            }
         ),
         None => "**Device model: none.** This run's per-kernel split was not calibrated (kernels.csv's method is \
                  not `calibrated`, or no idle power was measured), so no static watts, J per FLOP or J per byte \
