@@ -258,8 +258,8 @@ fn quick_grid_is_small() {
     a.target_acc = None;
     a.epochs = 20;
     let g = powertrain::study::sweep::resolve(&a).unwrap();
-    assert_eq!(g.batch_sizes, vec![32, 128]);
-    assert_eq!(g.lrs, vec![1e-3, 1e-2]);
+    assert_eq!(g.batch_sizes, vec![32, 512]);
+    assert_eq!(g.lrs, vec![1e-4, 1e-2]);
     assert_eq!((g.epochs, g.target_acc), (4, 0.6));
     let r = sweep_with(&a, &fake_train).unwrap();
     assert_eq!(r.rows.len(), 4);
@@ -451,6 +451,14 @@ fn prune_finds_the_full_grids_best_for_less_energy() {
     // bs32 lr1e-2 was capped at 525 J after its third epoch (630 J), where it also reached the target.
     assert!(pruned.table.contains("This sweep used 2940 J in total"), "{}", pruned.table);
     assert!(pruned.table.contains("adaptive capping"), "{}", pruned.table);
+    // A pruned sweep does not headline a worst/best it never measured: its finding is the best and its cost.
+    assert!(
+        pruned.table.contains(", found by --prune for 2940 J of sweep; worst / best is not a finding"),
+        "{}",
+        pruned.table
+    );
+    assert!(!pruned.table.contains("**Finding: worst / best"), "{}", pruned.table);
+    assert!(full.table.contains("**Finding: worst / best energy to target"), "{}", full.table);
     // --prune with --only is refused before anything runs.
     let mut bad = grid(tempfile::tempdir().unwrap().path(), true);
     bad.only = Some(0);
