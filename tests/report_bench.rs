@@ -75,6 +75,7 @@ fn report_of_a_kernel_bench_draws_the_roofline_table_and_joules() {
     assert!(md.contains("energy per launch: estimate (no sensor)"), "{md}");
     assert!(md.contains("cases with FLOPs are memory-bound"), "{md}");
     assert!(!md.contains("## Runs") && !md.contains("no energy readings"), "{md}");
+    assert!(!md.contains("Runs: 0 finished") && !md.contains("Protocol version []"), "{md}");
     // One table row per case; the gemm rows have an intensity and a bound, relu has no FLOPs counted.
     let table: Vec<&str> = md.lines().filter(|l| l.starts_with("| gemm") || l.starts_with("| relu_forward")).collect();
     assert_eq!(table.len(), n, "{md}");

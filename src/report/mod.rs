@@ -171,13 +171,18 @@ fn head(dirs: &[PathBuf], inp: &Inputs, metric: Metric, method: &Method, warning
     if let Some(c) = carbon_line(inp) {
         head += &format!("**Carbon:** {c}\n\n");
     }
-    head += &format!(
-        "Inputs: {}. Runs: {} finished, {} failed. Protocol version {:?}.\n\n",
-        dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "),
-        inp.runs.len(),
-        inp.failed.len(),
-        protocols(inp)
-    );
+    let inputs = dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", ");
+    head += &if inp.runs.is_empty() && inp.failed.is_empty() {
+        // Kernel benchmarks only: no training runs to count.
+        format!("Inputs: {inputs}.\n\n")
+    } else {
+        format!(
+            "Inputs: {inputs}. Runs: {} finished, {} failed. Protocol version {:?}.\n\n",
+            inp.runs.len(),
+            inp.failed.len(),
+            protocols(inp)
+        )
+    };
     let mut blocks = vec![Block::Md(head)];
     if matches!(metric, Metric::Time) && !bench_only {
         blocks.push(Block::Warn(metric.note().to_string()));
