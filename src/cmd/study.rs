@@ -53,6 +53,18 @@ pub fn multitask(a: &MultitaskStudyArgs) -> Result<()> {
     multitask_study_with(&o, &train_run).map(|_| ())
 }
 
+/// The energy flags every study's arguments carry (the same four fields in each argh struct), as `RunExtras`.
+macro_rules! run_extras {
+    ($a:expr) => {
+        RunExtras {
+            sim_model: $a.sim_model.clone(),
+            sim_sensor: $a.sim_sensor.clone(),
+            carbon_intensity: $a.carbon_intensity,
+            pue: $a.pue,
+        }
+    };
+}
+
 impl From<&SweepArgs> for SweepOptions {
     fn from(a: &SweepArgs) -> SweepOptions {
         SweepOptions {
@@ -68,12 +80,7 @@ impl From<&SweepArgs> for SweepOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
-            extras: RunExtras {
-                sim_model: a.sim_model.clone(),
-                sim_sensor: a.sim_sensor.clone(),
-                carbon_intensity: a.carbon_intensity,
-                pue: a.pue,
-            },
+            extras: run_extras!(a),
             quick: a.quick,
             prune: a.prune,
             emit_slurm: a.emit_slurm.clone(),
@@ -96,12 +103,7 @@ impl From<&PretrainStudyArgs> for PretrainOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
-            extras: RunExtras {
-                sim_model: a.sim_model.clone(),
-                sim_sensor: a.sim_sensor.clone(),
-                carbon_intensity: a.carbon_intensity,
-                pue: a.pue,
-            },
+            extras: run_extras!(a),
             quick: a.quick,
             out: a.out.clone(),
         }
@@ -122,12 +124,7 @@ impl From<&MultitaskStudyArgs> for MultitaskOptions {
             device: a.device.clone(),
             energy: a.energy.clone(),
             watts: a.watts,
-            extras: RunExtras {
-                sim_model: a.sim_model.clone(),
-                sim_sensor: a.sim_sensor.clone(),
-                carbon_intensity: a.carbon_intensity,
-                pue: a.pue,
-            },
+            extras: run_extras!(a),
             quick: a.quick,
             out: a.out.clone(),
         }

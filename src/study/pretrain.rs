@@ -663,8 +663,7 @@ fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
             (Some((f, fr)), Some((ft, ftr))) => {
                 // Overlapping intervals: the order is not shown (the two share the pretraining cost).
                 let overlap = match (fr, ftr) {
-                    (Some((_, fh)), Some((tl, _))) if f < ft => fh >= tl,
-                    (Some((fl, _)), Some((_, th))) => fl <= th,
+                    (Some((fl, fh)), Some((tl, th))) => fl <= th && tl <= fh,
                     _ => true,
                 };
                 match (f < ft, overlap) {
@@ -687,7 +686,6 @@ fn render(r: &PretrainResult, subjects: &[u32], a: &PretrainOptions) -> String {
     t
 }
 
-/// The "all" break-even of `way` when it is a finding (no bound).
 /// The "all" row's break-even of `way` and its 95 % interval (None with one seed or an unbounded end).
 fn all_be(r: &PretrainResult, way: &str) -> Option<(f64, Option<(f64, f64)>)> {
     r.break_even.iter().find(|(s, w, _)| s == "all" && w == way).and_then(|b| match b.2 {

@@ -630,7 +630,6 @@ fn resolved_text(lo: &Mean, hi: &Mean) -> String {
     }
 }
 
-/// The paper side by side for the sweep.
 /// The sweep's finding: worst / best over every configuration, or, for a pruned sweep (whose costly
 /// configurations were stopped early, so that its worst is not measured), the best it found and what it cost.
 fn headline(grid: &SweepGrid, metric: Metric, best: &Option<ConfigCost>, f: &SweepFindings) -> String {
@@ -651,6 +650,7 @@ fn headline(grid: &SweepGrid, metric: Metric, best: &Option<ConfigCost>, f: &Swe
     )
 }
 
+/// The paper side by side for the sweep.
 fn paper_section(f: &SweepFindings, metric: Metric, prune: bool) -> String {
     let ours = if prune {
         "not measured: a pruned sweep stops the costly configurations early (run without --prune)".to_string()
