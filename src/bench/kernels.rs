@@ -312,7 +312,7 @@ fn bench_all<B: Backend>(
 /// The training shape a case belongs to (`model/bBATCH`), the calibration cache's key.
 fn case_shape(case: &Case) -> String {
     let model = case.label.split_once(' ').map_or(case.label.as_str(), |(m, _)| m);
-    format!("{model}/b{}", case.batch)
+    crate::energy::powercal::shape_key(model, case.batch)
 }
 
 /// The meter and the repeat-and-divide options of `bench kernels --energy`.

@@ -220,6 +220,11 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(root.join("calibration"))
 }
 
+/// The calibration's key of a training step: `model/bBATCH` (a kernel's power depends on its problem size).
+pub fn shape_key(model: &str, batch_size: usize) -> String {
+    format!("{model}/b{batch_size}")
+}
+
 /// The cache file of device `id`.
 pub fn cache_file(id: &str) -> Option<PathBuf> {
     let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();

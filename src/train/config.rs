@@ -245,7 +245,7 @@ impl TrainConfig {
             sim_model,
             sim_sensor,
             calibration,
-            shape: format!("{}/b{}", self.model, self.batch_size),
+            shape: powercal::shape_key(&self.model, self.batch_size),
             verbose: true,
         })
     }
