@@ -766,3 +766,87 @@ fn counter_vs_integrated_power_gap_is_reported() {
     assert!(pc["readings"][0]["gap_rel"].is_null());
     assert!(run.total_j.is_some());
 }
+
+/// A device calibrator that "measures" given powers: gemm 300 W, relu_forward 100 W.
+struct FakeDevice {
+    asked: Vec<String>,
+}
+
+impl powertrain::energy::inplace::InPlaceCalibrator for FakeDevice {
+    fn place(&self) -> &'static str {
+        "the device"
+    }
+    fn calibrate(
+        &mut self,
+        todo: &[(String, String, f64)],
+    ) -> Result<(powertrain::energy::powercal::PowerCalibration, powertrain::energy::powercal::CalibrationCost)> {
+        use powertrain::energy::powercal::{CalibrationCost, KernelPowerRow, PowerCalibration};
+        let mut c = PowerCalibration::new("GPU-fake", "nvml-counter", 60.0);
+        c.gap_w = 60.0;
+        for (name, shape, _) in todo {
+            self.asked.push(name.clone());
+            let power_w = if name == "gemm" { 300.0 } else { 100.0 };
+            c.kernels.push(KernelPowerRow {
+                name: name.clone(),
+                shape: shape.clone(),
+                power_w,
+                ci95_w: 1.0,
+                windows: 5,
+                window_s: 0.5,
+                launch_s: 0.008,
+            });
+        }
+        Ok((c, CalibrationCost { kernels: todo.len(), device_s: 2.5 * todo.len() as f64, energy_j: 900.0, wall_s: 0.0 }))
+    }
+}
+
+/// `train --per-kernel` on a sensor with no stored calibration: the training loop hands the meter the device's
+/// calibrator before the first step; the split then follows the calibrated powers (gemm draws 3x relu, and
+/// its share of each step is 3x relu's for the same time), and says where they came from and what they cost.
+/// Without a calibrator the split is by time and says that none ran.
+#[test]
+fn a_sensor_meter_calibrates_the_device_before_the_first_step() {
+    use powertrain::energy::EnergyOptions;
+    let extra = EnergyOptions { shape: "pamap2/b64".into(), ..EnergyOptions::default() };
+    let todo = |names: &[&str]| names.iter().map(|n| (n.to_string(), "pamap2/b64".to_string(), f64::NAN)).collect();
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 250.0)), true);
+    m.setup_split(&extra).unwrap();
+    assert!(m.wants_calibration_before_run());
+    assert_eq!(m.split_shape(), "pamap2/b64");
+    let mut dev = FakeDevice { asked: vec![] };
+    m.calibrate_before_run(&mut dev, todo(&["gemm", "relu_forward"]));
+    assert_eq!(dev.asked, ["gemm", "relu_forward"]);
+    assert!(!m.wants_calibration_before_run(), "once");
+    m.calibrate_before_run(&mut dev, todo(&["gemm"]));
+    assert_eq!(dev.asked.len(), 2, "a second call does nothing");
+    let steps = run_steps(&mut m, 30, 0.05, Some(0.01), two_kernels);
+    let share = |s: &StepEnergy, n: &str| s.kernels.iter().find(|k| k.name == n).unwrap().energy_j.unwrap();
+    let measured: Vec<&StepEnergy> = steps.iter().filter(|s| s.energy_j.is_some_and(|e| e > 0.0)).collect();
+    assert!(!measured.is_empty());
+    for s in &measured {
+        let r = share(s, "gemm") / share(s, "relu_forward");
+        assert!((r - 3.0).abs() < 1e-6, "gemm / relu = {r}: the calibrated 300 W / 100 W for equal times");
+    }
+    let run = m.finish();
+    let split = run.kernel_split.unwrap();
+    assert_eq!(split.method, "calibrated");
+    assert!(split.calibration.contains("in place on the device"), "{}", split.calibration);
+    assert_eq!(split.cost.unwrap().kernels, 2);
+
+    // No calibrator handed over: by time, and it says none ran.
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 250.0)), true);
+    m.setup_split(&extra).unwrap();
+    let steps = run_steps(&mut m, 30, 0.05, Some(0.01), two_kernels);
+    for s in steps.iter().filter(|s| s.energy_j.is_some_and(|e| e > 0.0)) {
+        let r = share(s, "gemm") / share(s, "relu_forward");
+        assert!((r - 1.0).abs() < 1e-6, "time split: equal times, equal shares ({r})");
+    }
+    let split = m.finish().kernel_split.unwrap();
+    assert_eq!(split.method, "time-proportional");
+    assert!(split.calibration.contains("none ran before the run"), "{}", split.calibration);
+
+    // Without --per-kernel, nothing to calibrate.
+    let mut m = scripted_meter(Box::new(ScriptedCounter::new(0.1, 250.0)), false);
+    m.setup_split(&extra).unwrap();
+    assert!(!m.wants_calibration_before_run());
+}

@@ -393,15 +393,36 @@ impl Calibrator {
         })
     }
 
-    /// Store the powers measured so far in the device's calibration cache; returns the file.
-    pub fn store(&self) -> Result<Option<PathBuf>> {
-        use crate::energy::powercal::{cache_file, KernelPowerRow, PowerCalibration};
-        let Some(id) = self.meter.device_id().or_else(|| {
+    /// The calibration's device id: the GPU's UUID (or the twin's model hash); `SOURCE-HOST` for a sensor
+    /// without one (RAPL); None for an estimate, which is never stored.
+    fn stored_id(&self) -> Option<String> {
+        self.meter.device_id().or_else(|| {
             self.meter
                 .source()
                 .is_measurement()
                 .then(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
-        }) else {
+        })
+    }
+
+    /// The device id for a calibration file (`stored_id`, else `estimate-HOST`).
+    pub fn device_id(&self) -> String {
+        self.stored_id().unwrap_or_else(|| format!("{}-{}", self.meter.source().as_str(), crate::util::hostname()))
+    }
+
+    /// The energy source's name ("nvml-counter", "rapl", "estimate", ...).
+    pub fn source_name(&self) -> String {
+        self.meter.source().as_str().to_string()
+    }
+
+    /// The idle power measured when the calibrator opened (a sensor only).
+    pub fn idle_w(&self) -> Option<f64> {
+        self.meter.idle_power_w()
+    }
+
+    /// Store the powers measured so far in the device's calibration cache; returns the file.
+    pub fn store(&self) -> Result<Option<PathBuf>> {
+        use crate::energy::powercal::{cache_file, KernelPowerRow, PowerCalibration};
+        let Some(id) = self.stored_id() else {
             return Ok(None);
         };
         let Some(path) = cache_file(&id) else { return Ok(None) };
@@ -430,7 +451,7 @@ impl Calibrator {
     }
 
     /// Joules per launch of `case`, whose median launch takes `launch_s` seconds.
-    fn measure<B: Backend>(&mut self, b: &B, case: &Case, launch_s: f64, seed: u64) -> Result<Calibration> {
+    pub(super) fn measure<B: Backend>(&mut self, b: &B, case: &Case, launch_s: f64, seed: u64) -> Result<Calibration> {
         if self.meter.source() == crate::energy::EnergySource::Sim {
             return self.measure_sim(case, launch_s);
         }
@@ -676,7 +697,7 @@ pub fn ceilings(gpu: &CudaBackend) -> Result<Ceilings> {
 
 /// Median milliseconds of `iters` calls (adaptive when None: about 0.3 s of calls, 3 to 200) after warm-up, timed
 /// by the backend's kernel timing. Returns (median ms, iterations).
-fn time_op<B: Backend>(
+pub(super) fn time_op<B: Backend>(
     b: &B,
     op: &Op,
     f: &mut [B::Buf],

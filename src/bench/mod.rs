@@ -4,6 +4,7 @@
 //! Configured by plain option structs; the command line is src/cmd's.
 
 pub mod ceilings;
+pub mod inplace;
 pub mod kernels;
 pub mod sensor;
 pub mod step;

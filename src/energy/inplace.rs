@@ -5,14 +5,16 @@
 //! `--calibration none`: split by time, labelled `time-proportional`. `--calibration FILE`: that file. Otherwise
 //! the cache's file for this device (`powercal::cache_file`); kernels it lacks at the step's shape are
 //! calibrated in place when a calibrator is available, and with no file at all the step's kernels are
-//! calibrated in place before the first step's split. A calibrator is available on the twin (`--energy sim`,
-//! [`TwinCalibrator`]) and, on CUDA with an NVML energy counter, when the command layer hands the meter one
-//! that runs `bench kernels --energy`'s repeat-and-divide on the device (`Meter::set_in_place_calibrator`).
-//! Without one, the split is by time and says why.
+//! calibrated in place. On the twin (`--energy sim`, [`TwinCalibrator`]) that happens at the first timed step,
+//! in simulated time, before its split. On a sensor (NVML, RAPL) the training loop hands the meter the device's
+//! calibrator (`bench::inplace::DeviceCalibrator`, `bench kernels --energy`'s repeat-and-divide on the run's own
+//! backend) before the first step (`Meter::calibrate_before_run`), so that neither the counter's run total nor
+//! the run's wall time holds it. When none ran, the split is by time and says why.
 //!
 //! ## The accounting ([`run_in_place`])
-//! The step's kernels are listed once (name, the step's shape, the median of their launch times); those the
-//! stored calibration already holds at this shape are not calibrated again. The new rows are stored in the
+//! The step's kernels are listed once (name, the step's shape, the median of their launch times on the twin;
+//! on a device the calibrator times each layer case itself); those the stored calibration already holds at
+//! this shape are not calibrated again ([`missing`]). The new rows are stored in the
 //! cache (merged with what it holds) and the split uses the merged file; the calibration's cost (kernels,
 //! device seconds, joules, wall seconds here) is said on stderr and kept in summary.json's `kernel_split.cost`.
 //!
@@ -96,14 +98,11 @@ pub fn todo(launches: &[KernelTiming], shape: &str, stored: Option<&PowerCalibra
     let mut names: Vec<&'static str> = launches.iter().map(|k| k.name).collect();
     names.sort_unstable();
     names.dedup();
-    names
-        .into_iter()
-        .filter(|n| !stored.is_some_and(|c| c.covers(&[n], shape)))
-        .map(|n| {
-            let d: Vec<f64> = launches.iter().filter(|k| k.name == n).map(|k| k.dur_s).collect();
-            (n.to_string(), shape.to_string(), crate::stats::median(&d))
-        })
-        .collect()
+    let all = names.into_iter().map(|n| {
+        let d: Vec<f64> = launches.iter().filter(|k| k.name == n).map(|k| k.dur_s).collect();
+        (n.to_string(), shape.to_string(), crate::stats::median(&d))
+    });
+    missing(all.collect(), stored)
 }
 
 /// What an in-place calibration did.
@@ -125,8 +124,23 @@ pub fn run_in_place(
     shape: &str,
     cache: Option<&Path>,
 ) -> Result<Option<InPlaceOutcome>> {
+    run_todo(cal, |stored| todo(launches, shape, stored), cache)
+}
+
+/// The kernels of `all` that `stored` lacks at their shape.
+pub fn missing(all: Todo, stored: Option<&PowerCalibration>) -> Todo {
+    all.into_iter().filter(|(n, shape, _)| !stored.is_some_and(|c| c.covers(&[n], shape))).collect()
+}
+
+/// Calibrate what `todo` lists given the cache's calibration, store it in the cache and merge; None when
+/// there is nothing to calibrate.
+pub fn run_todo(
+    cal: &mut dyn InPlaceCalibrator,
+    todo: impl FnOnce(Option<&PowerCalibration>) -> Todo,
+    cache: Option<&Path>,
+) -> Result<Option<InPlaceOutcome>> {
     let stored = cache.filter(|p| p.exists()).map(|p| PowerCalibration::read(p, "calibration cache")).transpose()?;
-    let todo = todo(launches, shape, stored.as_ref());
+    let todo = todo(stored.as_ref());
     if todo.is_empty() {
         return Ok(None);
     }

@@ -37,8 +37,6 @@ pub struct Meter {
     split: SplitReport,
     /// No stored calibration for this shape: calibrate in place at the first timed step.
     calibrate_pending: bool,
-    /// On a device: what calibrates in place (`set_in_place_calibrator`); the twin's is made when needed.
-    device_cal: Option<Box<dyn InPlaceCalibrator + Send>>,
 }
 
 impl Meter {
@@ -119,7 +117,7 @@ impl Meter {
 
     /// Where the per-kernel split's powers come from (`--calibration`, the cache, in place): the decision is
     /// `inplace::plan`'s.
-    fn setup_split(&mut self, extra: &EnergyOptions) -> Result<()> {
+    pub fn setup_split(&mut self, extra: &EnergyOptions) -> Result<()> {
         use super::inplace::{plan, SplitPlan};
         self.opts_extra = extra.clone();
         self.split.shape = extra.shape.clone();
@@ -129,7 +127,9 @@ impl Meter {
             return Ok(());
         }
         let cached = self.split.device.as_deref().and_then(powercal::cache_file).filter(|p| p.exists());
-        let can = self.twin.is_some() || self.device_cal.is_some();
+        // The twin calibrates at the first timed step (in simulated time); a sensor's device before the run,
+        // when the training loop hands `calibrate_before_run` a calibrator (bench/inplace.rs).
+        let can = self.twin.is_some() || self.source.is_measurement();
         let place = if self.twin.is_some() { "the twin" } else { "the device" };
         self.split.calibration = match plan(&extra.calibration, cached, can) {
             SplitPlan::TimeSplitAsked => "--calibration none: split by time".into(),
@@ -156,30 +156,58 @@ impl Meter {
         Ok(())
     }
 
-    /// Hand the meter a calibrator for the device (CUDA with an NVML counter: `bench kernels --energy`'s code,
-    /// given by the command layer); with `--per-kernel` and no stored calibration for this device and shape,
-    /// the step's kernels are then calibrated in place at the first timed step. Unverified on GPU.
-    pub fn set_in_place_calibrator(&mut self, cal: Box<dyn InPlaceCalibrator + Send>) -> Result<()> {
-        self.device_cal = Some(cal);
-        let extra = self.opts_extra.clone();
-        self.setup_split(&extra)
+    /// True when `--per-kernel` wants the device's kernels calibrated in place before the first step: a sensor
+    /// (not the twin), and no stored calibration for this device and the step's shape.
+    pub fn wants_calibration_before_run(&self) -> bool {
+        self.calibrate_pending && self.twin.is_none() && self.windows.not_started()
     }
 
-    /// Calibrate the step's kernels in place (on a copy of the twin, or on the device through the calibrator
-    /// the command gave), store the result in the cache and use it (`inplace::run_in_place`). Kernels the
-    /// cache already holds at this shape are kept.
+    /// The step's shape key (`model/bBATCH`) the split looks powers up by.
+    pub fn split_shape(&self) -> &str {
+        &self.opts_extra.shape
+    }
+
+    /// Calibrate `todo`'s kernels on the device before the first step (`cal`: bench/inplace.rs's, on the run's
+    /// backend), store them in the cache and split with them (`inplace::run_todo`). Kernels the cache holds at
+    /// this shape are kept. A failed calibration leaves the split by time and says why; the run goes on.
+    pub fn calibrate_before_run(&mut self, cal: &mut dyn InPlaceCalibrator, todo: super::inplace::Todo) {
+        if !self.wants_calibration_before_run() {
+            return;
+        }
+        self.calibrate_pending = false;
+        let cache = self.split.device.as_deref().and_then(powercal::cache_file);
+        self.calibrate_with(cal, |cached| super::inplace::missing(todo, cached), cache);
+    }
+
+    /// Calibrate the step's kernels in place on a copy of the twin at the first timed step, store the result in
+    /// the cache and use it (`inplace::run_in_place`). On a sensor this only says that no calibration ran
+    /// before the run (`calibrate_before_run` was not called): the split stays by time.
     fn calibrate_in_place(&mut self, launches: &[KernelTiming]) {
         self.calibrate_pending = false;
+        let Some(twin) = self.twin.clone() else {
+            if self.kernels.powers.is_none() {
+                self.split.calibration = "no calibration stored for this device and shape, and none ran before the \
+                                          run: split by time (run `powertrain bench kernels --energy` to calibrate)"
+                    .into();
+            }
+            return;
+        };
         let shape = self.opts_extra.shape.clone();
         let cache = self.split.device.as_deref().and_then(powercal::cache_file);
-        let mut twin_cal = self.twin.clone().map(TwinCalibrator);
-        let cal: &mut dyn InPlaceCalibrator = match (&mut twin_cal, &mut self.device_cal) {
-            (Some(t), _) => t,
-            (None, Some(d)) => d.as_mut(),
-            (None, None) => return,
-        };
+        let mut cal = TwinCalibrator(twin);
+        self.calibrate_with(&mut cal, |cached| super::inplace::todo(launches, &shape, cached), cache);
+    }
+
+    /// Run an in-place calibration of what `todo` lists (given the cache's calibration) and split with it.
+    fn calibrate_with(
+        &mut self,
+        cal: &mut dyn InPlaceCalibrator,
+        todo: impl FnOnce(Option<&PowerCalibration>) -> super::inplace::Todo,
+        cache: Option<std::path::PathBuf>,
+    ) {
+        let shape = self.opts_extra.shape.clone();
         let place = cal.place();
-        match super::inplace::run_in_place(cal, launches, &shape, cache.as_deref()) {
+        match super::inplace::run_todo(cal, todo, cache.as_deref()) {
             Ok(None) => {}
             Ok(Some(out)) => {
                 if self.opts_extra.verbose {
@@ -261,7 +289,6 @@ impl Meter {
             opts_extra: EnergyOptions::default(),
             split: SplitReport::default(),
             calibrate_pending: false,
-            device_cal: None,
         }
     }
 

@@ -38,7 +38,7 @@ pub fn train<B: Backend>(be: &B, s: &Setup, out: &mut RunWriter) -> Result<RunSu
     let cfg = &s.cfg;
     let mut model = Model::new(be, s.spec.arch, cfg.batch_size.min(s.ds.train.n.max(1)), &s.init)?;
     model.freeze_encoder = cfg.freeze_encoder;
-    let mut meter = open_meter(be, cfg)?;
+    let mut meter = open_meter(be, s)?;
     let source = meter.source();
     let mut probe = StepProbe::start(be, cfg)?;
     let (device, host) = ((be.kind().name(), be.device_name()), crate::util::hostname());
@@ -136,8 +136,10 @@ impl std::fmt::Display for UsedEnergy {
 }
 
 /// The meter `--energy`, `--watts` and `--per-kernel` ask for, with the idle baseline measured (for 1 s,
-/// when the source is a sensor).
-fn open_meter<B: Backend>(be: &B, cfg: &TrainConfig) -> Result<Meter> {
+/// when the source is a sensor), and with `--per-kernel` on a sensor and no stored calibration for this device
+/// and shape, the step's kernels calibrated before the first step (bench/inplace.rs).
+fn open_meter<B: Backend>(be: &B, s: &Setup) -> Result<Meter> {
+    let cfg = &s.cfg;
     let cfg_meter = MeterConfig {
         source: cfg.energy.clone(),
         watts: cfg.watts,
@@ -153,6 +155,13 @@ fn open_meter<B: Backend>(be: &B, cfg: &TrainConfig) -> Result<Meter> {
         _ => 0.0,
     };
     meter.measure_idle(secs)?;
+    if meter.wants_calibration_before_run() {
+        use crate::bench::inplace::{todo_of, DeviceCalibrator};
+        let source = if meter.source() == EnergySource::Rapl { "rapl" } else { "nvml" };
+        let mut cal = DeviceCalibrator::new(be, s.spec.arch, cfg.batch_size, &cfg.optimizer, source);
+        let todo = todo_of(&cal.step_kernels(), meter.split_shape());
+        meter.calibrate_before_run(&mut cal, todo);
+    }
     Ok(meter)
 }
 
