@@ -7,7 +7,9 @@
 #   2 stamps       launch stamps vs CUDA events op by op (the energy_gpu test binary, .devbin/energy_gpu)
 #   3 sensor       powertrain bench sensor: update period, continuous / part-time, window, lag, instant vs counter
 #   4 train_*      long metered trainings (>= 20 s each): off / per-step / per-kernel events / per-kernel stamps,
-#                  pamap2 b64 and celeba b256; overhead, closure (run) and closure per 2 s block
+#                  pamap2 b64 and celeba b256; overhead, closure (run) and closure per 2 s block; the first
+#                  per-kernel run of a model calibrates its kernels in place before its first step (the cache
+#                  under $OUT starts empty): its kernel_split line says what that cost
 #   5 calibrate    bench kernels --energy for the kernels holding >= 5 % of the per-kernel run's energy, against
 #                  the in-training attribution (additivity check)
 #   6 bench_step   bench step --energy --kernel-timing all: metering cost interleaved with metering off
@@ -98,6 +100,10 @@ for mb in $MODELS; do
     step "train_${m}_$mode" $((TRAIN_S * 3 + 60)) "$BIN" train --model "$m" --data "$DATA" "${VAL[@]}" \
       --device "$DEVICE" --batch-size "$b" --lr 1e-3 --seed 0 "${LIMIT[@]}" "${budget[@]}" "${args[@]}" --out "$run"
     [ -f "$run/summary.json" ] && runs+=("$run")
+    if [ "$mode" != off ] && [ "$mode" != step ] && [ -f "$run/summary.json" ] && command -v python3 > /dev/null; then
+      python3 -c 'import json,sys; k=json.load(open(sys.argv[1])).get("kernel_split") or {}; print("kernel_split:", k.get("method"), "|", k.get("calibration"), "| cost", json.dumps(k.get("cost")))' \
+        "$run/summary.json" 2>&1 | sed "s/^/  $(basename "$run"): /" | tee -a "$S"
+    fi
   done
   if [ ${#runs[@]} -ge 2 ] && command -v python3 > /dev/null; then
     python3 scripts/energy_summary.py "${runs[@]}" > "$R/summary_$m.txt" 2>&1

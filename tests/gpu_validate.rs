@@ -38,6 +38,11 @@ fn gpu_validate_dry_run_on_cpu_and_the_twin() {
     assert!(summary.contains("== done"), "{summary}");
     // The per-kernel run trained on the twin (--energy sim) with a calibrated split and its additivity check.
     assert!(summary.contains("additivity: {"), "{summary}");
+    // Its kernel split says how it was made: calibrated in place (on the twin here) before the first split,
+    // and what that cost.
+    let split = summary.lines().find(|l| l.contains("run_pamap2_kernel-events: kernel_split:"));
+    let split = split.unwrap_or_else(|| panic!("no kernel_split line:\n{summary}"));
+    assert!(split.contains("calibrated | in place on the twin") && split.contains("\"device_s\""), "{split}");
     // The twin's default counter updates every 100 ms: the probe finds it within 10 %.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("r/sensor.json")).unwrap()).unwrap();

@@ -6,7 +6,9 @@
 //!
 //! Which cases: the step's calls at the run's batch (`Arch::step_cases`, max pooling as the models use it, the
 //! run's optimiser), grouped by kernel; per kernel the largest cases by launch time until they hold
-//! [`COVER`] of that kernel's time in a step (the rest are small and cost windows, not accuracy). A kernel's
+//! [`COVER`] of that kernel's time in a step, at most [`MAX_CASES`] (the rest are small: they would cost
+//! windows, not accuracy). Five windows of 0.3 s per case (three updates of a 100 ms counter each): about
+//! 15 kernels x up to 2 cases x 1.5 s, some 30-45 s for a model's step on a GPU. A kernel's
 //! power is the launch-time-weighted mean of its cases' powers, as `bench kernels --energy` stores it.
 //!
 //! It runs before the meter's first window, so that neither the counter's run total nor the run's wall time
@@ -25,6 +27,8 @@ use std::time::Instant;
 
 /// The share of a kernel's step time its calibrated cases must hold.
 pub const COVER: f64 = 0.8;
+/// The most cases calibrated per kernel.
+pub const MAX_CASES: usize = 2;
 
 /// Calibrates a run's step kernels on the run's backend `be`.
 pub struct DeviceCalibrator<'a, B: Backend> {
@@ -42,7 +46,7 @@ pub struct DeviceCalibrator<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> DeviceCalibrator<'a, B> {
-    /// Five windows of 0.5 s per case (about five updates of a 100 ms counter each).
+    /// Five windows of 0.3 s per case (module docs).
     pub fn new(be: &'a B, arch: Arch, batch: usize, optimizer: &str, source: &str) -> Self {
         DeviceCalibrator {
             be,
@@ -52,7 +56,7 @@ impl<'a, B: Backend> DeviceCalibrator<'a, B> {
             source: source.to_string(),
             watts: None,
             windows: 5,
-            window_s: 0.5,
+            window_s: 0.3,
         }
     }
 
@@ -114,7 +118,7 @@ impl<'a, B: Backend> DeviceCalibrator<'a, B> {
             let (ms, _) = time_op(self.be, &c.op, &mut p.f, &mut p.i, Some(10))?;
             timed.push((c, ms / 1e3));
         }
-        let picked = cover(timed, COVER);
+        let picked = cover(timed, COVER, MAX_CASES);
         let (mut joules, mut secs, mut ci, mut used, mut windows, mut window_s) = (0.0, 0.0, 0.0, 0.0, 0, 0.0);
         for (k, (c, launch_s)) in picked.iter().enumerate() {
             let e = cal.measure(self.be, c, *launch_s, seed.wrapping_add(k as u64))?;
@@ -139,14 +143,14 @@ impl<'a, B: Backend> DeviceCalibrator<'a, B> {
     }
 }
 
-/// The largest cases by launch time until they hold `share` of the total (at least one).
-pub fn cover(mut timed: Vec<(Case, f64)>, share: f64) -> Vec<(Case, f64)> {
+/// The largest cases by launch time until they hold `share` of the total (at least one, at most `max`).
+pub fn cover(mut timed: Vec<(Case, f64)>, share: f64, max: usize) -> Vec<(Case, f64)> {
     timed.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = timed.iter().map(|t| t.1).sum();
     let mut out = Vec::new();
     let mut held = 0.0;
     for t in timed {
-        if !out.is_empty() && held >= share * total {
+        if !out.is_empty() && (held >= share * total || out.len() >= max) {
             break;
         }
         held += t.1;
@@ -206,9 +210,10 @@ mod tests {
         let d = DeviceCalibrator::new(&cpu, Arch::Pamap2, 8, "sgd", "estimate");
         let cases: Vec<Case> = d.step_cases().into_iter().take(4).collect();
         let timed: Vec<(Case, f64)> = cases.into_iter().zip([1.0, 6.0, 2.0, 1.0]).collect();
-        let got: Vec<f64> = cover(timed.clone(), 0.8).iter().map(|t| t.1).collect();
+        let got: Vec<f64> = cover(timed.clone(), 0.8, 3).iter().map(|t| t.1).collect();
         assert_eq!(got, vec![6.0, 2.0], "6 + 2 = 8 of 10");
-        assert_eq!(cover(timed, 0.0).len(), 1, "at least one");
+        assert_eq!(cover(timed.clone(), 0.0, 3).len(), 1, "at least one");
+        assert_eq!(cover(timed, 1.0, 2).len(), 2, "at most max");
     }
 
     /// On the CPU with the labelled estimate (40 W while busy), every calibrated kernel's power is the

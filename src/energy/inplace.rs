@@ -37,7 +37,7 @@ pub trait InPlaceCalibrator {
     /// The stderr line that says what was calibrated and what it cost.
     fn describe(&self, cost: &CalibrationCost) -> String {
         format!(
-            "calibrating {} kernels on {} before the first step's split (no stored calibration for this device and \
+            "calibrating {} kernels on {} before the first step (no stored calibration for this device and \
              shape): {:.1} s of device time, {:.1} J, {:.2} s here",
             cost.kernels,
             self.place(),
